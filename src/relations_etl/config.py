@@ -1,0 +1,233 @@
+"""Source configuration and column mappings, read from YAML files (a new list needs no code)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping as AbcMapping
+from enum import StrEnum
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from relations_etl.errors import ConfigError
+
+
+class Kind(StrEnum):
+    """The three kinds of facts."""
+
+    VISITS = "visits"
+    MEMBERSHIPS = "memberships"
+    RELATIONS = "relations"
+
+
+FIELDS: dict[Kind, tuple[str, ...]] = {
+    Kind.VISITS: (
+        "host_country", "visitor_country", "visitor_organization", "visitor", "visitor_name",
+        "visitor_title", "visitor_role", "visit_type", "start_date", "end_date", "city", "event",
+        "notes",
+    ),
+    Kind.MEMBERSHIPS: (
+        "country", "organization", "body", "status", "start_date", "end_date", "year", "notes",
+    ),
+    Kind.RELATIONS: ("country", "counterpart", "event", "event_date", "notes"),
+}
+"""Fields a mapping may fill per kind. `visitor` is a title and name in one text ("Prime Minister
+Mark Rutte"), split through the titles table; `year` is one membership year (see `periods`)."""
+
+FORMATS = ("csv", "tsv", "xlsx", "json", "ndjson", "parquet", "hsg-visits-xml")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Pattern(_Strict):
+    """A regular expression over a field; the first pattern that matches gives the value."""
+
+    match: str
+    value: str
+
+
+class Derive(_Strict):
+    """Fill a field from another field's text by patterns (e.g. visit type from a description)."""
+
+    source: str = Field(alias="from")
+    patterns: list[Pattern]
+    default: str | None = None
+
+
+class DateOptions(_Strict):
+    """How the dates of one list are written."""
+
+    order: Literal["ymd", "dmy", "mdy"] | None = None
+    excel_serial: bool = False
+
+
+class Mapping(_Strict):
+    """How one raw list becomes rows of one kind; every part is optional."""
+
+    format: str | None = None
+    columns: dict[str, str] = Field(default_factory=dict)
+    constants: dict[str, str] = Field(default_factory=dict)
+    record_id: list[str] = Field(default_factory=list)
+    values: dict[str, dict[str, str]] = Field(default_factory=dict)
+    derive: dict[str, Derive] = Field(default_factory=dict)
+    people_separator: str | None = " and "
+    dates: DateOptions = Field(default_factory=DateOptions)
+    periods: Literal["as_given", "yearly"] = "as_given"
+    country_aliases: dict[str, str] = Field(default_factory=dict)
+    organization_aliases: dict[str, str] = Field(default_factory=dict)
+    titles: dict[str, str] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _record_id_as_list(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("record_id"), str):
+            data = {**data, "record_id": [data["record_id"]]}
+        return data
+
+    def check_fields(self, kind: Kind, where: str) -> None:
+        """Raise ConfigError if the mapping fills a field that `kind` does not have."""
+        allowed = set(FIELDS[kind])
+        named = (
+            set(self.columns.values())
+            | set(self.constants)
+            | set(self.values)
+            | set(self.derive)
+        )
+        unknown = sorted(named - allowed)
+        if unknown:
+            raise ConfigError(
+                f"mapping {where} names field(s) {unknown} that {kind.value} rows do not have; "
+                f"allowed: {sorted(allowed)}"
+            )
+        if self.periods == "yearly" and kind is not Kind.MEMBERSHIPS:
+            raise ConfigError(f"mapping {where}: periods: yearly applies to memberships only")
+        if self.format is not None and self.format not in FORMATS:
+            raise ConfigError(f"mapping {where}: unknown format {self.format!r}; one of {FORMATS}")
+
+
+class Source(_Strict):
+    """One configured raw list: its name, kind, location, format and mapping."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    kind: Kind
+    uri: str
+    format: str | None = None
+    mapping: Mapping = Field(default_factory=Mapping)
+
+    @property
+    def resolved_format(self) -> str:
+        """The format given, else the mapping's, else guessed from the URI's extension."""
+        return self.format or self.mapping.format or guess_format(self.uri)
+
+
+def guess_format(uri: str) -> str:
+    """Guess a reader from a URI's extension."""
+    suffix = uri.rstrip("/").rsplit(".", 1)[-1].lower() if "." in uri.rsplit("/", 1)[-1] else ""
+    guesses = {"csv": "csv", "tsv": "tsv", "txt": "csv", "xlsx": "xlsx", "json": "json",
+               "ndjson": "ndjson", "jsonl": "ndjson", "parquet": "parquet"}
+    if suffix not in guesses:
+        raise ConfigError(
+            f"cannot tell the format of {uri!r} from its name; give --format (one of {FORMATS})"
+        )
+    return guesses[suffix]
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file {path} does not exist") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"configuration file {path} is not valid YAML: {exc}") from exc
+
+
+def _explain(exc: ValidationError, where: str) -> ConfigError:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
+    )
+    return ConfigError(f"{where} is not a valid configuration: {problems}")
+
+
+def load_mapping(path: Path, kind: Kind) -> Mapping:
+    """Read a mapping file (YAML) and check it against `kind`."""
+    data = _read_yaml(path) or {}
+    if not isinstance(data, AbcMapping):
+        raise ConfigError(f"mapping file {path} must hold a YAML mapping")
+    data = {k: v for k, v in data.items() if k not in ("name", "kind", "description")}
+    try:
+        mapping = Mapping.model_validate(data)
+    except ValidationError as exc:
+        raise _explain(exc, f"mapping file {path}") from exc
+    mapping.check_fields(kind, str(path))
+    return mapping
+
+
+def builtin_mapping(fmt: str, kind: Kind) -> Mapping:
+    """The mapping shipped for a named reader (e.g. hsg-visits-xml), or an empty one."""
+    resource = resources.files("relations_etl.readers").joinpath(f"{fmt}.yaml")
+    if not resource.is_file():
+        return Mapping()
+    data = yaml.safe_load(resource.read_text(encoding="utf-8"))
+    mapping = Mapping.model_validate({k: v for k, v in data.items() if k != "description"})
+    mapping.check_fields(kind, f"built-in mapping for {fmt}")
+    return mapping
+
+
+def load_sources(path: Path) -> list[Source]:
+    """Read a sources file; relative URIs and mapping files are taken from the file's folder."""
+    data = _read_yaml(path)
+    if not isinstance(data, AbcMapping) or not isinstance(data.get("sources"), list):
+        raise ConfigError(f"configuration file {path} must have a top-level 'sources:' list")
+    base = path.parent
+    sources: list[Source] = []
+    for position, entry in enumerate(data["sources"], start=1):
+        if not isinstance(entry, AbcMapping):
+            raise ConfigError(f"{path}: sources entry {position} must be a mapping")
+        entry = dict(entry)
+        where = f"{path}: source {entry.get('name', position)!r}"
+        if isinstance(entry.get("mapping"), str):
+            entry["mapping"] = _read_yaml(base / entry["mapping"]) or {}
+        if isinstance(entry.get("uri"), str):
+            entry["uri"] = resolve_uri(entry["uri"], base)
+        try:
+            source = Source.model_validate(entry)
+        except ValidationError as exc:
+            raise _explain(exc, where) from exc
+        source.mapping.check_fields(source.kind, where)
+        sources.append(source)
+    names = [s.name for s in sources]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ConfigError(f"{path}: source names must be unique; repeated: {duplicated}")
+    return sources
+
+
+def resolve_uri(uri: str, base: Path) -> str:
+    """Make a relative local path absolute against `base`; URLs pass through."""
+    if "://" in uri or Path(uri).is_absolute():
+        return uri
+    return str((base / uri).resolve())
+
+
+def source_for(
+    kind: Kind, uri: str, fmt: str | None, mapping_path: Path | None, name: str | None = None
+) -> Source:
+    """Build the Source for a one-off `ingest` from its command-line parts."""
+    fmt = fmt or (None if mapping_path else None)
+    mapping = load_mapping(mapping_path, kind) if mapping_path else None
+    resolved = fmt or (mapping.format if mapping and mapping.format else guess_format(uri))
+    if mapping is None:
+        mapping = builtin_mapping(resolved, kind)
+    if name is None:
+        stem = uri.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0] or "source"
+        name = "".join(ch if ch.isalnum() or ch in "_.-" else "-" for ch in stem).strip("-.")
+    try:
+        return Source(name=name or "source", kind=kind, uri=resolve_uri(uri, Path.cwd()),
+                      format=resolved, mapping=mapping)
+    except ValidationError as exc:
+        raise _explain(exc, f"ingest of {uri}") from exc

@@ -1,0 +1,83 @@
+"""The contract: fact columns per kind, closed value sets and the row-error record."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from relations_etl.config import Kind
+from relations_etl.reference import ROLES
+
+VISIT_TYPES = ("state", "official", "working", "private", "transit", "multilateral_event")
+STATUSES = ("member", "associate", "observer", "partner", "elected_member", "chair", "vice_chair")
+EVENTS = ("established", "suspended", "severed", "restored")
+PRECISIONS = ("day", "month", "year")
+__all__ = ["EVENTS", "PRECISIONS", "ROLES", "STATUSES", "VISIT_TYPES"]
+
+ERROR = pl.Struct(
+    {"column": pl.String, "check": pl.String, "value": pl.String, "message": pl.String}
+)
+ERRORS = pl.List(ERROR)
+
+LINEAGE = {
+    "source": pl.String,
+    "source_record": pl.String,
+    "batch_id": pl.String,
+    "loaded_at": pl.Datetime("us", "UTC"),
+}
+
+COLUMNS: dict[Kind, dict[str, pl.DataType]] = {
+    Kind.VISITS: {
+        "visit_id": pl.String(),
+        "host_country": pl.String(),
+        "visitor_country": pl.String(),
+        "visitor_organization": pl.String(),
+        "visitor_name": pl.String(),
+        "visitor_title": pl.String(),
+        "visitor_role": pl.String(),
+        "visit_type": pl.String(),
+        "start_date": pl.Date(),
+        "start_precision": pl.String(),
+        "end_date": pl.Date(),
+        "end_precision": pl.String(),
+        "city": pl.String(),
+        "event": pl.String(),
+        "notes": pl.String(),
+    },
+    Kind.MEMBERSHIPS: {
+        "membership_id": pl.String(),
+        "country": pl.String(),
+        "organization": pl.String(),
+        "body": pl.String(),
+        "status": pl.String(),
+        "start_date": pl.Date(),
+        "start_precision": pl.String(),
+        "end_date": pl.Date(),
+        "end_precision": pl.String(),
+        "notes": pl.String(),
+    },
+    Kind.RELATIONS: {
+        "relation_id": pl.String(),
+        "country": pl.String(),
+        "counterpart": pl.String(),
+        "event": pl.String(),
+        "event_date": pl.Date(),
+        "event_precision": pl.String(),
+        "notes": pl.String(),
+    },
+}
+
+ID_COLUMN = {Kind.VISITS: "visit_id", Kind.MEMBERSHIPS: "membership_id",
+             Kind.RELATIONS: "relation_id"}
+TABLE = {Kind.VISITS: "visits", Kind.MEMBERSHIPS: "memberships", Kind.RELATIONS: "relations"}
+YEAR_OF = {Kind.VISITS: "start_date", Kind.MEMBERSHIPS: "start_date",
+           Kind.RELATIONS: "event_date"}
+
+
+def fact_columns(kind: Kind) -> list[str]:
+    """Every column of a fact table, lineage included, in contract order."""
+    return [*COLUMNS[kind], *LINEAGE]
+
+
+def content_columns(kind: Kind) -> list[str]:
+    """The columns whose values make a fact what it is (no id, no lineage)."""
+    return [c for c in COLUMNS[kind] if c != ID_COLUMN[kind]]

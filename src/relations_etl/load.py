@@ -1,0 +1,216 @@
+"""Load: write one batch into DuckDB in one transaction, deduplicated, with its audit row."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from relations_etl.config import Kind
+from relations_etl.errors import WarehouseError
+from relations_etl.facts import ID_COLUMN, TABLE, YEAR_OF, content_columns, fact_columns
+from relations_etl.reference import Reference
+from relations_etl.settings import Settings
+from relations_etl.split import RAW_KEYS
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Who a batch is: ids and timing that end up in load_batches."""
+
+    batch_id: str
+    source: str
+    kind: Kind
+    source_uri: str
+    started_at: dt.datetime
+    flow_run_id: str | None = None
+
+
+@dataclass
+class LoadResult:
+    """What a batch did; rows are raw rows, facts are rows written to a fact table."""
+
+    batch_id: str
+    source: str
+    kind: Kind
+    rows_read: int
+    rows_loaded: int
+    rows_rejected: int
+    rows_deduplicated: int
+    facts_written: int
+    years: dict[str, set[int]] = field(default_factory=dict)
+
+
+def connect(settings: Settings, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse file; a writer creates it and its tables and views first."""
+    path = settings.db_path
+    if read_only:
+        if not path.exists():
+            raise WarehouseError(f"no warehouse at {path}",
+                                 hint="Run `relations-etl run` or set RELATIONS_ETL_HOME.")
+        return duckdb.connect(str(path), read_only=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = duckdb.connect(str(path))
+    apply_sql(conn, settings.sql_dir)
+    return conn
+
+
+def apply_sql(conn: duckdb.DuckDBPyConnection, sql_dir: Path) -> None:
+    """Create tables and (re)create views from the layered SQL files, in name order."""
+    for script in sorted(sql_dir.glob("*.sql")):
+        conn.execute(script.read_text(encoding="utf-8"))
+
+
+def refresh_reference(conn: duckdb.DuckDBPyConnection, ref: Reference) -> None:
+    """Replace the countries and organizations tables with the reference data in use."""
+    for table, frame in (("countries", ref.countries_frame()),
+                         ("organizations", ref.organizations_frame())):
+        conn.register("_reference", frame.to_arrow())
+        conn.execute(f"DELETE FROM {table}")
+        conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _reference")
+        conn.unregister("_reference")
+
+
+def _hash_sql(columns: list[str]) -> str:
+    parts = ", ".join(f"coalesce(CAST({c} AS VARCHAR), chr(0))" for c in columns)
+    return f"md5(concat_ws(chr(31), {parts}))"
+
+
+def _years(conn: duckdb.DuckDBPyConnection, query: str, params: list[object]) -> set[int]:
+    return {int(row[0]) for row in conn.execute(query, params).fetchall() if row[0] is not None}
+
+
+def load_batch(
+    settings: Settings,
+    batch: Batch,
+    facts: pl.DataFrame,
+    rejected: pl.DataFrame,
+    *,
+    rows_read: int,
+    repeated: int,
+    content_hash: str | None,
+    ref: Reference,
+) -> LoadResult:
+    """Insert new and changed facts, keep identical ones, quarantine rejects, audit: one commit."""
+    kind = batch.kind
+    table, ident = TABLE[kind], ID_COLUMN[kind]
+    columns = fact_columns(kind)
+    now = dt.datetime.now(dt.UTC)
+    incoming = facts.with_columns(
+        pl.lit(batch.batch_id).alias("batch_id"),
+        pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias("loaded_at"),
+    )
+    keys = incoming.select(ident, RAW_KEYS).explode(RAW_KEYS)
+    conn = connect(settings)
+    try:
+        conn.begin()
+        refresh_reference(conn, ref)
+        conn.register("_incoming", incoming.select(columns).to_arrow())
+        conn.execute(
+            f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT *, "
+            f"{_hash_sql(content_columns(kind))} AS row_hash FROM _incoming"
+        )
+        conn.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _status AS
+            SELECT s.{ident} AS id,
+                   CASE WHEN t.{ident} IS NULL THEN 'new'
+                        WHEN t.row_hash = s.row_hash THEN 'same' ELSE 'changed' END AS status
+            FROM _staged AS s LEFT JOIN {table} AS t ON t.{ident} = s.{ident}"""
+        )
+        year_of = YEAR_OF[kind]
+        years = _years(
+            conn,
+            f"SELECT DISTINCT year({year_of}) FROM _staged UNION SELECT DISTINCT year(t.{year_of}) "
+            f"FROM {table} t JOIN _status s ON s.id = t.{ident} AND s.status = 'changed'",
+            [],
+        )
+        conn.execute(
+            f"DELETE FROM {table} WHERE {ident} IN (SELECT id FROM _status WHERE status = 'changed')"
+        )
+        conn.execute(
+            f"INSERT INTO {table} BY NAME SELECT * FROM _staged WHERE {ident} IN "
+            "(SELECT id FROM _status WHERE status <> 'same')"
+        )
+        statuses = pl.from_arrow(conn.sql("SELECT id, status FROM _status").to_arrow_table())
+        assert isinstance(statuses, pl.DataFrame)
+        raw_status = (
+            keys.join(statuses.rename({"id": ident}), on=ident, how="left")
+            .group_by(RAW_KEYS)
+            .agg((pl.col("status") != "same").any().alias("written"))
+        )
+        rows_loaded = raw_status.filter(pl.col("written")).height
+        rows_deduplicated = raw_status.height - rows_loaded + repeated
+        facts_written = statuses.filter(pl.col("status") != "same").height
+
+        quarantined = rejected.with_columns(
+            pl.lit(batch.batch_id).alias("batch_id"),
+            pl.lit(batch.source).alias("source"),
+            pl.lit(kind.value).alias("kind"),
+            pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias("rejected_at"),
+        )
+        conn.register("_rejected", quarantined.to_arrow())
+        # a rerun of the same list must not pile up copies of rows already in quarantine
+        conn.execute(
+            """INSERT INTO rejected_rows BY NAME
+            SELECT r.* FROM _rejected AS r
+            WHERE NOT EXISTS (
+                SELECT 1 FROM rejected_rows AS q
+                WHERE q.resolved_batch_id IS NULL AND q.source = r.source
+                  AND q.source_file = r.source_file AND q.source_row = r.source_row
+                  AND CAST(q.raw AS VARCHAR) = r.raw)"""
+        )
+        conn.register("_loaded_keys", raw_status.select(RAW_KEYS).to_arrow())
+        conn.execute(
+            f"""UPDATE rejected_rows SET resolved_batch_id = ?
+            WHERE resolved_batch_id IS NULL AND source = ?
+              AND source_file || '#' || source_row IN (SELECT {RAW_KEYS} FROM _loaded_keys)""",
+            [batch.batch_id, batch.source],
+        )
+        result = LoadResult(
+            batch.batch_id, batch.source, kind, rows_read, rows_loaded, rejected.height,
+            rows_deduplicated, facts_written,
+            {table: years, "rejected_rows": {now.year} if rejected.height else set()},
+        )
+        if rows_read != rows_loaded + result.rows_rejected + rows_deduplicated:
+            raise WarehouseError(
+                f"conservation broken: read {rows_read} != loaded {rows_loaded} + rejected "
+                f"{result.rows_rejected} + deduplicated {rows_deduplicated}",
+                source=batch.source, batch_id=batch.batch_id,
+            )
+        _audit(conn, batch, result, content_hash, "succeeded", None, now)
+        conn.commit()
+        return result
+    except Exception:
+        conn.rollback()
+        raise
+    finally:
+        conn.close()
+
+
+def _audit(conn: duckdb.DuckDBPyConnection, batch: Batch, result: LoadResult | None,
+           content_hash: str | None, status: str, error: str | None, now: dt.datetime) -> None:
+    conn.execute(
+        """INSERT INTO load_batches (batch_id, source, kind, source_uri, content_hash, started_at,
+            finished_at, status, rows_read, rows_loaded, rows_rejected, rows_deduplicated,
+            facts_written, flow_run_id, error)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        [
+            batch.batch_id, batch.source, batch.kind.value, batch.source_uri, content_hash,
+            batch.started_at, now, status,
+            result.rows_read if result else 0, result.rows_loaded if result else 0,
+            result.rows_rejected if result else 0, result.rows_deduplicated if result else 0,
+            result.facts_written if result else 0, batch.flow_run_id, error,
+        ],
+    )
+
+
+def record_failure(settings: Settings, batch: Batch, error: BaseException) -> None:
+    """Audit a batch that failed before or during its load; nothing of it was committed."""
+    conn = connect(settings)
+    try:
+        _audit(conn, batch, None, None, "failed", str(error), dt.datetime.now(dt.UTC))
+    finally:
+        conn.close()

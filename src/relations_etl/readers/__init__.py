@@ -1,0 +1,1 @@
+"""Named readers for public formats, each with its built-in mapping (`<format>.yaml`)."""

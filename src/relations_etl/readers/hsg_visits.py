@@ -1,0 +1,80 @@
+"""Reader for the US Office of the Historian's visits XML (one file per decade)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+
+import fsspec
+import polars as pl
+
+from relations_etl.errors import SourceReadError
+from relations_etl.extract import RawTable, as_text_table, read_bytes
+
+FIELDS = ("id", "start-date", "end-date", "visitor", "from", "from-id", "description")
+FIRST_DECADE = 1870
+
+
+def _files(uri: str, source: str) -> list[str]:
+    """The decade files of a folder: listed where the server can list, else probed by name."""
+    if uri.endswith(".xml"):
+        return [uri]
+    base = uri.rstrip("/")
+    try:
+        fs, path = fsspec.core.url_to_fs(base)
+        listed = sorted(
+            name for name in fs.ls(path, detail=False) if str(name).endswith(".xml")
+        )
+    except Exception:  # a raw repository address cannot be listed: fall back to probing
+        listed = []
+    if listed:
+        protocol = base.split("://", 1)[0] if "://" in base else None
+        if protocol in (None, "file"):
+            return [str(name) for name in listed]
+        return [n if "://" in str(n) else f"{protocol}://{n}" for n in listed]
+    candidates = [f"{base}/{decade}.xml" for decade in range(FIRST_DECADE, dt.date.today().year + 1, 10)]
+    found = []
+    for candidate in candidates:
+        try:
+            fs, path = fsspec.core.url_to_fs(candidate)
+            if fs.exists(path):
+                found.append(candidate)
+        except Exception:
+            continue
+    if not found:
+        raise SourceReadError(
+            f"no <decade>.xml files found at {uri}", source=source, file=uri,
+            hint="Point the source at the 'data' folder of the visits repository.",
+        )
+    return found
+
+
+def parse_visits(data: bytes, file: str, source: str) -> pl.DataFrame:
+    """Parse one visits XML document into text columns, one row per <visit>."""
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError as exc:
+        raise SourceReadError(
+            f"{file} is not well-formed XML: {exc}", source=source, file=file
+        ) from exc
+    columns: dict[str, list[str | None]] = {name: [] for name in FIELDS}
+    for visit in root.iter("visit"):
+        for name in FIELDS:
+            if name == "from-id":
+                element = visit.find("from")
+                value = element.get("id") if element is not None else None
+            else:
+                element = visit.find(name)
+                value = "".join(element.itertext()) if element is not None else None
+            columns[name].append(value)
+    return pl.DataFrame(columns, schema={name: pl.String for name in FIELDS})
+
+
+def read_hsg_visits(uri: str, source: str) -> Iterator[RawTable]:
+    """Yield one raw table per decade file of the visits list."""
+    for file in _files(uri, source):
+        data = read_bytes(file, source)
+        frame = parse_visits(data, file, source)
+        yield as_text_table(frame, file, hashlib.sha256(data).hexdigest())

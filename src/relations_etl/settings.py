@@ -1,0 +1,65 @@
+"""The one settings object, read from RELATIONS_ETL_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def asset_dir(name: str) -> Path:
+    """Return a shipped asset folder (`sql` or `reference`), from the source tree or the wheel."""
+    in_repo = _PACKAGE_DIR.parent.parent / "warehouse" / name
+    if in_repo.is_dir():
+        return in_repo
+    return _PACKAGE_DIR / "_warehouse" / name
+
+
+class Settings(BaseSettings):
+    """Where the warehouse lives and how raw lists are read; every field has a documented default."""
+
+    model_config = SettingsConfigDict(env_prefix="RELATIONS_ETL_", extra="ignore")
+
+    home: Path = Field(
+        default=Path("warehouse"),
+        description="Warehouse home: holds relations.duckdb and parquet/<table>/year=YYYY/.",
+    )
+    config: Path = Field(
+        default=Path("examples/sources.yaml"),
+        description="Source configuration read by `relations-etl run`.",
+    )
+    reference_dir: Path = Field(
+        default_factory=lambda: asset_dir("reference"),
+        description="Shipped reference data (countries, aliases, titles, organizations).",
+    )
+    date_order: Literal["ymd", "dmy", "mdy"] = Field(
+        default="ymd",
+        description="How to read all-numeric dates such as 03/04/2023 when a source does not say.",
+    )
+    preview_rows: int = Field(
+        default=10, description="Rejected rows shown in run reports and Prefect artifacts."
+    )
+
+    @property
+    def db_path(self) -> Path:
+        """The DuckDB warehouse file."""
+        return self.home / "relations.duckdb"
+
+    @property
+    def parquet_dir(self) -> Path:
+        """Root of the published Parquet tables."""
+        return self.home / "parquet"
+
+    @property
+    def user_reference_dir(self) -> Path:
+        """Reference rows added by users; same file names as the shipped ones, and they win."""
+        return self.home / "reference"
+
+    @property
+    def sql_dir(self) -> Path:
+        """Warehouse DDL and views, applied in file-name order."""
+        return asset_dir("sql")

@@ -1,0 +1,164 @@
+"""Validate: pandera schemas per kind, run lazily so every failure of every row is kept."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pandera.polars as pa
+import polars as pl
+from pandera.api.polars.types import PolarsData
+
+from relations_etl.config import Kind
+from relations_etl.facts import (
+    COLUMNS, ERRORS, EVENTS, ID_COLUMN, PRECISIONS, ROLES, STATUSES, VISIT_TYPES, content_columns,
+)
+from relations_etl.mapping import ERRORS_COLUMN
+
+_CODE = r"^[A-Z]{3}$"
+_EARLIEST = dt.date(1000, 1, 1)
+_POSITION = "_position"
+# a field filled from another: an error on the source field covers the derived one
+_DERIVED = {"visitor_title": "visitor_role"}
+
+
+def _row_check(name: str, column: str, expr: pl.Expr, message: str) -> pa.Check:
+    """A check over whole rows; `column` is the field a steward should look at."""
+
+    def check(data: PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(expr.fill_null(True).alias(name))
+
+    return pa.Check(check, name=name, error=message, title=column)
+
+
+def _code(nullable: bool = False) -> pa.Column:
+    return pa.Column(pl.String, pa.Check.str_matches(_CODE), nullable=nullable)
+
+
+def _date_range() -> list[pa.Check]:
+    return [pa.Check.ge(_EARLIEST), pa.Check.le(dt.date(2999, 12, 31))]
+
+
+def schema_for(kind: Kind) -> pa.DataFrameSchema:
+    """The pandera schema every row of `kind` must pass before it is loaded."""
+    precision = pa.Column(pl.String, pa.Check.isin(PRECISIONS), nullable=True)
+    text = pa.Column(pl.String, nullable=True)
+    end_after_start = _row_check(
+        "end_after_start", "end_date",
+        pl.col("end_date").is_null() | (pl.col("end_date") >= pl.col("start_date")),
+        "end_date is before start_date",
+    )
+    if kind is Kind.VISITS:
+        columns: dict[str, pa.Column] = {
+            "host_country": _code(),
+            "visitor_country": _code(nullable=True),
+            "visitor_organization": pa.Column(pl.String, nullable=True),
+            "visitor_name": text,
+            "visitor_title": text,
+            "visitor_role": pa.Column(pl.String, pa.Check.isin(ROLES)),
+            "visit_type": pa.Column(pl.String, pa.Check.isin(VISIT_TYPES), nullable=True),
+            "start_date": pa.Column(pl.Date, _date_range()),
+            "start_precision": precision,
+            "end_date": pa.Column(pl.Date, _date_range(), nullable=True),
+            "end_precision": precision,
+            "city": text,
+            "event": text,
+            "notes": text,
+        }
+        checks = [
+            end_after_start,
+            _row_check(
+                "visitor_known", "visitor_country",
+                pl.col("visitor_country").is_not_null() | pl.col("visitor_organization").is_not_null(),
+                "a visit needs visitor_country or visitor_organization",
+            ),
+            _row_check(
+                "visitor_not_host", "visitor_country",
+                pl.col("visitor_country").is_null() | (pl.col("visitor_country") != pl.col("host_country")),
+                "visitor_country is the host country",
+            ),
+        ]
+    elif kind is Kind.MEMBERSHIPS:
+        columns = {
+            "country": _code(),
+            "organization": pa.Column(pl.String),
+            "body": pa.Column(pl.String, nullable=True),
+            "status": pa.Column(pl.String, pa.Check.isin(STATUSES)),
+            "start_date": pa.Column(pl.Date, _date_range()),
+            "start_precision": precision,
+            "end_date": pa.Column(pl.Date, _date_range(), nullable=True),
+            "end_precision": precision,
+            "notes": text,
+        }
+        checks = [end_after_start]
+    else:
+        columns = {
+            "country": _code(),
+            "counterpart": _code(),
+            "event": pa.Column(pl.String, pa.Check.isin(EVENTS)),
+            "event_date": pa.Column(pl.Date, _date_range()),
+            "event_precision": precision,
+            "notes": text,
+        }
+        checks = [
+            _row_check("counterpart_not_self", "counterpart",
+                       pl.col("counterpart") != pl.col("country"),
+                       "counterpart is the country itself"),
+        ]
+    assert list(columns) == content_columns(kind), "schema and contract disagree"
+    return pa.DataFrameSchema(columns, checks=checks, name=kind.value, strict=True)
+
+
+def _as_text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def validate(frame: pl.DataFrame, kind: Kind) -> pl.DataFrame:
+    """Run the schema lazily; every failure joins the row's `_errors` (one per column at most)."""
+    schema = schema_for(kind)
+    fields = [c for c in COLUMNS[kind] if c != ID_COLUMN[kind]]
+    data = frame.select([pl.col(c).cast(COLUMNS[kind][c]) for c in fields])
+    try:
+        schema.validate(data, lazy=True)
+        return frame
+    except pa.errors.SchemaErrors as exc:
+        cases = exc.failure_cases
+    by_check = {**{c.name: c for c in schema.checks}, **{c.error: c for c in schema.checks}}
+    row_level = pl.col("schema_context") == "DataFrameSchema"
+    failures = cases.filter(pl.col("index").is_not_null()).with_columns(
+        pl.when(row_level)
+        .then(pl.col("check").replace_strict({k: c.title for k, c in by_check.items()}, default=None))
+        .otherwise(pl.col("column")).alias("column"),
+        pl.when(row_level)
+        .then(pl.col("check").replace_strict({k: c.error for k, c in by_check.items()}, default=None))
+        .otherwise(pl.format("{} fails {}", pl.col("column"), pl.col("check"))).alias("message"),
+        pl.when(row_level)
+        .then(pl.col("check").replace_strict({k: c.name for k, c in by_check.items()}, default=None))
+        .otherwise(pl.col("check")).alias("check"),
+        pl.when(row_level).then(None).otherwise(pl.col("failure_case")).alias("value"),
+    )
+    if failures.height != cases.height:
+        unplaced = cases.filter(pl.col("index").is_null())
+        raise AssertionError(f"schema failures without a row: {unplaced}")
+    frame = frame.with_row_index(_POSITION).with_columns(pl.col(_POSITION).cast(pl.Int64))
+    # a field normalize already rejected (e.g. an unknown country left empty) is not re-reported
+    known = (
+        frame.select(_POSITION, pl.col(ERRORS_COLUMN).list.eval(
+            pl.element().struct.field("column")).alias("column"))
+        .explode("column").drop_nulls()
+    )
+    known = pl.concat([known, known.filter(pl.col("column").is_in(list(_DERIVED))).with_columns(
+        pl.col("column").replace_strict(_DERIVED))])
+    found = (
+        failures.select(pl.col("index").cast(pl.Int64).alias(_POSITION), "column", "check",
+                        "value", "message")
+        .join(known, on=[_POSITION, "column"], how="anti")
+        .group_by(_POSITION)
+        .agg(pl.struct("column", "check", "value", "message").alias("_new"))
+    )
+    frame = frame.join(found, on=_POSITION, how="left", maintain_order="left").with_columns(
+        pl.col("_new").fill_null(pl.lit([], dtype=ERRORS))
+    )
+    return frame.with_columns(
+        pl.concat_list(ERRORS_COLUMN, "_new").alias(ERRORS_COLUMN)
+    ).drop(_POSITION, "_new")

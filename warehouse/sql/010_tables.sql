@@ -1,0 +1,102 @@
+-- Tables: the facts, the reference data, the quarantine and the audit of every batch.
+
+CREATE TABLE IF NOT EXISTS countries (
+    code        VARCHAR PRIMARY KEY,   -- ISO 3166-1 alpha-3, ISO 3166-3 former state, or user-assigned (XKX)
+    name        VARCHAR NOT NULL,
+    kind        VARCHAR NOT NULL,      -- iso3166-1 | iso3166-3 | user-assigned
+    valid_from  DATE,                  -- first day the state existed (NULL: not recorded)
+    valid_to    DATE                   -- last day the state existed (NULL: still exists)
+);
+
+CREATE TABLE IF NOT EXISTS organizations (
+    code    VARCHAR PRIMARY KEY,
+    name    VARCHAR NOT NULL,
+    parent  VARCHAR                    -- the organization a body belongs to (WHC -> UNESCO)
+);
+
+CREATE TABLE IF NOT EXISTS visits (
+    visit_id              VARCHAR PRIMARY KEY,   -- <source>:<source_record>[#<person>]
+    host_country          VARCHAR NOT NULL,
+    visitor_country       VARCHAR,
+    visitor_organization  VARCHAR,
+    visitor_name          VARCHAR,
+    visitor_title         VARCHAR,
+    visitor_role          VARCHAR NOT NULL,
+    visit_type            VARCHAR,
+    start_date            DATE NOT NULL,
+    start_precision       VARCHAR NOT NULL,
+    end_date              DATE,
+    end_precision         VARCHAR,
+    city                  VARCHAR,
+    event                 VARCHAR,
+    notes                 VARCHAR,
+    source                VARCHAR NOT NULL,
+    source_record         VARCHAR NOT NULL,
+    batch_id              VARCHAR NOT NULL,
+    loaded_at             TIMESTAMPTZ NOT NULL,
+    row_hash              VARCHAR NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS memberships (
+    membership_id    VARCHAR PRIMARY KEY,
+    country          VARCHAR NOT NULL,
+    organization     VARCHAR NOT NULL,
+    body             VARCHAR,
+    status           VARCHAR NOT NULL,
+    start_date       DATE NOT NULL,
+    start_precision  VARCHAR NOT NULL,
+    end_date         DATE,                      -- NULL: current
+    end_precision    VARCHAR,
+    notes            VARCHAR,
+    source           VARCHAR NOT NULL,
+    source_record    VARCHAR NOT NULL,
+    batch_id         VARCHAR NOT NULL,
+    loaded_at        TIMESTAMPTZ NOT NULL,
+    row_hash         VARCHAR NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS relations (
+    relation_id      VARCHAR PRIMARY KEY,
+    country          VARCHAR NOT NULL,
+    counterpart      VARCHAR NOT NULL,
+    event            VARCHAR NOT NULL,
+    event_date       DATE NOT NULL,
+    event_precision  VARCHAR NOT NULL,
+    notes            VARCHAR,
+    source           VARCHAR NOT NULL,
+    source_record    VARCHAR NOT NULL,
+    batch_id         VARCHAR NOT NULL,
+    loaded_at        TIMESTAMPTZ NOT NULL,
+    row_hash         VARCHAR NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS rejected_rows (
+    batch_id       VARCHAR NOT NULL,
+    source         VARCHAR NOT NULL,
+    kind           VARCHAR NOT NULL,
+    source_file    VARCHAR NOT NULL,
+    source_row     BIGINT NOT NULL,
+    source_record  VARCHAR,
+    raw            JSON NOT NULL,
+    errors         STRUCT("column" VARCHAR, "check" VARCHAR, "value" VARCHAR, message VARCHAR)[] NOT NULL,
+    rejected_at    TIMESTAMPTZ NOT NULL,
+    resolved_batch_id VARCHAR          -- set when a later batch loaded this record
+);
+
+CREATE TABLE IF NOT EXISTS load_batches (
+    batch_id           VARCHAR PRIMARY KEY,
+    source             VARCHAR NOT NULL,
+    kind               VARCHAR NOT NULL,
+    source_uri         VARCHAR NOT NULL,
+    content_hash       VARCHAR,
+    started_at         TIMESTAMPTZ NOT NULL,
+    finished_at        TIMESTAMPTZ,
+    status             VARCHAR NOT NULL,   -- succeeded | failed
+    rows_read          BIGINT NOT NULL,
+    rows_loaded        BIGINT NOT NULL,
+    rows_rejected      BIGINT NOT NULL,
+    rows_deduplicated  BIGINT NOT NULL,
+    facts_written      BIGINT NOT NULL DEFAULT 0,
+    flow_run_id        VARCHAR,
+    error              VARCHAR
+);

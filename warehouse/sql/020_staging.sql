@@ -1,0 +1,30 @@
+-- Staging views: rename, cast and derive what the reporting layer needs; no business rules.
+
+CREATE OR REPLACE VIEW stg_visits AS
+SELECT
+    v.*,
+    year(v.start_date) AS start_year,
+    v.visitor_role IN ('head_of_state', 'head_of_government') AS is_head
+FROM visits AS v;
+
+CREATE OR REPLACE VIEW stg_memberships AS
+SELECT
+    m.*,
+    year(m.start_date) AS first_year,
+    year(m.end_date) AS last_year          -- NULL: still in force
+FROM memberships AS m;
+
+-- Relations hold between two countries: each event is read from both sides.
+CREATE OR REPLACE VIEW stg_relation_events AS
+SELECT relation_id, country, counterpart, event, event_date, event_precision FROM relations
+UNION ALL
+SELECT relation_id, counterpart AS country, country AS counterpart, event, event_date, event_precision
+FROM relations;
+
+CREATE OR REPLACE VIEW stg_rejections AS
+SELECT
+    r.batch_id, r.source, r.kind, r.source_file, r.source_row, r.source_record, r.rejected_at,
+    e."column" AS error_column, e."check" AS error_check, e.value AS error_value,
+    e.message AS error_message
+FROM rejected_rows AS r, unnest(r.errors) AS u(e)
+WHERE r.resolved_batch_id IS NULL;
