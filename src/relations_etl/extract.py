@@ -79,7 +79,6 @@ def _read_table(data: bytes, fmt: str, options: dict[str, Any], uri: str, source
                 infer_schema=False,
                 encoding=options.get("encoding", "utf8-lossy"),
                 skip_rows=int(options.get("skip_rows", 0)),
-                missing_utf8_is_empty_string=False,
                 truncate_ragged_lines=False,
             )
         if fmt == "xlsx":

@@ -5,7 +5,7 @@ CREATE TABLE IF NOT EXISTS countries (
     name        VARCHAR NOT NULL,
     kind        VARCHAR NOT NULL,      -- iso3166-1 | iso3166-3 | user-assigned
     valid_from  DATE,                  -- first day the state existed (NULL: not recorded)
-    valid_to    DATE                   -- last day the state existed (NULL: still exists)
+    valid_to    DATE                   -- the day the state ended (NULL: still exists)
 );
 
 CREATE TABLE IF NOT EXISTS organizations (

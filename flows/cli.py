@@ -1,0 +1,88 @@
+"""The `relations-etl` command: run, ingest, sql, report, quarantine."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import polars as pl
+
+from relations_etl.config import Kind, source_for
+from relations_etl.errors import RelationsEtlError
+from relations_etl.load import LoadResult, connect
+from relations_etl.query import run_query
+from relations_etl.report import annual_report
+from relations_etl.settings import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="relations-etl",
+        description="Validated warehouse of diplomatic visits, memberships and relations.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="the nightly flow over every configured source")
+    run.add_argument("--config", type=Path, help="sources file (default RELATIONS_ETL_CONFIG)")
+    ingest = commands.add_parser("ingest", help="one raw list through the same flow")
+    ingest.add_argument("kind", choices=[k.value for k in Kind])
+    ingest.add_argument("source", help="a path or URL (file://, https://, s3://)")
+    ingest.add_argument("--format", dest="fmt", help="csv, tsv, xlsx, json, ndjson, parquet, "
+                        "hsg-visits-xml (default: from the extension)")
+    ingest.add_argument("--mapping", type=Path, help="mapping file (YAML)")
+    ingest.add_argument("--name", help="source name (default: the mapping's name or file name)")
+    sql = commands.add_parser("sql", help="read-only query on the warehouse")
+    sql.add_argument("query")
+    sql.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    report = commands.add_parser("report", help="the annual summary of a country")
+    report.add_argument("--country", required=True, help="ISO 3166 alpha-3 code")
+    report.add_argument("--year", required=True, type=int)
+    return parser
+
+
+def _print_frame(frame: pl.DataFrame, as_csv: bool) -> None:
+    if as_csv:
+        sys.stdout.write(frame.write_csv())
+        return
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=80, tbl_width_chars=200,
+                   tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+        print(frame)
+
+
+def _print_results(results: list[LoadResult]) -> None:
+    for r in results:
+        print(f"{r.source}: read {r.rows_read}, loaded {r.rows_loaded}, "
+              f"rejected {r.rows_rejected}, deduplicated {r.rows_deduplicated}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    settings = Settings()
+    try:
+        if args.command == "run":
+            from flows.ingest import nightly
+
+            _print_results(list(nightly(config=str(args.config) if args.config else None,
+                                        home=str(settings.home))))
+        elif args.command == "ingest":
+            from flows.ingest import ingest_source
+
+            source = source_for(Kind(args.kind), args.source, args.fmt, args.mapping, args.name)
+            _print_results([ingest_source(source, home=str(settings.home))])
+        elif args.command == "sql":
+            _print_frame(run_query(settings, args.query), args.csv)
+        elif args.command == "report":
+            conn = connect(settings, read_only=True)
+            try:
+                print(annual_report(conn, args.country, args.year), end="")
+            finally:
+                conn.close()
+    except RelationsEtlError as exc:
+        print(f"relations-etl: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
