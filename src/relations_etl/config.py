@@ -65,16 +65,22 @@ class DateOptions(_Strict):
     excel_serial: bool = False
 
 
+DEFAULT_PEOPLE_SEPARATOR = r"\s+(?:and|&)\s+|\s*[,;]\s+"
+
+
 class Mapping(_Strict):
     """How one raw list becomes rows of one kind; every part is optional."""
 
+    name: str | None = None
+    description: str | None = None
     format: str | None = None
     columns: dict[str, str] = Field(default_factory=dict)
     constants: dict[str, str] = Field(default_factory=dict)
     record_id: list[str] = Field(default_factory=list)
     values: dict[str, dict[str, str]] = Field(default_factory=dict)
     derive: dict[str, Derive] = Field(default_factory=dict)
-    people_separator: str | None = " and "
+    corrections: dict[str, dict[str, str]] = Field(default_factory=dict)
+    people_separator: str | None = DEFAULT_PEOPLE_SEPARATOR
     dates: DateOptions = Field(default_factory=DateOptions)
     periods: Literal["as_given", "yearly"] = "as_given"
     country_aliases: dict[str, str] = Field(default_factory=dict)
@@ -97,6 +103,7 @@ class Mapping(_Strict):
             | set(self.constants)
             | set(self.values)
             | set(self.derive)
+            | {f for fixes in self.corrections.values() for f in fixes}
         )
         unknown = sorted(named - allowed)
         if unknown:
@@ -158,7 +165,7 @@ def load_mapping(path: Path, kind: Kind) -> Mapping:
     data = _read_yaml(path) or {}
     if not isinstance(data, AbcMapping):
         raise ConfigError(f"mapping file {path} must hold a YAML mapping")
-    data = {k: v for k, v in data.items() if k not in ("name", "kind", "description")}
+    data = {k: v for k, v in data.items() if k != "kind"}
     try:
         mapping = Mapping.model_validate(data)
     except ValidationError as exc:
@@ -173,7 +180,7 @@ def builtin_mapping(fmt: str, kind: Kind) -> Mapping:
     if not resource.is_file():
         return Mapping()
     data = yaml.safe_load(resource.read_text(encoding="utf-8"))
-    mapping = Mapping.model_validate({k: v for k, v in data.items() if k != "description"})
+    mapping = Mapping.model_validate(data)
     mapping.check_fields(kind, f"built-in mapping for {fmt}")
     return mapping
 
@@ -218,11 +225,12 @@ def source_for(
     kind: Kind, uri: str, fmt: str | None, mapping_path: Path | None, name: str | None = None
 ) -> Source:
     """Build the Source for a one-off `ingest` from its command-line parts."""
-    fmt = fmt or (None if mapping_path else None)
     mapping = load_mapping(mapping_path, kind) if mapping_path else None
     resolved = fmt or (mapping.format if mapping and mapping.format else guess_format(uri))
     if mapping is None:
         mapping = builtin_mapping(resolved, kind)
+    if name is None and mapping.name:
+        name = mapping.name
     if name is None:
         stem = uri.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0] or "source"
         name = "".join(ch if ch.isalnum() or ch in "_.-" else "-" for ch in stem).strip("-.")

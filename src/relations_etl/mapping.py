@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import polars as pl
 
 from relations_etl.config import FIELDS, Kind, Source
@@ -52,8 +54,7 @@ def _people(text: str | None, separator: str | None, ref: Reference,
     if text is None:
         return [{"title": None, "name": None}]
     parts = [text]
-    if separator and separator in text:
-        candidates = [clean(p) or "" for p in text.split(separator)]
+    if separator and len(candidates := [clean(p) or "" for p in re.split(separator, text)]) > 1:
         splits = [ref.split_title(p, titles) for p in candidates]
         if all(title and name for title, name in splits):
             return [{"title": t, "name": n} for t, n in splits]
@@ -79,6 +80,7 @@ def apply_mapping(raw: RawTable, source: Source, ref: Reference, *, many_files: 
             pl.coalesce(pl.col(field), constant).alias(field) if field in frame.columns
             else constant.alias(field)
         )
+    frame = _corrections(frame, mapping.corrections)
     for field in FIELDS[kind]:
         if field not in frame.columns:
             frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(field))
@@ -107,6 +109,25 @@ def apply_mapping(raw: RawTable, source: Source, ref: Reference, *, many_files: 
     else:
         frame = frame.with_columns(pl.lit(1, dtype=pl.Int32).alias(PERSON))
     return frame.with_columns(pl.lit([], dtype=ERRORS).alias(ERRORS_COLUMN))
+
+
+def _corrections(frame: pl.DataFrame, corrections: dict[str, dict[str, str]]) -> pl.DataFrame:
+    """A steward's fixes to named records, kept as data in the mapping ({record: {field: value}})."""
+    if not corrections:
+        return frame
+    fields = sorted({f for fixes in corrections.values() for f in fixes})
+    fixes = pl.DataFrame(
+        {RECORD: list(corrections),
+         **{f"_fix_{f}": [clean(corrections[r].get(f)) for r in corrections] for f in fields}},
+        schema={RECORD: pl.String, **{f"_fix_{f}": pl.String for f in fields}},
+    )
+    for field in fields:
+        if field not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(field))
+    frame = frame.join(fixes, on=RECORD, how="left", maintain_order="left")
+    return frame.with_columns(
+        [pl.coalesce(f"_fix_{f}", f).alias(f) for f in fields]
+    ).drop([f"_fix_{f}" for f in fields])
 
 
 def _split_people(frame: pl.DataFrame, separator: str | None, ref: Reference,

@@ -1,0 +1,42 @@
+# relations_etl: `make demo` sets up and runs the nightly flow on the sample lists; `make test`
+# runs the whole suite. Both create .venv on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# Closed network: no telemetry from Prefect; the demo keeps Prefect's state inside the warehouse.
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+
+.PHONY: demo test install lint typecheck schemas bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	PREFECT_HOME=$(CURDIR)/warehouse/.prefect $(BIN)/relations-etl run --config examples/sources.yaml
+	$(BIN)/relations-etl report --country KAZ --year 2023
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: $(STAMP) lint typecheck
+	$(BIN)/python -m pytest
+
+schemas: $(STAMP)
+	$(BIN)/python -m relations_etl.contract schemas
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf warehouse/relations.duckdb warehouse/relations.duckdb.wal warehouse/parquet warehouse/.prefect
