@@ -11,6 +11,7 @@ import polars as pl
 from relations_etl.config import Kind, source_for
 from relations_etl.errors import RelationsEtlError
 from relations_etl.load import LoadResult, connect
+from relations_etl.quarantine import describe, open_rejections, unresolved_summary
 from relations_etl.query import run_query
 from relations_etl.report import annual_report
 from relations_etl.settings import Settings
@@ -37,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="the annual summary of a country")
     report.add_argument("--country", required=True, help="ISO 3166 alpha-3 code")
     report.add_argument("--year", required=True, type=int)
+    quarantine = commands.add_parser(
+        "quarantine", help="rejected rows and what to fix; `quarantine replay` re-runs them")
+    quarantine.add_argument("action", nargs="?", choices=["replay"],
+                            help="replay: re-check open rows against today's reference data")
+    quarantine.add_argument("--source", help="only this source")
+    quarantine.add_argument("--csv", action="store_true", help="print the rows as CSV")
     return parser
 
 
@@ -72,6 +79,20 @@ def main(argv: list[str] | None = None) -> int:
             _print_results([ingest_source(source, home=str(settings.home))])
         elif args.command == "sql":
             _print_frame(run_query(settings, args.query), args.csv)
+        elif args.command == "quarantine" and args.action == "replay":
+            from flows.ingest import replay_quarantine
+
+            results = replay_quarantine(source=args.source, home=str(settings.home))
+            if not results:
+                print("quarantine is empty: nothing to replay")
+            _print_results(results)
+        elif args.command == "quarantine":
+            rows = open_rejections(settings, args.source)
+            _print_frame(rows, args.csv)
+            if not args.csv:
+                print(f"\n{rows.height} row(s) in quarantine. Values that stopped them:")
+                for line in describe(unresolved_summary(settings, args.source)):
+                    print(f"  {line}")
         elif args.command == "report":
             conn = connect(settings, read_only=True)
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from relations_etl.extract import RawTable, extract
 from relations_etl.load import LoadResult, record_failure
 from relations_etl.pipeline import Prepared, load_source, new_batch, prepare
 from relations_etl.publish import publish_years
+from relations_etl.quarantine import prepare_replay, sources_with_open_rows
 from relations_etl.reference import Reference
 from relations_etl.report import batch_markdown, markdown_table
 from relations_etl.settings import Settings
@@ -50,11 +52,13 @@ def transform_source(tables: list[RawTable], source: Source, ref: Reference,
 
 @task(cache_policy=NO_CACHE)
 def load_prepared(settings: Settings, prepared: Prepared, source: Source, ref: Reference,
-                  flow_run_id: str | None) -> LoadResult:
+                  flow_run_id: str | None, replayed: list[str] | None = None) -> LoadResult:
     """Load in one transaction with the audit row; a failure is audited, never retried."""
     batch = new_batch(source, flow_run_id)
+    if replayed is not None:
+        batch = replace(batch, source_uri=f"quarantine replay of {source.uri}")
     try:
-        return load_source(settings, batch, prepared, ref)
+        return load_source(settings, batch, prepared, ref, replayed)
     except Exception as exc:
         record_failure(settings, batch, exc)
         raise
@@ -84,8 +88,13 @@ def ingest_source(source: Source, home: str | None = None) -> LoadResult:
     prepared = transform_source(tables, source, ref, settings)
     result = load_prepared(settings, prepared, source, ref, run_id)
     publish(settings, result.years)
+    _report(settings, source, result, prepared)
+    return result
+
+
+def _report(settings: Settings, source: Source, result: LoadResult, prepared: Prepared) -> None:
     create_markdown_artifact(
-        key=f"batch-{source.name.lower().replace('_', '-').replace('.', '-')}",
+        key=f"batch-{''.join(c if c.isalnum() else '-' for c in source.name.lower())}",
         markdown=batch_markdown(result, prepared.rejected.head(settings.preview_rows)),
         description=f"Batch {result.batch_id} of {source.name}",
     )
@@ -94,7 +103,23 @@ def ingest_source(source: Source, home: str | None = None) -> LoadResult:
         source.name, result.rows_read, result.rows_loaded, result.rows_rejected,
         result.rows_deduplicated,
     )
-    return result
+
+
+@flow(name="replay-quarantine", log_prints=True)
+def replay_quarantine(source: str | None = None, home: str | None = None) -> list[LoadResult]:
+    """Re-run open quarantine rows against today's reference data; passing rows are loaded."""
+    settings = _settings(home)
+    ref = Reference.load(settings)
+    run_id = str(flow_run.id) if flow_run.id else None
+    results = []
+    for name in sources_with_open_rows(settings, source):
+        replay = prepare_replay(settings, name)
+        prepared = transform_source(replay.tables, replay.source, ref, settings)
+        result = load_prepared(settings, prepared, replay.source, ref, run_id, replay.keys)
+        publish(settings, result.years)
+        _report(settings, replay.source, result, prepared)
+        results.append(result)
+    return results
 
 
 @flow(name="nightly", log_prints=True)

@@ -27,6 +27,7 @@ class Batch:
     source_uri: str
     started_at: dt.datetime
     flow_run_id: str | None = None
+    source_config: str | None = None
 
 
 @dataclass
@@ -93,8 +94,13 @@ def load_batch(
     repeated: int,
     content_hash: str | None,
     ref: Reference,
+    replayed: list[str] | None = None,
 ) -> LoadResult:
-    """Insert new and changed facts, keep identical ones, quarantine rejects, audit: one commit."""
+    """Insert new and changed facts, keep identical ones, quarantine rejects, audit: one commit.
+
+    `replayed` lists the raw keys ("file#row") of quarantined rows this batch re-ran: their old
+    quarantine entries are closed, and those still failing are quarantined anew with today's reasons.
+    """
     kind = batch.kind
     table, ident = TABLE[kind], ID_COLUMN[kind]
     columns = fact_columns(kind)
@@ -134,8 +140,7 @@ def load_batch(
             f"INSERT INTO {table} BY NAME SELECT * FROM _staged WHERE {ident} IN "
             "(SELECT id FROM _status WHERE status <> 'same')"
         )
-        statuses = pl.from_arrow(conn.sql("SELECT id, status FROM _status").to_arrow_table())
-        assert isinstance(statuses, pl.DataFrame)
+        statuses = conn.sql("SELECT id, status FROM _status").pl()
         raw_status = (
             keys.join(statuses.rename({"id": ident}), on=ident, how="left")
             .group_by(RAW_KEYS)
@@ -151,6 +156,22 @@ def load_batch(
             pl.lit(kind.value).alias("kind"),
             pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias("rejected_at"),
         )
+        conn.register("_loaded_keys", raw_status.select(RAW_KEYS).to_arrow())
+        conn.register("_replayed_keys", pl.DataFrame({RAW_KEYS: replayed or []},
+                                                     schema={RAW_KEYS: pl.String}).to_arrow())
+        open_rows = "resolved_batch_id IS NULL AND source = ? AND source_file || '#' || source_row"
+        rejected_years = _years(
+            conn,
+            f"SELECT DISTINCT year(rejected_at) FROM rejected_rows WHERE {open_rows} IN "
+            f"(SELECT {RAW_KEYS} FROM _loaded_keys UNION SELECT {RAW_KEYS} FROM _replayed_keys)",
+            [batch.source],
+        )
+        for keys_table, resolution in (("_loaded_keys", "loaded"), ("_replayed_keys", "replayed")):
+            conn.execute(
+                f"""UPDATE rejected_rows SET resolved_batch_id = ?, resolution = ?
+                WHERE {open_rows} IN (SELECT {RAW_KEYS} FROM {keys_table})""",
+                [batch.batch_id, resolution, batch.source],
+            )
         conn.register("_rejected", quarantined.to_arrow())
         # a rerun of the same list must not pile up copies of rows already in quarantine
         conn.execute(
@@ -162,17 +183,12 @@ def load_batch(
                   AND q.source_file = r.source_file AND q.source_row = r.source_row
                   AND CAST(q.raw AS VARCHAR) = r.raw)"""
         )
-        conn.register("_loaded_keys", raw_status.select(RAW_KEYS).to_arrow())
-        conn.execute(
-            f"""UPDATE rejected_rows SET resolved_batch_id = ?
-            WHERE resolved_batch_id IS NULL AND source = ?
-              AND source_file || '#' || source_row IN (SELECT {RAW_KEYS} FROM _loaded_keys)""",
-            [batch.batch_id, batch.source],
-        )
+        if rejected.height:
+            rejected_years.add(now.year)
         result = LoadResult(
             batch.batch_id, batch.source, kind, rows_read, rows_loaded, rejected.height,
             rows_deduplicated, facts_written,
-            {table: years, "rejected_rows": {now.year} if rejected.height else set()},
+            {table: years, "rejected_rows": rejected_years},
         )
         if rows_read != rows_loaded + result.rows_rejected + rows_deduplicated:
             raise WarehouseError(
@@ -195,14 +211,14 @@ def _audit(conn: duckdb.DuckDBPyConnection, batch: Batch, result: LoadResult | N
     conn.execute(
         """INSERT INTO load_batches (batch_id, source, kind, source_uri, content_hash, started_at,
             finished_at, status, rows_read, rows_loaded, rows_rejected, rows_deduplicated,
-            facts_written, flow_run_id, error)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            facts_written, flow_run_id, error, source_config)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         [
             batch.batch_id, batch.source, batch.kind.value, batch.source_uri, content_hash,
             batch.started_at, now, status,
             result.rows_read if result else 0, result.rows_loaded if result else 0,
             result.rows_rejected if result else 0, result.rows_deduplicated if result else 0,
-            result.facts_written if result else 0, batch.flow_run_id, error,
+            result.facts_written if result else 0, batch.flow_run_id, error, batch.source_config,
         ],
     )
 

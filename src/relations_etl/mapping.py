@@ -38,6 +38,8 @@ def _check_columns(raw: RawTable, source: Source) -> None:
 
 
 def _record_expr(raw: RawTable, source: Source, many_files: bool) -> pl.Expr:
+    if RECORD in raw.frame.columns:  # a replayed quarantine row keeps the record id it had
+        return pl.col(RECORD)
     ids = source.mapping.record_id
     if ids:
         return pl.concat_str([pl.col(c).fill_null("") for c in ids], separator="|").alias(RECORD)

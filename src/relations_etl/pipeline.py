@@ -38,7 +38,8 @@ def new_batch(source: Source, flow_run_id: str | None = None) -> Batch:
     """A fresh batch id for one run of one source."""
     started = dt.datetime.now(dt.UTC)
     batch_id = f"{started:%Y%m%dT%H%M%S}-{source.name}-{uuid.uuid4().hex[:8]}"
-    return Batch(batch_id, source.name, source.kind, source.uri, started, flow_run_id)
+    return Batch(batch_id, source.name, source.kind, source.uri, started, flow_run_id,
+                 source.model_dump_json(by_alias=True))
 
 
 def transform(raw: RawTable, source: Source, ref: Reference, settings: Settings,
@@ -84,9 +85,11 @@ def run_source(source: Source, settings: Settings, *, ref: Reference | None = No
     return result
 
 
-def load_source(settings: Settings, batch: Batch, prepared: Prepared, ref: Reference) -> LoadResult:
+def load_source(settings: Settings, batch: Batch, prepared: Prepared, ref: Reference,
+                replayed: list[str] | None = None) -> LoadResult:
     """Load a prepared source in one transaction."""
     return load_batch(
         settings, batch, prepared.facts, prepared.rejected, rows_read=prepared.rows_read,
         repeated=prepared.repeated, content_hash=prepared.content_hash, ref=ref,
+        replayed=replayed,
     )

@@ -16,9 +16,7 @@ def run_query(settings: Settings, query: str) -> pl.DataFrame:
         result = conn.sql(query)
         if result is None:
             raise WarehouseError("the statement returned no rows; `sql` is for queries")
-        frame = pl.from_arrow(result.to_arrow_table())
-        assert isinstance(frame, pl.DataFrame)
-        return frame
+        return result.pl()
     except WarehouseError:
         raise
     except Exception as exc:

@@ -131,10 +131,16 @@ def validate(frame: pl.DataFrame, kind: Kind) -> pl.DataFrame:
         .otherwise(pl.col("column")).alias("column"),
         pl.when(row_level)
         .then(pl.col("check").replace_strict({k: c.error for k, c in by_check.items()}, default=None))
-        .otherwise(pl.format("{} fails {}", pl.col("column"), pl.col("check"))).alias("message"),
+        .when(pl.col("check") == "not_nullable")
+        .then(pl.format("{} is empty; it is required", pl.col("column")))
+        .when(pl.col("check").str.starts_with("isin("))
+        .then(pl.format("{} '{}' is not one of {}", pl.col("column"), pl.col("failure_case"),
+                        pl.col("check").str.strip_prefix("isin(").str.strip_suffix(")")))
+        .otherwise(pl.format("{} '{}' fails {}", pl.col("column"), pl.col("failure_case"),
+                             pl.col("check"))).alias("message"),
         pl.when(row_level)
         .then(pl.col("check").replace_strict({k: c.name for k, c in by_check.items()}, default=None))
-        .otherwise(pl.col("check")).alias("check"),
+        .otherwise(pl.col("check").str.replace(r"\(.*", "")).alias("check"),
         pl.when(row_level).then(None).otherwise(pl.col("failure_case")).alias("value"),
     )
     if failures.height != cases.height:

@@ -80,7 +80,8 @@ CREATE TABLE IF NOT EXISTS rejected_rows (
     raw            JSON NOT NULL,
     errors         STRUCT("column" VARCHAR, "check" VARCHAR, "value" VARCHAR, message VARCHAR)[] NOT NULL,
     rejected_at    TIMESTAMPTZ NOT NULL,
-    resolved_batch_id VARCHAR          -- set when a later batch loaded this record
+    resolved_batch_id VARCHAR,         -- the batch that closed this entry (NULL: still open)
+    resolution     VARCHAR             -- loaded (the row now passes) | replayed (re-checked, see newer entry)
 );
 
 CREATE TABLE IF NOT EXISTS load_batches (
@@ -98,5 +99,6 @@ CREATE TABLE IF NOT EXISTS load_batches (
     rows_deduplicated  BIGINT NOT NULL,
     facts_written      BIGINT NOT NULL DEFAULT 0,
     flow_run_id        VARCHAR,
-    error              VARCHAR
+    error              VARCHAR,            -- why a failed batch failed
+    source_config      JSON                -- the source entry and mapping used, for replays
 );

@@ -1,0 +1,590 @@
+"""Benchmark one visits source end to end against DuckDB's bare CSV -> Parquet copy.
+
+What it measures, on one synthetic, seeded visits CSV of N rows (default 1,000,000):
+
+* baseline: DuckDB alone, in this process,
+  ``COPY (SELECT * FROM read_csv(file, all_varchar=true)) TO out.parquet (FORMAT parquet)``,
+  best of 3 wall-clock runs. This is the floor: read the same bytes, write Parquet, nothing else.
+* full: ``relations_etl.pipeline.run_source`` (reference data, extract, map, normalize, pandera
+  validation, split, one DuckDB transaction, per-year Parquet publish) into a fresh warehouse
+  home, best of 2 (a fresh home each time).
+* stages: the same path once more, stage by stage through the library's own functions
+  (``Reference.load``, ``extract.extract``, ``pipeline.prepare``, ``pipeline.load_source``,
+  ``publish.publish_years``), plus a breakdown of ``prepare`` into its four steps (mapping,
+  normalize, validate, split) so a reader sees where the time goes.
+* peak RSS: baseline and full path each run in a child started with multiprocessing "spawn";
+  that child runs the work in its own spawned child and reads
+  ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss``, so each figure covers exactly one process.
+
+It prints a table and writes ``bench/results/<UTC timestamp>.json`` (git-ignored).
+
+Run from the repository root::
+
+    .venv/bin/python bench/run.py --quick          # 100,000 rows, about a minute
+    .venv/bin/python bench/run.py                  # 1,000,000 rows
+    .venv/bin/python bench/run.py --rows 250000 --profile   # + cProfile of one full run
+
+The module imports only the standard library at top level, so the baseline's child process
+loads DuckDB alone and its peak RSS is not inflated by polars, pandera or the library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import multiprocessing as mp
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+
+TITLES = ["President", "Prime Minister", "King", "Chancellor", "Secretary of State",
+          "Foreign Minister"]
+VISIT_TYPES = ["State", "Official", "Working", "Private", "Transit", "Multilateral event"]
+CITIES = [
+    "Abu Dhabi", "Accra", "Addis Ababa", "Algiers", "Amman", "Amsterdam", "Ankara", "Astana",
+    "Athens", "Baghdad", "Baku", "Bangkok", "Beijing", "Beirut", "Belgrade", "Berlin", "Bern",
+    "Bogotá", "Brasília", "Bratislava", "Brussels", "Bucharest", "Budapest", "Buenos Aires",
+    "Cairo", "Canberra", "Caracas", "Colombo", "Copenhagen", "Dakar", "Dhaka", "Doha", "Dublin",
+    "Geneva", "Hanoi", "Havana", "Helsinki", "Islamabad", "Jakarta", "Kabul", "Kampala",
+    "Kathmandu", "Khartoum", "Kyiv", "Kinshasa", "Kuala Lumpur", "Lagos", "Lima", "Lisbon",
+    "Ljubljana", "London", "Luanda", "Madrid", "Manila", "Mexico City", "Minsk", "Moscow",
+    "Nairobi", "New Delhi", "New York", "Oslo", "Ottawa", "Paris", "Prague", "Pretoria",
+    "Quito", "Rabat", "Reykjavík", "Riga", "Riyadh", "Rome", "Santiago", "Seoul", "Singapore",
+    "Sofia", "Stockholm", "Tallinn", "Tashkent", "Tbilisi", "Tehran", "Tokyo", "Tunis",
+    "Ulaanbaatar", "Vienna", "Vilnius", "Warsaw", "Washington", "Wellington", "Yerevan",
+    "Zagreb",
+]
+FIRST = [
+    "Abdul", "Ahmed", "Aleksandar", "Ana", "Angela", "Antonio", "Beatriz", "Carlos", "Chen",
+    "Dmitri", "Elena", "Emmanuel", "Fatima", "François", "Giorgia", "Hassan", "Hiroshi",
+    "Ingrid", "Ivan", "Jacinda", "Jean-Claude", "José", "Julius", "Kwame", "Lars", "Leila",
+    "Luiz", "Mahmoud", "Maria", "Mark", "Mette", "Mohammed", "Nelson", "Nguyen", "Olaf",
+    "Park", "Pedro", "Rajiv", "Recep", "Sahra", "Sanna", "Sergei", "Shinzo", "Sheikh",
+    "Tamim", "Ursula", "Viktor", "Vladimir", "Xi", "Yoweri",
+]
+LAST = [
+    "Abbas", "Al Thani", "Andersen", "Bachelet", "Banda", "Costa", "da Silva", "Dlamini",
+    "Erdoğan", "Fernández", "García", "Gonçalves", "Haddad", "Hernández", "Ivanov", "Jensen",
+    "Kenyatta", "Khan", "Kim", "Kovács", "Lee", "Li", "López", "Mahama", "Meloni", "Modi",
+    "Müller", "Nakamura", "Nkurunziza", "Novak", "O’Brien", "Okafor", "Olsen", "Petrov",
+    "Popescu", "Ramírez", "Rossi", "Rutte", "Sánchez", "Santos", "Schmidt", "Silva",
+    "Suzuki", "Tanaka", "Traoré", "Wang", "Wickremesinghe", "Yamamoto", "Zhang", "Zuma",
+]
+NOTES = [
+    "Named in the Foreign Ministry's year-end briefing.",
+    "Joint statement signed.",
+    "Talks on trade and energy.",
+    "Stopover  on the way to a summit.",   # a double space, cleaned by the mapping
+    "Met the head of state and the “speaker” of parliament.",
+]
+PERSONS_PER_COUNTRY = 20
+COUNTRIES = 200
+FIRST_DAY = dt.date(1950, 1, 1)
+LAST_DAY = dt.date(2024, 12, 31)
+BAD_COUNTRY = "Atlantis"
+BAD_DATE = "2023-13-45"
+BAD_KINDS = ("host_atlantis", "visitor_atlantis", "bad_date")
+
+MIB = 1024  # ru_maxrss is in KiB on Linux
+
+
+# --------------------------------------------------------------------------- data generation
+
+
+def shipped_titles(wanted: list[str]) -> list[str]:
+    """The wanted titles that warehouse/reference/titles.csv has (a title it lacks is dropped)."""
+    path = REPO / "warehouse" / "reference" / "titles.csv"
+    with path.open(encoding="utf-8", newline="") as handle:
+        known = {row["title"].strip().casefold() for row in csv.DictReader(handle)}
+    return [t for t in wanted if t.casefold() in known]
+
+
+def country_names(count: int = COUNTRIES) -> list[str]:
+    """`count` pycountry names that resolve to one code on every day of 1950-2024.
+
+    Names with a dated alias row or a code with validity dates (Germany, Czechia, Viet Nam, ...)
+    are left out, so every good row is good whatever its date; picks are spread over the list.
+    """
+    import pycountry
+
+    from relations_etl.reference import Reference
+    from relations_etl.settings import Settings
+    from relations_etl.text import key
+
+    with tempfile.TemporaryDirectory() as home:
+        ref = Reference.load(Settings(home=Path(home)))
+    usable = []
+    for country in sorted(pycountry.countries, key=lambda c: c.name):
+        name = country.name
+        first, last = ref.resolve_country(name, FIRST_DAY), ref.resolve_country(name, LAST_DAY)
+        if key(name) in ref.aliases or first.code is None or first.code != last.code:
+            continue
+        known = ref.countries[first.code]
+        if known.valid_from is None and known.valid_to is None:
+            usable.append(name)
+    if len(usable) <= count:
+        return usable
+    return [usable[i * len(usable) // count] for i in range(count)]
+
+
+def generate(path: Path, rows: int, seed: int) -> dict[str, Any]:
+    """Write the synthetic visits CSV; returns what was written (counts of bad rows by kind).
+
+    Each row is a visit of one of 20 persons per visitor country (country, title and name fixed
+    per person, as real lists repeat their heads of state) to a different host country, on a
+    uniform ISO day of 1950-2024. About 1% of rows are bad, in equal thirds: host 'Atlantis',
+    visitor country 'Atlantis', or date '2023-13-45'. Randomness is polars' seeded hash of the
+    row number, so the same seed and polars version give the same bytes.
+    """
+    import polars as pl
+
+    countries = country_names()
+    titles = shipped_titles(TITLES)
+    persons_country, persons_title, persons_name = [], [], []
+    for c, country in enumerate(countries):
+        for p in range(PERSONS_PER_COUNTRY):
+            persons_country.append(country)
+            persons_title.append(titles[(c + p) % len(titles)])
+            persons_name.append(f"{FIRST[(c * 7 + p * 3) % len(FIRST)]} "
+                                f"{LAST[(c * 11 + p) % len(LAST)]}")
+    n_persons, n_countries = len(persons_name), len(countries)
+    n_days = (LAST_DAY - FIRST_DAY).days + 1
+
+    def draw(stream: int, modulo: int) -> pl.Expr:
+        return (pl.col("i").hash(seed=seed * 1000 + stream) % modulo).cast(pl.Int64)
+
+    picks = pl.select(pl.int_range(0, rows, dtype=pl.Int64).alias("i")).with_columns(
+        draw(1, n_persons).alias("person"),
+        draw(2, n_countries - 1).alias("host_offset"),
+        draw(3, n_days).alias("day"),
+        draw(4, len(VISIT_TYPES)).alias("visit_type"),
+        draw(5, len(CITIES) * 3).alias("city"),         # two thirds of cities left empty
+        draw(6, len(NOTES) * 5).alias("notes"),         # four fifths of notes left empty
+        (draw(7, 100) == 0).alias("bad"),
+        draw(8, len(BAD_KINDS)).alias("bad_kind"),
+    )
+    person = picks.get_column("person")
+    visitor_index = person // PERSONS_PER_COUNTRY
+    # a different country than the visitor's: shift by 1..n-1
+    host_index = (visitor_index + picks.get_column("host_offset") + 1) % n_countries
+
+    def gather(values: list[str], index: pl.Series) -> pl.Series:
+        return pl.Series(values, dtype=pl.String).gather(index)
+
+    def gather_some(values: list[str], index: pl.Series) -> pl.Series:
+        return pl.select(
+            pl.when(index < len(values)).then(
+                pl.lit(pl.Series(values, dtype=pl.String)).gather(index.clip(0, len(values) - 1))
+            )
+        ).to_series()
+
+    record = picks.select(
+        pl.format("V{}", pl.col("i").cast(pl.String).str.zfill(8)).alias("record")
+    ).to_series()
+    day = picks.select(
+        (pl.lit(FIRST_DAY) + pl.duration(days=pl.col("day"))).dt.strftime("%Y-%m-%d")
+    ).to_series()
+    frame = pl.DataFrame({
+        "record": record,
+        "host": gather(countries, host_index),
+        "visitor_country": gather(persons_country, person),
+        "visitor": gather(persons_name, person),
+        "title": gather(persons_title, person),
+        "visit_type": gather(VISIT_TYPES, picks.get_column("visit_type")),
+        "date": day,
+        "city": gather_some(CITIES, picks.get_column("city")),
+        "notes": gather_some(NOTES, picks.get_column("notes")),
+    })
+    bad = picks.get_column("bad")
+    kind = picks.get_column("bad_kind")
+    frame = frame.with_columns(
+        pl.when(bad & (kind == 0)).then(pl.lit(BAD_COUNTRY)).otherwise("host").alias("host"),
+        pl.when(bad & (kind == 1)).then(pl.lit(BAD_COUNTRY)).otherwise("visitor_country")
+        .alias("visitor_country"),
+        pl.when(bad & (kind == 2)).then(pl.lit(BAD_DATE)).otherwise("date").alias("date"),
+    )
+    frame.write_csv(path)
+    counts = {name: int((bad & (kind == k)).sum()) for k, name in enumerate(BAD_KINDS)}
+    return {
+        "rows": rows,
+        "bytes": path.stat().st_size,
+        "countries": n_countries,
+        "titles": titles,
+        "persons": n_persons,
+        "bad_rows": int(bad.sum()),
+        "bad_by_kind": counts,
+    }
+
+
+# --------------------------------------------------------------------------- the two paths
+
+
+def make_source(csv_path: Path) -> Any:
+    """The visits Source for the synthetic CSV, as a sources.yaml entry would build it."""
+    from relations_etl.config import Kind, Mapping, Source
+
+    mapping = Mapping(
+        record_id=["record"],
+        columns={
+            "host": "host_country",
+            "visitor_country": "visitor_country",
+            "visitor": "visitor_name",
+            "title": "visitor_title",
+            "visit_type": "visit_type",
+            "date": "start_date",
+            "city": "city",
+            "notes": "notes",
+        },
+    )
+    mapping.check_fields(Kind.VISITS, "bench")
+    return Source(name="bench-visits", kind=Kind.VISITS, uri=str(csv_path), format="csv",
+                  mapping=mapping)
+
+
+def run_baseline(csv_path: Path, out: Path) -> float:
+    """DuckDB's bare CSV -> Parquet copy in this process; returns wall seconds."""
+    import duckdb
+
+    out.unlink(missing_ok=True)
+    started = time.perf_counter()
+    conn = duckdb.connect()
+    try:
+        conn.execute(
+            f"COPY (SELECT * FROM read_csv('{csv_path}', all_varchar=true)) "
+            f"TO '{out}' (FORMAT parquet)"
+        )
+    finally:
+        conn.close()
+    return time.perf_counter() - started
+
+
+def run_full(csv_path: Path, home: Path) -> tuple[float, dict[str, Any]]:
+    """run_source into a fresh warehouse home; returns wall seconds and the LoadResult."""
+    from relations_etl.pipeline import run_source
+    from relations_etl.settings import Settings
+
+    shutil.rmtree(home, ignore_errors=True)
+    source = make_source(csv_path)
+    settings = Settings(home=home)
+    started = time.perf_counter()
+    result = run_source(source, settings)
+    elapsed = time.perf_counter() - started
+    return elapsed, summary(result)
+
+
+def summary(result: Any) -> dict[str, Any]:
+    """The counts of a LoadResult, JSON-ready."""
+    return {
+        "rows_read": result.rows_read,
+        "rows_loaded": result.rows_loaded,
+        "rows_rejected": result.rows_rejected,
+        "rows_deduplicated": result.rows_deduplicated,
+        "facts_written": result.facts_written,
+        "years": {table: len(years) for table, years in result.years.items()},
+    }
+
+
+def timed_into(seconds: dict[str, float], name: str, call: Callable[[], Any]) -> Any:
+    """Call `call`, store its wall seconds under `name`, return its value."""
+    started = time.perf_counter()
+    value = call()
+    seconds[name] = time.perf_counter() - started
+    return value
+
+
+def run_stages(csv_path: Path, home: Path, breakdown: bool) -> dict[str, Any]:
+    """The full path once more, stage by stage through the library's functions."""
+    from relations_etl import pipeline
+    from relations_etl.extract import extract
+    from relations_etl.mapping import apply_mapping
+    from relations_etl.normalize import normalize
+    from relations_etl.publish import publish_years
+    from relations_etl.reference import Reference
+    from relations_etl.settings import Settings
+    from relations_etl.split import split
+    from relations_etl.validate import validate
+
+    shutil.rmtree(home, ignore_errors=True)
+    source = make_source(csv_path)
+    settings = Settings(home=home)
+    seconds: dict[str, float] = {}
+
+    def timed(name: str, call: Callable[[], Any]) -> Any:
+        return timed_into(seconds, name, call)
+
+    ref = timed("reference", lambda: Reference.load(settings))
+    tables = timed("extract", lambda: list(extract(source)))
+    prepared = timed("prepare", lambda: pipeline.prepare(tables, source, ref, settings))
+    batch = pipeline.new_batch(source)
+    result = timed("load", lambda: pipeline.load_source(settings, batch, prepared, ref))
+    published = timed("publish", lambda: publish_years(settings, result.years))
+    out: dict[str, Any] = {"seconds": seconds, "result": summary(result),
+                           "files_published": len(published),
+                           "facts_rows": prepared.facts.height,
+                           "rejected_rows": prepared.rejected.height}
+    if breakdown:
+        inner: dict[str, float] = {}
+        mapped = timed_into(inner, "mapping", lambda: apply_mapping(tables[0], source, ref))
+        normalized = timed_into(inner, "normalize", lambda: normalize(
+            mapped, source, ref, default_order=settings.date_order))
+        validated = timed_into(inner, "validate", lambda: validate(normalized, source.kind))
+        timed_into(inner, "split", lambda: split(validated, source.kind, source.name))
+        out["prepare_breakdown"] = inner
+    return out
+
+
+# --------------------------------------------------------------------------- peak memory
+
+
+def _worker(kind: str, csv_path: str, target: str, queue: Any) -> None:
+    """Grandchild: run one path, report its own wall time and ru_maxrss."""
+    if kind == "baseline":
+        elapsed, extra = run_baseline(Path(csv_path), Path(target)), {}
+    elif kind == "full":
+        elapsed, extra = run_full(Path(csv_path), Path(target))
+    else:  # "imports": the fixed cost of the library path, for reading the full path's figure
+        import relations_etl.pipeline  # noqa: F401
+
+        elapsed, extra = 0.0, {}
+    queue.put({"seconds": elapsed, "self_maxrss_kib": resource.getrusage(
+        resource.RUSAGE_SELF).ru_maxrss, **extra})
+
+
+def _measurer(kind: str, csv_path: str, target: str, queue: Any) -> None:
+    """Child: spawn the worker, then read RUSAGE_CHILDREN (it has no other children)."""
+    ctx = mp.get_context("spawn")
+    inner = ctx.Queue()
+    process = ctx.Process(target=_worker, args=(kind, csv_path, target, inner))
+    process.start()
+    report = inner.get()
+    process.join()
+    report["children_maxrss_kib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    report["exitcode"] = process.exitcode
+    queue.put(report)
+
+
+def peak_rss(kind: str, csv_path: Path, target: Path) -> dict[str, Any]:
+    """Peak RSS of one path, run alone in a spawned process."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    process = ctx.Process(target=_measurer, args=(kind, str(csv_path), str(target), queue))
+    process.start()
+    report: dict[str, Any] = queue.get()
+    process.join()
+    if process.exitcode:
+        raise RuntimeError(f"memory run {kind} exited with {process.exitcode}")
+    report["peak_rss_mib"] = report["children_maxrss_kib"] / MIB
+    return report
+
+
+# --------------------------------------------------------------------------- profile
+
+
+def profile_full(csv_path: Path, home: Path, stem: Path) -> list[str]:
+    """cProfile one run_source; save the .prof and return the top 15 by tottime and cumtime."""
+    import cProfile
+    import io
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    run_full(csv_path, home)
+    profiler.disable()
+    profiler.dump_stats(str(stem.with_suffix(".prof")))
+    texts = []
+    for order in ("tottime", "cumulative"):
+        buffer = io.StringIO()
+        pstats.Stats(profiler, stream=buffer).strip_dirs().sort_stats(order).print_stats(15)
+        texts.append(buffer.getvalue())
+    stem.with_suffix(".profile.txt").write_text("\n".join(texts), encoding="utf-8")
+    return texts
+
+
+# --------------------------------------------------------------------------- report
+
+
+def environment() -> dict[str, Any]:
+    """Versions and machine, so results from different runs can be compared."""
+    import duckdb
+    import pandera
+    import polars as pl
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                                  check=False).stdout.strip()
+        except OSError:
+            return ""
+
+    return {
+        "python": platform.python_version(),
+        "polars": pl.__version__,
+        "duckdb": duckdb.__version__,
+        "pandera": pandera.__version__,
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "polars_threads": pl.thread_pool_size(),
+        "git_commit": git("rev-parse", "HEAD"),
+        "library_dirty": bool(git("status", "--porcelain", "--", "src", "warehouse")),
+    }
+
+
+def checks(expected_bad: int, rows: int, result: dict[str, Any]) -> dict[str, Any]:
+    """Does the full path reject exactly the planted bad rows and load all the others?"""
+    wanted = {"rows_read": rows, "rows_rejected": expected_bad,
+              "rows_loaded": rows - expected_bad, "rows_deduplicated": 0,
+              "facts_written": rows - expected_bad}
+    problems = {k: {"expected": v, "got": result.get(k)} for k, v in wanted.items()
+                if result.get(k) != v}
+    return {"ok": not problems, "problems": problems}
+
+
+def print_table(report: dict[str, Any]) -> None:
+    """The human-readable summary."""
+    base = report["baseline"]["best_s"]
+    full = report["full"]["best_s"]
+    lines = [
+        f"rows: {report['rows']:,}   csv: {report['csv']['bytes'] / 2**20:.1f} MiB   "
+        f"bad rows planted: {report['csv']['bad_rows']:,}",
+        "",
+        f"{'what':<34}{'seconds':>10}{'x baseline':>12}{'rows/s':>14}",
+        f"{'-' * 70}",
+    ]
+
+    def line(name: str, seconds: float) -> str:
+        rate = report["rows"] / seconds if seconds else float("nan")
+        return f"{name:<34}{seconds:>10.3f}{seconds / base:>12.1f}{rate:>14,.0f}"
+
+    lines.append(line("baseline: duckdb csv->parquet", base))
+    lines.append(line("full: run_source", full))
+    stages = report.get("stages_s", {})
+    for name, seconds in stages.items():
+        lines.append(line(f"  stage {name}", seconds))
+    for name, seconds in report.get("prepare_breakdown_s", {}).items():
+        lines.append(line(f"    prepare/{name}", seconds))
+    lines.append(f"{'-' * 70}")
+    lines.append(f"ratio full / baseline: {report['ratio_full_over_baseline']:.1f}x")
+    memory = report.get("peak_rss_mib")
+    if memory:
+        lines.append(
+            "peak RSS: " + ", ".join(f"{k} {v:,.0f} MiB" for k, v in memory.items()
+                                     if isinstance(v, float))
+        )
+    lines.append("correctness: " + ("ok" if report["checks"]["ok"]
+                                   else f"MISMATCH {report['checks']['problems']}"))
+    print("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run everything, print the table and write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="CSV rows (default 1e6)")
+    parser.add_argument("--quick", action="store_true", help="100,000 rows")
+    parser.add_argument("--seed", type=int, default=20240601)
+    parser.add_argument("--baseline-repeats", type=int, default=3)
+    parser.add_argument("--full-repeats", type=int, default=2)
+    parser.add_argument("--no-breakdown", action="store_true",
+                        help="skip the extra prepare run split into mapping/normalize/...")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS children")
+    parser.add_argument("--profile", action="store_true",
+                        help="cProfile one more full run; top 15 printed, .prof saved")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="where the CSV and warehouses go (default: a new temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the work dir afterwards")
+    args = parser.parse_args(argv)
+    rows = 100_000 if args.quick else args.rows
+
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    RESULTS_DIR.mkdir(exist_ok=True)
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="relations-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    csv_path = work / "visits.csv"
+
+    def say(text: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+    try:
+        say(f"generating {rows:,} rows in {work}")
+        started = time.perf_counter()
+        generated = generate(csv_path, rows, args.seed)
+        generated["generate_s"] = time.perf_counter() - started
+        report: dict[str, Any] = {"timestamp": stamp, "rows": rows, "seed": args.seed,
+                                  "csv": generated, "environment": environment()}
+
+        say(f"baseline x{args.baseline_repeats}")
+        runs = [run_baseline(csv_path, work / "baseline.parquet")
+                for _ in range(args.baseline_repeats)]
+        report["baseline"] = {"runs_s": runs, "best_s": min(runs),
+                              "parquet_bytes": (work / "baseline.parquet").stat().st_size}
+        say(f"baseline best {min(runs):.3f}s")
+
+        say(f"full path x{args.full_repeats}")
+        full_runs, result = [], {}
+        for n in range(args.full_repeats):
+            seconds, result = run_full(csv_path, work / f"home-full-{n}")
+            full_runs.append(seconds)
+            say(f"full run {n + 1}: {seconds:.3f}s")
+            shutil.rmtree(work / f"home-full-{n}", ignore_errors=True)
+        report["full"] = {"runs_s": full_runs, "best_s": min(full_runs), "result": result}
+        report["ratio_full_over_baseline"] = min(full_runs) / min(runs)
+        report["checks"] = checks(generated["bad_rows"], rows, result)
+
+        say("stages once" + ("" if args.no_breakdown else " (+ prepare breakdown)"))
+        stages = run_stages(csv_path, work / "home-stages", not args.no_breakdown)
+        report["stages_s"] = {**stages["seconds"], "total": sum(stages["seconds"].values())}
+        if "prepare_breakdown" in stages:
+            report["prepare_breakdown_s"] = stages["prepare_breakdown"]
+        report["stages_detail"] = {k: v for k, v in stages.items()
+                                   if k not in ("seconds", "prepare_breakdown")}
+        shutil.rmtree(work / "home-stages", ignore_errors=True)
+
+        if not args.no_memory:
+            memory: dict[str, Any] = {}
+            for kind, target in (("imports", work / "unused"),
+                                 ("baseline", work / "baseline-mem.parquet"),
+                                 ("full", work / "home-mem")):
+                say(f"peak RSS: {kind}")
+                memory[kind] = peak_rss(kind, csv_path, target)
+            shutil.rmtree(work / "home-mem", ignore_errors=True)
+            report["peak_rss_mib"] = {
+                "baseline": memory["baseline"]["peak_rss_mib"],
+                "full": memory["full"]["peak_rss_mib"],
+                "library_imports_only": memory["imports"]["peak_rss_mib"],
+                "method": "getrusage(RUSAGE_CHILDREN).ru_maxrss in a spawned child whose only "
+                          "child (also spawned) ran the path",
+            }
+            report["memory_runs"] = memory
+
+        if args.profile:
+            say("profiling one full run (cProfile)")
+            texts = profile_full(csv_path, work / "home-profile", RESULTS_DIR / stamp)
+            report["profile_files"] = [f"{stamp}.prof", f"{stamp}.profile.txt"]
+            print("\n".join(texts))
+
+        out = RESULTS_DIR / f"{stamp}.json"
+        out.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+        print()
+        print_table(report)
+        print(f"\nwritten {out.relative_to(REPO)}")
+        return 0 if report["checks"]["ok"] else 1
+    finally:
+        if not args.keep and args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

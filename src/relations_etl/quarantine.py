@@ -1,0 +1,121 @@
+"""Quarantine: what was rejected and why, what to add to the reference data, and replays."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import polars as pl
+
+from relations_etl.config import Source
+from relations_etl.errors import WarehouseError
+from relations_etl.extract import FILE, RAW, ROW, RawTable
+from relations_etl.load import connect
+from relations_etl.mapping import RECORD
+from relations_etl.settings import Settings
+
+
+@dataclass(frozen=True)
+class Replay:
+    """Open quarantine rows of one source, rebuilt as raw tables, with the source they came from."""
+
+    source: Source
+    tables: list[RawTable]
+    keys: list[str]
+
+
+def _where(source: str | None) -> tuple[str, list[object]]:
+    return ("AND source = ?", [source]) if source else ("", [])
+
+
+def open_rejections(settings: Settings, source: str | None = None) -> pl.DataFrame:
+    """Open quarantine rows with every reason, oldest first."""
+    where, params = _where(source)
+    conn = connect(settings, read_only=True)
+    try:
+        frame = conn.sql(
+            f"""SELECT source, source_file, source_row, source_record,
+                   list_transform(errors, lambda e: e."column" || ': ' || e.message) AS reasons
+            FROM rejected_rows WHERE resolved_batch_id IS NULL {where}
+            ORDER BY rejected_at, source, source_file, source_row""",
+            params=params,
+        ).pl()
+    finally:
+        conn.close()
+    return frame.with_columns(pl.col("reasons").list.join("; "))
+
+
+def unresolved_summary(settings: Settings, source: str | None = None) -> pl.DataFrame:
+    """Values that stopped rows, by frequency: what a steward should add or fix first."""
+    where, params = _where(source)
+    conn = connect(settings, read_only=True)
+    try:
+        return conn.sql(f"SELECT * FROM quarantine_summary WHERE true {where}",
+                        params=params).pl()
+    finally:
+        conn.close()
+
+
+def describe(summary: pl.DataFrame) -> list[str]:
+    """Summary rows as sentences: "visitor_country 'Somoa' (country_known): 1 row"."""
+    return [
+        f"{source}: {column} {'(empty)' if value is None else repr(value)} ({check}): "
+        f"{rows} row{'s' if rows != 1 else ''}"
+        for source, column, check, value, rows in summary.iter_rows()
+    ]
+
+
+def sources_with_open_rows(settings: Settings, source: str | None = None) -> list[str]:
+    """Names of sources that have rows in quarantine."""
+    where, params = _where(source)
+    conn = connect(settings, read_only=True)
+    try:
+        rows = conn.execute(
+            f"SELECT DISTINCT source FROM rejected_rows WHERE resolved_batch_id IS NULL {where} "
+            "ORDER BY source", params
+        ).fetchall()
+    finally:
+        conn.close()
+    return [r[0] for r in rows]
+
+
+def prepare_replay(settings: Settings, source_name: str) -> Replay:
+    """Rebuild one source's open quarantine rows as they were read, with the mapping last used."""
+    conn = connect(settings, read_only=True)
+    try:
+        config = conn.execute(
+            "SELECT source_config FROM load_batches WHERE source = ? AND source_config IS NOT NULL "
+            "ORDER BY started_at DESC LIMIT 1", [source_name]
+        ).fetchone()
+        rows = conn.execute(
+            """SELECT source_file, source_row, source_record, CAST(raw AS VARCHAR)
+            FROM rejected_rows WHERE resolved_batch_id IS NULL AND source = ?
+            ORDER BY source_file, source_row""", [source_name]
+        ).fetchall()
+    finally:
+        conn.close()
+    if config is None:
+        raise WarehouseError(f"no recorded configuration for source {source_name!r}",
+                             source=source_name, hint="Run the source once before a replay.")
+    source = Source.model_validate_json(config[0])
+    by_file: dict[str, list[tuple[int, str | None, str]]] = {}
+    for file, row, record, raw in rows:
+        by_file.setdefault(file, []).append((row, record, raw))
+    tables = []
+    for file, entries in by_file.items():
+        records = [json.loads(raw) for _, _, raw in entries]
+        names = list(dict.fromkeys(k for r in records for k in r))
+        frame = pl.DataFrame(
+            {n: [None if r.get(n) is None else str(r.get(n)) for r in records] for n in names},
+            schema={n: pl.String for n in names},
+        ).with_columns(
+            pl.Series(RAW, [raw for _, _, raw in entries], dtype=pl.String),
+            pl.Series(ROW, [row for row, _, _ in entries], dtype=pl.Int64),
+            pl.lit(file).alias(FILE),
+            pl.Series(RECORD, [record for _, record, _ in entries], dtype=pl.String),
+        )
+        digest = hashlib.sha256("".join(raw for _, _, raw in entries).encode()).hexdigest()
+        tables.append(RawTable(frame, file, digest, tuple(names)))
+    keys = [f"{file}#{row}" for file, row, _, _ in rows]
+    return Replay(source, tables, keys)
