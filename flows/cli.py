@@ -28,8 +28,11 @@ def _parser() -> argparse.ArgumentParser:
     ingest = commands.add_parser("ingest", help="one raw list through the same flow")
     ingest.add_argument("kind", choices=[k.value for k in Kind])
     ingest.add_argument("source", help="a path or URL (file://, https://, s3://)")
-    ingest.add_argument("--format", dest="fmt", help="csv, tsv, xlsx, json, ndjson, parquet, "
-                        "hsg-visits-xml (default: from the extension)")
+    ingest.add_argument(
+        "--format",
+        dest="fmt",
+        help="csv, tsv, xlsx, json, ndjson, parquet, hsg-visits-xml (default: from the extension)",
+    )
     ingest.add_argument("--mapping", type=Path, help="mapping file (YAML)")
     ingest.add_argument("--name", help="source name (default: the mapping's name or file name)")
     sql = commands.add_parser("sql", help="read-only query on the warehouse")
@@ -39,9 +42,14 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--country", required=True, help="ISO 3166 alpha-3 code")
     report.add_argument("--year", required=True, type=int)
     quarantine = commands.add_parser(
-        "quarantine", help="rejected rows and what to fix; `quarantine replay` re-runs them")
-    quarantine.add_argument("action", nargs="?", choices=["replay"],
-                            help="replay: re-check open rows against today's reference data")
+        "quarantine", help="rejected rows and what to fix; `quarantine replay` re-runs them"
+    )
+    quarantine.add_argument(
+        "action",
+        nargs="?",
+        choices=["replay"],
+        help="replay: re-check open rows against today's reference data",
+    )
     quarantine.add_argument("--source", help="only this source")
     quarantine.add_argument("--csv", action="store_true", help="print the rows as CSV")
     return parser
@@ -51,15 +59,23 @@ def _print_frame(frame: pl.DataFrame, as_csv: bool) -> None:
     if as_csv:
         sys.stdout.write(frame.write_csv())
         return
-    with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=80, tbl_width_chars=200,
-                   tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+    with pl.Config(
+        tbl_rows=-1,
+        tbl_cols=-1,
+        fmt_str_lengths=80,
+        tbl_width_chars=200,
+        tbl_hide_dataframe_shape=True,
+        tbl_hide_column_data_types=True,
+    ):
         print(frame)
 
 
 def _print_results(results: list[LoadResult]) -> None:
     for r in results:
-        print(f"{r.source}: read {r.rows_read}, loaded {r.rows_loaded}, "
-              f"rejected {r.rows_rejected}, deduplicated {r.rows_deduplicated}")
+        print(
+            f"{r.source}: read {r.rows_read}, loaded {r.rows_loaded}, "
+            f"rejected {r.rows_rejected}, deduplicated {r.rows_deduplicated}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,8 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             from flows.ingest import nightly
 
-            _print_results(list(nightly(config=str(args.config) if args.config else None,
-                                        home=str(settings.home))))
+            _print_results(
+                list(
+                    nightly(
+                        config=str(args.config) if args.config else None, home=str(settings.home)
+                    )
+                )
+            )
         elif args.command == "ingest":
             from flows.ingest import ingest_source
 

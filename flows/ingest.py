@@ -10,8 +10,8 @@ import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
-from prefect.states import State
 
 from relations_etl.config import Source, load_sources
 from relations_etl.errors import RelationsEtlError
@@ -36,23 +36,34 @@ def _transient_only(task: Any, task_run: Any, state: State[Any]) -> bool:
     return False
 
 
-@task(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=_transient_only,
-      cache_policy=NO_CACHE)
+@task(
+    retries=3,
+    retry_delay_seconds=[2, 10, 30],
+    retry_condition_fn=_transient_only,
+    cache_policy=NO_CACHE,
+)
 def extract_source(source: Source) -> list[RawTable]:
     """Read every file of the source (I/O: retried when the failure is transient)."""
     return list(extract(source))
 
 
 @task(cache_policy=NO_CACHE)
-def transform_source(tables: list[RawTable], source: Source, ref: Reference,
-                     settings: Settings) -> Prepared:
+def transform_source(
+    tables: list[RawTable], source: Source, ref: Reference, settings: Settings
+) -> Prepared:
     """map, normalize, validate and split the raw tables."""
     return prepare(tables, source, ref, settings)
 
 
 @task(cache_policy=NO_CACHE)
-def load_prepared(settings: Settings, prepared: Prepared, source: Source, ref: Reference,
-                  flow_run_id: str | None, replayed: list[str] | None = None) -> LoadResult:
+def load_prepared(
+    settings: Settings,
+    prepared: Prepared,
+    source: Source,
+    ref: Reference,
+    flow_run_id: str | None,
+    replayed: list[str] | None = None,
+) -> LoadResult:
     """Load in one transaction with the audit row; a failure is audited, never retried."""
     batch = new_batch(source, flow_run_id)
     if replayed is not None:
@@ -100,7 +111,10 @@ def _report(settings: Settings, source: Source, result: LoadResult, prepared: Pr
     )
     get_run_logger().info(
         "%s: read %d, loaded %d, rejected %d, deduplicated %d",
-        source.name, result.rows_read, result.rows_loaded, result.rows_rejected,
+        source.name,
+        result.rows_read,
+        result.rows_loaded,
+        result.rows_rejected,
         result.rows_deduplicated,
     )
 
@@ -136,15 +150,24 @@ def nightly(config: str | None = None, home: str | None = None) -> list[LoadResu
         else:
             failures.append(f"{source.name}: {state.message}")
     summary = pl.DataFrame(
-        [{"source": r.source, "kind": r.kind.value, "read": r.rows_read, "loaded": r.rows_loaded,
-          "rejected": r.rows_rejected, "deduplicated": r.rows_deduplicated} for r in results]
+        [
+            {
+                "source": r.source,
+                "kind": r.kind.value,
+                "read": r.rows_read,
+                "loaded": r.rows_loaded,
+                "rejected": r.rows_rejected,
+                "deduplicated": r.rows_deduplicated,
+            }
+            for r in results
+        ]
     )
     create_markdown_artifact(
         key="nightly-summary",
-        markdown="# Nightly run\n\n" + markdown_table(summary)
+        markdown="# Nightly run\n\n"
+        + markdown_table(summary)
         + ("\n\n## Failed sources\n\n" + "\n".join(f"- {f}" for f in failures) if failures else ""),
     )
     if failures:
         raise RuntimeError(f"{len(failures)} source(s) failed: " + "; ".join(failures))
     return results
-

@@ -63,11 +63,6 @@ def test_number_forms_of_a_year() -> None:
     assert parse_date("2E3", end=True) == ParsedDate(D(2000, 12, 31), "year")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: '2023.0' (a float year, as Excel/JSON/Parquet numbers come out as text) is "
-    "matched by the ISO YYYY.MM pattern first and rejected as month 0 instead of year 2023",
-)
 def test_float_year_text() -> None:
     assert parse_date("2023.0") == ParsedDate(D(2023, 1, 1), "year")
 

@@ -31,8 +31,9 @@ def hsg(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, LoadResult]
 def unsc(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, LoadResult]:
     settings = Settings(home=tmp_path_factory.mktemp("unsc"))
     csv = shared("unsc-elected/security_council_non_permanent.csv")
-    source = source_for(Kind.MEMBERSHIPS, str(csv), None,
-                        REPO / "examples" / "mappings" / "unsc-elected.yaml")
+    source = source_for(
+        Kind.MEMBERSHIPS, str(csv), None, REPO / "examples" / "mappings" / "unsc-elected.yaml"
+    )
     return settings, run_source(source, settings)
 
 
@@ -54,34 +55,53 @@ def test_hsg_2023_records_people_and_heads(hsg: tuple[Settings, LoadResult]) -> 
            FROM visits WHERE year(start_date) = 2023""",
     ).row(0, named=True)
     assert row == {"records": 80, "people": 81, "heads": 80}
-    two = run_query(settings, "SELECT visitor_title, visitor_role FROM visits "
-                              "WHERE source_record = (SELECT source_record FROM visits "
-                              "WHERE visitor_title = 'Crown Prince' AND year(start_date) = 2023) "
-                              "ORDER BY visit_id")
+    two = run_query(
+        settings,
+        "SELECT visitor_title, visitor_role FROM visits "
+        "WHERE source_record = (SELECT source_record FROM visits "
+        "WHERE visitor_title = 'Crown Prince' AND year(start_date) = 2023) "
+        "ORDER BY visit_id",
+    )
     assert two.rows() == [("King", "head_of_state"), ("Crown Prince", "other")]
 
 
 def test_hsg_2022_soviet_and_spain(hsg: tuple[Settings, LoadResult]) -> None:
     settings, _ = hsg
-    assert _scalar(settings, "SELECT count(DISTINCT source_record) FROM visits "
-                             "WHERE year(start_date) = 2022") == 100
+    assert (
+        _scalar(
+            settings,
+            "SELECT count(DISTINCT source_record) FROM visits WHERE year(start_date) = 2022",
+        )
+        == 100
+    )
     soviet = run_query(settings, "SELECT start_date FROM visits WHERE visitor_country = 'SUN'")
     assert soviet.height == 6
     assert all(d.year < 1992 for d in soviet.to_series())
-    assert _scalar(settings, "SELECT DISTINCT visitor_role FROM visits "
-                             "WHERE visitor_name = 'Pedro Sánchez' AND year(start_date) = 2023"
-                   ) == "head_of_government"
+    assert (
+        _scalar(
+            settings,
+            "SELECT DISTINCT visitor_role FROM visits "
+            "WHERE visitor_name = 'Pedro Sánchez' AND year(start_date) = 2023",
+        )
+        == "head_of_government"
+    )
 
 
 def test_hsg_rerun_changes_nothing(hsg: tuple[Settings, LoadResult]) -> None:
-    settings, first = hsg
+    settings, _first = hsg
     before = run_query(settings, "SELECT * FROM visits ORDER BY visit_id")
     source = source_for(Kind.VISITS, str(shared("hsg-visits")), "hsg-visits-xml", None)
     again = run_source(source, settings)
     assert (again.rows_loaded, again.rows_rejected, again.rows_deduplicated) == (0, 0, 3264)
     assert run_query(settings, "SELECT * FROM visits ORDER BY visit_id").equals(before)
-    assert _scalar(settings, "SELECT count(*) FROM load_batches WHERE status = 'succeeded' "
-                             "AND rows_read = rows_loaded + rows_rejected + rows_deduplicated") == 2
+    assert (
+        _scalar(
+            settings,
+            "SELECT count(*) FROM load_batches WHERE status = 'succeeded' "
+            "AND rows_read = rows_loaded + rows_rejected + rows_deduplicated",
+        )
+        == 2
+    )
 
 
 def test_unsc_seats_in_force(unsc: tuple[Settings, LoadResult]) -> None:
@@ -95,8 +115,9 @@ def test_unsc_seats_in_force(unsc: tuple[Settings, LoadResult]) -> None:
 
 def test_unsc_kazakhstan_one_period(unsc: tuple[Settings, LoadResult]) -> None:
     settings, _ = unsc
-    rows = run_query(settings, "SELECT start_date, end_date, status FROM memberships "
-                               "WHERE country = 'KAZ'").rows()
+    rows = run_query(
+        settings, "SELECT start_date, end_date, status FROM memberships WHERE country = 'KAZ'"
+    ).rows()
     assert [(s.isoformat(), e.isoformat(), st) for s, e, st in rows] == [
         ("2017-01-01", "2018-12-31", "elected_member")
     ]
@@ -114,7 +135,8 @@ def test_unsc_every_year_has_ten_elected_seats_from_1966(unsc: tuple[Settings, L
     )
     assert set(seats.get_column("seats")) == {10}
     country_years = _scalar(
-        settings, "SELECT sum(year(end_date) - year(start_date) + 1) FROM memberships")
+        settings, "SELECT sum(year(end_date) - year(start_date) + 1) FROM memberships"
+    )
     assert country_years == 660
 
 
@@ -125,7 +147,8 @@ def test_published_parquet_matches_the_warehouse(hsg: tuple[Settings, LoadResult
     pattern = Path(settings.parquet_dir) / "visits" / "*" / "*.parquet"
     conn = duckdb.connect()
     published = conn.execute(
-        f"SELECT count(*), count(DISTINCT year) FROM read_parquet('{pattern}', hive_partitioning=true)"
+        "SELECT count(*), count(DISTINCT year) "
+        f"FROM read_parquet('{pattern}', hive_partitioning=true)"
     ).fetchone()
     assert published is not None
     assert published[0] == _scalar(settings, "SELECT count(*) FROM visits")

@@ -24,12 +24,29 @@ class Kind(StrEnum):
 
 FIELDS: dict[Kind, tuple[str, ...]] = {
     Kind.VISITS: (
-        "host_country", "visitor_country", "visitor_organization", "visitor", "visitor_name",
-        "visitor_title", "visitor_role", "visit_type", "start_date", "end_date", "city", "event",
+        "host_country",
+        "visitor_country",
+        "visitor_organization",
+        "visitor",
+        "visitor_name",
+        "visitor_title",
+        "visitor_role",
+        "visit_type",
+        "start_date",
+        "end_date",
+        "city",
+        "event",
         "notes",
     ),
     Kind.MEMBERSHIPS: (
-        "country", "organization", "body", "status", "start_date", "end_date", "year", "notes",
+        "country",
+        "organization",
+        "body",
+        "status",
+        "start_date",
+        "end_date",
+        "year",
+        "notes",
     ),
     Kind.RELATIONS: ("country", "counterpart", "event", "event_date", "notes"),
 }
@@ -126,6 +143,12 @@ class Source(_Strict):
     format: str | None = None
     mapping: Mapping = Field(default_factory=Mapping)
 
+    @model_validator(mode="after")
+    def _known_format(self) -> Source:
+        if self.format is not None and self.format not in FORMATS:
+            raise ValueError(f"unknown format {self.format!r}; one of {FORMATS}")
+        return self
+
     @property
     def resolved_format(self) -> str:
         """The format given, else the mapping's, else guessed from the URI's extension."""
@@ -135,8 +158,16 @@ class Source(_Strict):
 def guess_format(uri: str) -> str:
     """Guess a reader from a URI's extension."""
     suffix = uri.rstrip("/").rsplit(".", 1)[-1].lower() if "." in uri.rsplit("/", 1)[-1] else ""
-    guesses = {"csv": "csv", "tsv": "tsv", "txt": "csv", "xlsx": "xlsx", "json": "json",
-               "ndjson": "ndjson", "jsonl": "ndjson", "parquet": "parquet"}
+    guesses = {
+        "csv": "csv",
+        "tsv": "tsv",
+        "txt": "csv",
+        "xlsx": "xlsx",
+        "json": "json",
+        "ndjson": "ndjson",
+        "jsonl": "ndjson",
+        "parquet": "parquet",
+    }
     if suffix not in guesses:
         raise ConfigError(
             f"cannot tell the format of {uri!r} from its name; give --format (one of {FORMATS})"
@@ -190,6 +221,11 @@ def load_sources(path: Path) -> list[Source]:
     data = _read_yaml(path)
     if not isinstance(data, AbcMapping) or not isinstance(data.get("sources"), list):
         raise ConfigError(f"configuration file {path} must have a top-level 'sources:' list")
+    unknown = sorted(set(data) - {"sources"})
+    if unknown:
+        raise ConfigError(
+            f"configuration file {path}: unknown top-level key(s) {unknown}; only 'sources' is read"
+        )
     base = path.parent
     sources: list[Source] = []
     for position, entry in enumerate(data["sources"], start=1):
@@ -235,7 +271,12 @@ def source_for(
         stem = uri.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0] or "source"
         name = "".join(ch if ch.isalnum() or ch in "_.-" else "-" for ch in stem).strip("-.")
     try:
-        return Source(name=name or "source", kind=kind, uri=resolve_uri(uri, Path.cwd()),
-                      format=resolved, mapping=mapping)
+        return Source(
+            name=name or "source",
+            kind=kind,
+            uri=resolve_uri(uri, Path.cwd()),
+            format=resolved,
+            mapping=mapping,
+        )
     except ValidationError as exc:
         raise _explain(exc, f"ingest of {uri}") from exc

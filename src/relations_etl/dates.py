@@ -19,7 +19,10 @@ _MONTHS = {
 _MONTHS["sept"] = 9
 _EXCEL_EPOCH = dt.date(1899, 12, 30)  # Excel's day 0, after its 1900 leap-year bug
 
-_ISO = re.compile(r"^(\d{4})(?:[-/.](\d{1,2})(?:[-/.](\d{1,2}))?)?(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$")
+_ISO = re.compile(
+    r"^(\d{4})(?:[-/.](\d{1,2})(?:[-/.](\d{1,2}))?)?"
+    r"(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$"
+)
 _NUMERIC = re.compile(r"^(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})$")
 _MONTH_YEAR = re.compile(r"^(\d{1,2})[-/.](\d{4})$")
 _WORDS = re.compile(r"^(?:(\d{1,2})\s+)?([A-Za-z]+)\.?(?:\s+(\d{1,2}))?,?\s+(\d{4})$")
@@ -52,6 +55,16 @@ def _build(year: int, month: int | None, day: int | None, end: bool, text: str) 
     return ParsedDate(dt.date(year, 12, 31) if end else dt.date(year, 1, 1), "year")
 
 
+def _number(raw: str, excel_serial: bool, end: bool) -> ParsedDate:
+    """A number: a year (2023, 2023.0, 2e3), or with excel_serial an Excel day number."""
+    value = float(raw)
+    if value.is_integer() and 1000 <= value <= 2999:
+        return _build(int(value), None, None, end, raw)
+    if excel_serial and 0 < value < 2958466:
+        return ParsedDate(_EXCEL_EPOCH + dt.timedelta(days=int(value)), "day")
+    raise DateError(f"number {raw!r} is not a year (set dates.excel_serial for Excel days)")
+
+
 def parse_date(
     text: str, *, order: Order = "ymd", excel_serial: bool = False, end: bool = False
 ) -> ParsedDate:
@@ -59,6 +72,8 @@ def parse_date(
     raw = text.strip()
     if not raw:
         raise DateError("empty date")
+    if _NUMBER.match(raw) and not raw.isdigit():
+        return _number(raw, excel_serial, end)
     if m := _ISO.match(raw):
         year, month, day = (int(g) if g else None for g in m.groups())
         return _build(year or 0, month, day, end, raw)
@@ -73,17 +88,12 @@ def parse_date(
     if m := _MONTH_YEAR.match(raw):
         return _build(int(m.group(2)), int(m.group(1)), None, end, raw)
     if m := _WORDS.match(raw):
-        day_before, name, day_after, year = m.groups()
-        month = _MONTHS.get(name.casefold())
-        if month is None:
+        day_before, name, day_after, year_text = m.groups()
+        named_month = _MONTHS.get(name.casefold())
+        if named_month is None:
             raise DateError(f"{name!r} in {raw!r} is not a month name")
         day_text = day_before or day_after
-        return _build(int(year), month, int(day_text) if day_text else None, end, raw)
+        return _build(int(year_text), named_month, int(day_text) if day_text else None, end, raw)
     if _NUMBER.match(raw):
-        value = float(raw)
-        if value.is_integer() and 1000 <= value <= 2999:
-            return _build(int(value), None, None, end, raw)
-        if excel_serial and 0 < value < 2958466:
-            return ParsedDate(_EXCEL_EPOCH + dt.timedelta(days=int(value)), "day")
-        raise DateError(f"number {raw!r} is not a year (set dates.excel_serial for Excel days)")
+        return _number(raw, excel_serial, end)
     raise DateError(f"{raw!r} is not a date (ISO YYYY[-MM[-DD]], '12 May 2023', 'May 2023', ...)")

@@ -1,4 +1,4 @@
-"""Extract: read a raw list through fsspec into text-only tables with file hashes and row numbers."""
+"""Extract: read a raw list through fsspec into text tables with file hashes and row numbers."""
 
 from __future__ import annotations
 
@@ -48,20 +48,25 @@ def read_bytes(uri: str, source: str) -> bytes:
         status = getattr(exc, "status", None) or getattr(exc, "code", None)
         if isinstance(status, int) and status < 500:
             raise SourceReadError(f"{uri} answered {status}", source=source, file=uri) from exc
-        raise TransientSourceError(f"could not fetch {uri}: {exc}", source=source, file=uri) from exc
+        raise TransientSourceError(
+            f"could not fetch {uri}: {exc}", source=source, file=uri
+        ) from exc
 
 
 def as_text_table(frame: pl.DataFrame, file: str, content_hash: str) -> RawTable:
     """Cast every column to text, keep the row as read (JSON) and number the rows from 1."""
     columns = tuple(frame.columns)
-    text = frame.with_columns(
-        [pl.col(c).cast(pl.String) if frame.schema[c] != pl.String else pl.col(c) for c in columns]
-    ) if columns else frame
-    raw = (
-        pl.struct([pl.col(c) for c in columns]).struct.json_encode()
+    text = (
+        frame.with_columns(
+            [
+                pl.col(c).cast(pl.String) if frame.schema[c] != pl.String else pl.col(c)
+                for c in columns
+            ]
+        )
         if columns
-        else pl.lit("{}")
+        else frame
     )
+    raw = pl.struct([pl.col(c) for c in columns]).struct.json_encode() if columns else pl.lit("{}")
     text = text.with_columns(
         raw.alias(RAW),
         pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(ROW),
@@ -70,7 +75,9 @@ def as_text_table(frame: pl.DataFrame, file: str, content_hash: str) -> RawTable
     return RawTable(text, file, content_hash, columns)
 
 
-def _read_table(data: bytes, fmt: str, options: dict[str, Any], uri: str, source: str) -> pl.DataFrame:
+def _read_table(
+    data: bytes, fmt: str, options: dict[str, Any], uri: str, source: str
+) -> pl.DataFrame:
     try:
         if fmt in ("csv", "tsv"):
             return pl.read_csv(
@@ -116,7 +123,7 @@ def _records_frame(records: Any) -> pl.DataFrame:
     def text(value: Any) -> str | None:
         if value is None:
             return None
-        if isinstance(value, (dict, list)):
+        if isinstance(value, (dict, list, bool)):
             return json.dumps(value, ensure_ascii=False)
         return str(value)
 

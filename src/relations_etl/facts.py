@@ -66,11 +66,13 @@ COLUMNS: dict[Kind, dict[str, pl.DataType]] = {
     },
 }
 
-ID_COLUMN = {Kind.VISITS: "visit_id", Kind.MEMBERSHIPS: "membership_id",
-             Kind.RELATIONS: "relation_id"}
+ID_COLUMN = {
+    Kind.VISITS: "visit_id",
+    Kind.MEMBERSHIPS: "membership_id",
+    Kind.RELATIONS: "relation_id",
+}
 TABLE = {Kind.VISITS: "visits", Kind.MEMBERSHIPS: "memberships", Kind.RELATIONS: "relations"}
-YEAR_OF = {Kind.VISITS: "start_date", Kind.MEMBERSHIPS: "start_date",
-           Kind.RELATIONS: "event_date"}
+YEAR_OF = {Kind.VISITS: "start_date", Kind.MEMBERSHIPS: "start_date", Kind.RELATIONS: "event_date"}
 
 
 def fact_columns(kind: Kind) -> list[str]:

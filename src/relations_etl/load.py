@@ -50,8 +50,9 @@ def connect(settings: Settings, *, read_only: bool = False) -> duckdb.DuckDBPyCo
     path = settings.db_path
     if read_only:
         if not path.exists():
-            raise WarehouseError(f"no warehouse at {path}",
-                                 hint="Run `relations-etl run` or set RELATIONS_ETL_HOME.")
+            raise WarehouseError(
+                f"no warehouse at {path}", hint="Run `relations-etl run` or set RELATIONS_ETL_HOME."
+            )
         return duckdb.connect(str(path), read_only=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = duckdb.connect(str(path))
@@ -67,8 +68,10 @@ def apply_sql(conn: duckdb.DuckDBPyConnection, sql_dir: Path) -> None:
 
 def refresh_reference(conn: duckdb.DuckDBPyConnection, ref: Reference) -> None:
     """Replace the countries and organizations tables with the reference data in use."""
-    for table, frame in (("countries", ref.countries_frame()),
-                         ("organizations", ref.organizations_frame())):
+    for table, frame in (
+        ("countries", ref.countries_frame()),
+        ("organizations", ref.organizations_frame()),
+    ):
         conn.register("_reference", frame.to_arrow())
         conn.execute(f"DELETE FROM {table}")
         conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _reference")
@@ -99,7 +102,8 @@ def load_batch(
     """Insert new and changed facts, keep identical ones, quarantine rejects, audit: one commit.
 
     `replayed` lists the raw keys ("file#row") of quarantined rows this batch re-ran: their old
-    quarantine entries are closed, and those still failing are quarantined anew with today's reasons.
+    quarantine entries are closed, and those still failing are quarantined anew with today's
+    reasons.
     """
     kind = batch.kind
     table, ident = TABLE[kind], ID_COLUMN[kind]
@@ -134,7 +138,8 @@ def load_batch(
             [],
         )
         conn.execute(
-            f"DELETE FROM {table} WHERE {ident} IN (SELECT id FROM _status WHERE status = 'changed')"
+            f"DELETE FROM {table} WHERE {ident} IN "
+            "(SELECT id FROM _status WHERE status = 'changed')"
         )
         conn.execute(
             f"INSERT INTO {table} BY NAME SELECT * FROM _staged WHERE {ident} IN "
@@ -157,8 +162,10 @@ def load_batch(
             pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias("rejected_at"),
         )
         conn.register("_loaded_keys", raw_status.select(RAW_KEYS).to_arrow())
-        conn.register("_replayed_keys", pl.DataFrame({RAW_KEYS: replayed or []},
-                                                     schema={RAW_KEYS: pl.String}).to_arrow())
+        conn.register(
+            "_replayed_keys",
+            pl.DataFrame({RAW_KEYS: replayed or []}, schema={RAW_KEYS: pl.String}).to_arrow(),
+        )
         open_rows = "resolved_batch_id IS NULL AND source = ? AND source_file || '#' || source_row"
         rejected_years = _years(
             conn,
@@ -186,15 +193,22 @@ def load_batch(
         if rejected.height:
             rejected_years.add(now.year)
         result = LoadResult(
-            batch.batch_id, batch.source, kind, rows_read, rows_loaded, rejected.height,
-            rows_deduplicated, facts_written,
+            batch.batch_id,
+            batch.source,
+            kind,
+            rows_read,
+            rows_loaded,
+            rejected.height,
+            rows_deduplicated,
+            facts_written,
             {table: years, "rejected_rows": rejected_years},
         )
         if rows_read != rows_loaded + result.rows_rejected + rows_deduplicated:
             raise WarehouseError(
                 f"conservation broken: read {rows_read} != loaded {rows_loaded} + rejected "
                 f"{result.rows_rejected} + deduplicated {rows_deduplicated}",
-                source=batch.source, batch_id=batch.batch_id,
+                source=batch.source,
+                batch_id=batch.batch_id,
             )
         _audit(conn, batch, result, content_hash, "succeeded", None, now)
         conn.commit()
@@ -206,19 +220,37 @@ def load_batch(
         conn.close()
 
 
-def _audit(conn: duckdb.DuckDBPyConnection, batch: Batch, result: LoadResult | None,
-           content_hash: str | None, status: str, error: str | None, now: dt.datetime) -> None:
+def _audit(
+    conn: duckdb.DuckDBPyConnection,
+    batch: Batch,
+    result: LoadResult | None,
+    content_hash: str | None,
+    status: str,
+    error: str | None,
+    now: dt.datetime,
+) -> None:
     conn.execute(
         """INSERT INTO load_batches (batch_id, source, kind, source_uri, content_hash, started_at,
             finished_at, status, rows_read, rows_loaded, rows_rejected, rows_deduplicated,
             facts_written, flow_run_id, error, source_config)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         [
-            batch.batch_id, batch.source, batch.kind.value, batch.source_uri, content_hash,
-            batch.started_at, now, status,
-            result.rows_read if result else 0, result.rows_loaded if result else 0,
-            result.rows_rejected if result else 0, result.rows_deduplicated if result else 0,
-            result.facts_written if result else 0, batch.flow_run_id, error, batch.source_config,
+            batch.batch_id,
+            batch.source,
+            batch.kind.value,
+            batch.source_uri,
+            content_hash,
+            batch.started_at,
+            now,
+            status,
+            result.rows_read if result else 0,
+            result.rows_loaded if result else 0,
+            result.rows_rejected if result else 0,
+            result.rows_deduplicated if result else 0,
+            result.facts_written if result else 0,
+            batch.flow_run_id,
+            error,
+            batch.source_config,
         ],
     )
 

@@ -57,9 +57,7 @@ def _lookup(
     )
     frame = frame.drop([c for c in outputs if c in frame.columns and c not in keys])
     joined = frame.join(table, on=keys, how="left", nulls_equal=True, maintain_order="left")
-    return joined.with_columns(
-        pl.concat_list(ERRORS_COLUMN, _ERR).alias(ERRORS_COLUMN)
-    ).drop(_ERR)
+    return joined.with_columns(pl.concat_list(ERRORS_COLUMN, _ERR).alias(ERRORS_COLUMN)).drop(_ERR)
 
 
 def _dates(frame: pl.DataFrame, kind: Kind, source: Source, default_order: Order) -> pl.DataFrame:
@@ -76,8 +74,9 @@ def _dates(frame: pl.DataFrame, kind: Kind, source: Source, default_order: Order
     for field, end in DATE_FIELDS[kind]:
         precision = field.replace("_date", "_precision")
 
-        def parse(text: str | None, field: str = field, end: bool = end,
-                  precision: str = precision) -> tuple[dict[str, Any], list[dict[str, str | None]]]:
+        def parse(
+            text: str | None, field: str = field, end: bool = end, precision: str = precision
+        ) -> tuple[dict[str, Any], list[dict[str, str | None]]]:
             if text is None:
                 return {}, []
             try:
@@ -86,8 +85,9 @@ def _dates(frame: pl.DataFrame, kind: Kind, source: Source, default_order: Order
                 return {}, [_error(field, "date_format", text, str(exc))]
             return {field + "_parsed": parsed.date, precision: parsed.precision}, []
 
-        frame = _lookup(frame, [field],
-                        {field + "_parsed": pl.Date(), precision: pl.String()}, parse)
+        frame = _lookup(
+            frame, [field], {field + "_parsed": pl.Date(), precision: pl.String()}, parse
+        )
         frame = frame.with_columns(pl.col(field + "_parsed").alias(field)).drop(field + "_parsed")
     return frame
 
@@ -96,14 +96,19 @@ def _countries(frame: pl.DataFrame, kind: Kind, source: Source, ref: Reference) 
     day_field = DATE_FIELDS[kind][0][0]
     overrides = source.mapping.country_aliases
     for field in COUNTRY_FIELDS[kind]:
-        def resolve(label: str | None, day: dt.date | None,
-                    field: str = field) -> tuple[dict[str, Any], list[dict[str, str | None]]]:
+
+        def resolve(
+            label: str | None, day: dt.date | None, field: str = field
+        ) -> tuple[dict[str, Any], list[dict[str, str | None]]]:
             if label is None:
                 return {}, []
             found = ref.resolve_country(label, day, overrides)
             if found.code is None:
-                return {}, [_error(field, found.check or "country_known", label,
-                                   found.error or "unresolved")]
+                return {}, [
+                    _error(
+                        field, found.check or "country_known", label, found.error or "unresolved"
+                    )
+                ]
             return {field + "_code": found.code}, []
 
         frame = _lookup(frame, [field, day_field], {field + "_code": pl.String()}, resolve)
@@ -113,30 +118,49 @@ def _countries(frame: pl.DataFrame, kind: Kind, source: Source, ref: Reference) 
 
 def _organizations(frame: pl.DataFrame, kind: Kind, source: Source, ref: Reference) -> pl.DataFrame:
     overrides = source.mapping.organization_aliases
-    fields = ("visitor_organization",) if kind is Kind.VISITS else (
-        ("organization", "body") if kind is Kind.MEMBERSHIPS else ()
+    fields = (
+        ("visitor_organization",)
+        if kind is Kind.VISITS
+        else (("organization", "body") if kind is Kind.MEMBERSHIPS else ())
     )
     for field in fields:
-        def resolve(label: str | None,
-                    field: str = field) -> tuple[dict[str, Any], list[dict[str, str | None]]]:
+
+        def resolve(
+            label: str | None, field: str = field
+        ) -> tuple[dict[str, Any], list[dict[str, str | None]]]:
             if label is None:
                 return {}, []
             code = ref.resolve_organization(label, overrides)
             if code is None:
-                return {}, [_error(field, "organization_known", label,
-                                   f"organization {label!r} is unknown; add it to "
-                                   "organization_aliases.csv or organizations.csv")]
+                return {}, [
+                    _error(
+                        field,
+                        "organization_known",
+                        label,
+                        f"organization {label!r} is unknown; add it to "
+                        "organization_aliases.csv or organizations.csv",
+                    )
+                ]
             return {field + "_code": code}, []
 
         frame = _lookup(frame, [field], {field + "_code": pl.String()}, resolve)
         frame = frame.with_columns(pl.col(field + "_code").alias(field)).drop(field + "_code")
     if kind is Kind.MEMBERSHIPS:
-        def parent(organization: str | None, body: str | None) -> tuple[dict[str, Any], list[dict[str, str | None]]]:
+
+        def parent(
+            organization: str | None, body: str | None
+        ) -> tuple[dict[str, Any], list[dict[str, str | None]]]:
             if body is None or organization is None:
                 return {}, []
             if ref.organizations[body][1] != organization:
-                return {}, [_error("body", "body_of_organization", body,
-                                   f"{body} is not a body of {organization}")]
+                return {}, [
+                    _error(
+                        "body",
+                        "body_of_organization",
+                        body,
+                        f"{body} is not a body of {organization}",
+                    )
+                ]
             return {}, []
 
         frame = _lookup(frame, ["organization", "body"], {}, parent)
@@ -146,29 +170,50 @@ def _organizations(frame: pl.DataFrame, kind: Kind, source: Source, ref: Referen
 def _roles(frame: pl.DataFrame, source: Source, ref: Reference) -> pl.DataFrame:
     titles = source.mapping.titles
 
-    def resolve(title: str | None, role: str | None, country: str | None, visitor: str | None,
-                name: str | None) -> tuple[dict[str, Any], list[dict[str, str | None]]]:
+    def resolve(
+        title: str | None,
+        role: str | None,
+        country: str | None,
+        visitor: str | None,
+        name: str | None,
+    ) -> tuple[dict[str, Any], list[dict[str, str | None]]]:
         if role is not None:
             return {"_role": role}, []
         if title is None:
             shown = visitor or name
-            return {}, [_error("visitor_title", "title_known", shown,
-                               f"no known title at the start of {shown!r}; add the title to "
-                               "titles.csv (title,role,country)")]
+            return {}, [
+                _error(
+                    "visitor_title",
+                    "title_known",
+                    shown,
+                    f"no known title at the start of {shown!r}; add the title to "
+                    "titles.csv (title,role,country)",
+                )
+            ]
         found = ref.role(title, country, titles)
         if found is None:
-            return {}, [_error("visitor_title", "title_known", title,
-                               f"title {title!r} is not in titles.csv; add it with its role")]
+            return {}, [
+                _error(
+                    "visitor_title",
+                    "title_known",
+                    title,
+                    f"title {title!r} is not in titles.csv; add it with its role",
+                )
+            ]
         return {"_role": found}, []
 
     frame = _lookup(
-        frame, ["visitor_title", "visitor_role", "visitor_country", "visitor", "visitor_name"],
-        {"_role": pl.String()}, resolve,
+        frame,
+        ["visitor_title", "visitor_role", "visitor_country", "visitor", "visitor_name"],
+        {"_role": pl.String()},
+        resolve,
     )
     return frame.with_columns(pl.col("_role").alias("visitor_role")).drop("_role")
 
 
-def normalize(frame: pl.DataFrame, source: Source, ref: Reference, *, default_order: Order = "ymd") -> pl.DataFrame:
+def normalize(
+    frame: pl.DataFrame, source: Source, ref: Reference, *, default_order: Order = "ymd"
+) -> pl.DataFrame:
     """Give every field its type and resolved code; each failure is added to the row's errors."""
     kind = source.kind
     for field in ENUM_FIELDS[kind]:

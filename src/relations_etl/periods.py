@@ -1,4 +1,4 @@
-"""Periods: consecutive yearly rows of one country, organization, body and status become one period."""
+"""Periods: consecutive yearly rows of one country, body and status become one period."""
 
 from __future__ import annotations
 
@@ -26,16 +26,21 @@ def collapse_years(facts: pl.DataFrame) -> pl.DataFrame:
         .agg(
             pl.first("membership_id"),
             *[pl.first(c) for c in _GROUP],
-            pl.first("start_date"), pl.first("start_precision"),
-            pl.last("end_date"), pl.last("end_precision"),
+            pl.first("start_date"),
+            pl.first("start_precision"),
+            pl.last("end_date"),
+            pl.last("end_precision"),
             pl.col("notes").drop_nulls().unique(maintain_order=True).str.join("; ").alias("notes"),
             pl.first("source"),
             pl.when(pl.len() > 1)
             .then(pl.format("{}..{}", pl.first("source_record"), pl.last("source_record")))
-            .otherwise(pl.first("source_record")).alias("source_record"),
+            .otherwise(pl.first("source_record"))
+            .alias("source_record"),
             pl.col(RAW_KEYS).list.explode(keep_nulls=False, empty_as_null=False).alias(RAW_KEYS),
         )
         .drop("_period")
-        .with_columns(pl.when(pl.col("notes") == "").then(None).otherwise(pl.col("notes")).alias("notes"))
+        .with_columns(
+            pl.when(pl.col("notes") == "").then(None).otherwise(pl.col("notes")).alias("notes")
+        )
         .select(facts.columns)
     )

@@ -38,12 +38,20 @@ def new_batch(source: Source, flow_run_id: str | None = None) -> Batch:
     """A fresh batch id for one run of one source."""
     started = dt.datetime.now(dt.UTC)
     batch_id = f"{started:%Y%m%dT%H%M%S}-{source.name}-{uuid.uuid4().hex[:8]}"
-    return Batch(batch_id, source.name, source.kind, source.uri, started, flow_run_id,
-                 source.model_dump_json(by_alias=True))
+    return Batch(
+        batch_id,
+        source.name,
+        source.kind,
+        source.uri,
+        started,
+        flow_run_id,
+        source.model_dump_json(by_alias=True),
+    )
 
 
-def transform(raw: RawTable, source: Source, ref: Reference, settings: Settings,
-              *, many_files: bool = False) -> Split:
+def transform(
+    raw: RawTable, source: Source, ref: Reference, settings: Settings, *, many_files: bool = False
+) -> Split:
     """map -> normalize -> validate -> split, for one raw table."""
     mapped = apply_mapping(raw, source, ref, many_files=many_files)
     normalized = normalize(mapped, source, ref, default_order=settings.date_order)
@@ -51,27 +59,36 @@ def transform(raw: RawTable, source: Source, ref: Reference, settings: Settings,
     return split(validated, source.kind, source.name)
 
 
-def prepare(tables: Iterable[RawTable], source: Source, ref: Reference, settings: Settings) -> Prepared:
+def prepare(
+    tables: Iterable[RawTable], source: Source, ref: Reference, settings: Settings
+) -> Prepared:
     """Transform every raw table of a source and gather facts, rejects and counts."""
     tables = list(tables)
     many = len(tables) > 1
     parts = [transform(t, source, ref, settings, many_files=many) for t in tables]
     facts = pl.concat([p.facts for p in parts]) if parts else pl.DataFrame()
     rejected = (
-        pl.concat([p.rejected for p in parts]) if parts
-        else pl.DataFrame(schema=REJECTED_SCHEMA)
+        pl.concat([p.rejected for p in parts]) if parts else pl.DataFrame(schema=REJECTED_SCHEMA)
     )
     if source.kind is Kind.MEMBERSHIPS and source.mapping.periods == "yearly":
         facts = collapse_years(facts)
     digest = hashlib.sha256("".join(t.content_hash for t in tables).encode()).hexdigest()
     return Prepared(
-        facts, rejected, sum(t.frame.height for t in tables), sum(p.repeated for p in parts),
+        facts,
+        rejected,
+        sum(t.frame.height for t in tables),
+        sum(p.repeated for p in parts),
         digest if many else (tables[0].content_hash if tables else digest),
     )
 
 
-def run_source(source: Source, settings: Settings, *, ref: Reference | None = None,
-               flow_run_id: str | None = None) -> LoadResult:
+def run_source(
+    source: Source,
+    settings: Settings,
+    *,
+    ref: Reference | None = None,
+    flow_run_id: str | None = None,
+) -> LoadResult:
     """Run one source end to end; a failure is audited and re-raised, nothing half-loaded."""
     batch = new_batch(source, flow_run_id)
     try:
@@ -85,11 +102,22 @@ def run_source(source: Source, settings: Settings, *, ref: Reference | None = No
     return result
 
 
-def load_source(settings: Settings, batch: Batch, prepared: Prepared, ref: Reference,
-                replayed: list[str] | None = None) -> LoadResult:
+def load_source(
+    settings: Settings,
+    batch: Batch,
+    prepared: Prepared,
+    ref: Reference,
+    replayed: list[str] | None = None,
+) -> LoadResult:
     """Load a prepared source in one transaction."""
     return load_batch(
-        settings, batch, prepared.facts, prepared.rejected, rows_read=prepared.rows_read,
-        repeated=prepared.repeated, content_hash=prepared.content_hash, ref=ref,
+        settings,
+        batch,
+        prepared.facts,
+        prepared.rejected,
+        rows_read=prepared.rows_read,
+        repeated=prepared.repeated,
+        content_hash=prepared.content_hash,
+        ref=ref,
         replayed=replayed,
     )

@@ -16,8 +16,10 @@ YEAR_EXPR = {
 }
 
 
-def publish(conn: duckdb.DuckDBPyConnection, settings: Settings, table: str, years: set[int]) -> list[str]:
-    """Rewrite parquet/<table>/year=YYYY/data.parquet for each year; a year left empty is removed."""
+def publish(
+    conn: duckdb.DuckDBPyConnection, settings: Settings, table: str, years: set[int]
+) -> list[str]:
+    """Rewrite parquet/<table>/year=YYYY/data.parquet per year; an emptied year is removed."""
     written = []
     year_expr = YEAR_EXPR[table]
     for year in sorted(years):
@@ -35,8 +37,9 @@ def publish(conn: duckdb.DuckDBPyConnection, settings: Settings, table: str, yea
         conn.execute(
             f"COPY (SELECT * EXCLUDE (row_hash) FROM {table} WHERE {year_expr} = {int(year)} "
             f"ORDER BY ALL) TO '{temporary}' (FORMAT parquet, COMPRESSION zstd)"
-            if table != "rejected_rows" else
-            f"COPY (SELECT * FROM {table} WHERE {year_expr} = {int(year)} ORDER BY rejected_at, "
+            if table != "rejected_rows"
+            else f"COPY (SELECT * FROM {table} WHERE {year_expr} = {int(year)} "
+            "ORDER BY rejected_at, "
             f"source, source_file, source_row) TO '{temporary}' (FORMAT parquet, COMPRESSION zstd)"
         )
         os.replace(temporary, target)

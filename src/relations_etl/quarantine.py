@@ -34,7 +34,7 @@ def open_rejections(settings: Settings, source: str | None = None) -> pl.DataFra
     where, params = _where(source)
     conn = connect(settings, read_only=True)
     try:
-        frame = conn.sql(
+        frame: pl.DataFrame = conn.sql(
             f"""SELECT source, source_file, source_row, source_record,
                    list_transform(errors, lambda e: e."column" || ': ' || e.message) AS reasons
             FROM rejected_rows WHERE resolved_batch_id IS NULL {where}
@@ -51,8 +51,10 @@ def unresolved_summary(settings: Settings, source: str | None = None) -> pl.Data
     where, params = _where(source)
     conn = connect(settings, read_only=True)
     try:
-        return conn.sql(f"SELECT * FROM quarantine_summary WHERE true {where}",
-                        params=params).pl()
+        summary: pl.DataFrame = conn.sql(
+            f"SELECT * FROM quarantine_summary WHERE true {where}", params=params
+        ).pl()
+        return summary
     finally:
         conn.close()
 
@@ -73,7 +75,8 @@ def sources_with_open_rows(settings: Settings, source: str | None = None) -> lis
     try:
         rows = conn.execute(
             f"SELECT DISTINCT source FROM rejected_rows WHERE resolved_batch_id IS NULL {where} "
-            "ORDER BY source", params
+            "ORDER BY source",
+            params,
         ).fetchall()
     finally:
         conn.close()
@@ -86,18 +89,23 @@ def prepare_replay(settings: Settings, source_name: str) -> Replay:
     try:
         config = conn.execute(
             "SELECT source_config FROM load_batches WHERE source = ? AND source_config IS NOT NULL "
-            "ORDER BY started_at DESC LIMIT 1", [source_name]
+            "ORDER BY started_at DESC LIMIT 1",
+            [source_name],
         ).fetchone()
         rows = conn.execute(
             """SELECT source_file, source_row, source_record, CAST(raw AS VARCHAR)
             FROM rejected_rows WHERE resolved_batch_id IS NULL AND source = ?
-            ORDER BY source_file, source_row""", [source_name]
+            ORDER BY source_file, source_row""",
+            [source_name],
         ).fetchall()
     finally:
         conn.close()
     if config is None:
-        raise WarehouseError(f"no recorded configuration for source {source_name!r}",
-                             source=source_name, hint="Run the source once before a replay.")
+        raise WarehouseError(
+            f"no recorded configuration for source {source_name!r}",
+            source=source_name,
+            hint="Run the source once before a replay.",
+        )
     source = Source.model_validate_json(config[0])
     by_file: dict[str, list[tuple[int, str | None, str]]] = {}
     for file, row, record, raw in rows:

@@ -16,11 +16,13 @@ def run_query(settings: Settings, query: str) -> pl.DataFrame:
         result = conn.sql(query)
         if result is None:
             raise WarehouseError("the statement returned no rows; `sql` is for queries")
-        return result.pl()
+        frame: pl.DataFrame = result.pl()
+        return frame
     except WarehouseError:
         raise
     except Exception as exc:
-        raise WarehouseError(f"query failed: {exc}",
-                             hint="The warehouse is opened read-only; check the SQL.") from exc
+        raise WarehouseError(
+            f"query failed: {exc}", hint="The warehouse is opened read-only; check the SQL."
+        ) from exc
     finally:
         conn.close()

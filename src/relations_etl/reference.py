@@ -1,4 +1,4 @@
-"""Reference data: countries (ISO 3166-1/-3 via pycountry plus extras), aliases, titles, organizations."""
+"""Reference data: countries (ISO 3166 via pycountry plus extras), aliases, titles, bodies."""
 
 from __future__ import annotations
 
@@ -93,7 +93,9 @@ def _date(text: str, where: str) -> dt.date | None:
         raise ReferenceDataError(f"{where}: {text!r} is not a YYYY-MM-DD date") from exc
 
 
-def _layered(settings: Settings, name: str, required: tuple[str, ...], by: tuple[str, ...]) -> list[dict[str, str]]:
+def _layered(
+    settings: Settings, name: str, required: tuple[str, ...], by: tuple[str, ...]
+) -> list[dict[str, str]]:
     """Shipped rows, with every group of user rows (same `by` key) replacing the shipped group."""
     shipped = _read_csv(settings.reference_dir / name, required)
     user = _read_csv(settings.user_reference_dir / name, required)
@@ -120,8 +122,13 @@ class Reference:
         names: dict[str, set[str]] = defaultdict(set)
         for c in pycountry.countries:
             countries[c.alpha_3] = Country(c.alpha_3, c.name, "iso3166-1", None, None)
-            for label in (c.alpha_2, c.alpha_3, c.name, getattr(c, "official_name", None),
-                          getattr(c, "common_name", None)):
+            for label in (
+                c.alpha_2,
+                c.alpha_3,
+                c.name,
+                getattr(c, "official_name", None),
+                getattr(c, "common_name", None),
+            ):
                 if label:
                     names[key(label)].add(c.alpha_3)
         historic_names: dict[str, set[str]] = defaultdict(set)
@@ -131,18 +138,27 @@ class Reference:
                 continue
             withdrawn = getattr(h, "withdrawal_date", "") or ""
             countries[code] = Country(
-                code, h.name, "iso3166-3", None,
+                code,
+                h.name,
+                "iso3166-3",
+                None,
                 _date(withdrawn, "pycountry") if len(withdrawn) == 10 else None,
             )
             historic_names[key(h.name)].add(code)
             historic_names[key(code)].add(code)
-        for row in _layered(settings, "countries_extra.csv",
-                            ("code", "name", "valid_from", "valid_to", "kind"), ("code",)):
+        for row in _layered(
+            settings,
+            "countries_extra.csv",
+            ("code", "name", "valid_from", "valid_to", "kind"),
+            ("code",),
+        ):
             code = row["code"].upper()
             countries[code] = Country(
-                code, row["name"] or countries.get(code, Country(code, code, "", None, None)).name,
+                code,
+                row["name"] or countries.get(code, Country(code, code, "", None, None)).name,
                 row["kind"] or "user-assigned",
-                _date(row["valid_from"], row["_where"]), _date(row["valid_to"], row["_where"]),
+                _date(row["valid_from"], row["_where"]),
+                _date(row["valid_to"], row["_where"]),
             )
             for label in (code, row["name"]):
                 if label and key(label) not in names:
@@ -151,21 +167,26 @@ class Reference:
             names.setdefault(label, codes)
 
         aliases: dict[str, list[Alias]] = defaultdict(list)
-        for row in _layered(settings, "country_aliases.csv",
-                            ("alias", "code", "valid_from", "valid_to"), ("alias",)):
+        for row in _layered(
+            settings, "country_aliases.csv", ("alias", "code", "valid_from", "valid_to"), ("alias",)
+        ):
             code = row["code"].upper()
             if code not in countries:
                 raise ReferenceDataError(
                     f"{row['_where']}: alias {row['alias']!r} points at unknown code {code}"
                 )
             aliases[key(row["alias"])].append(
-                Alias(code, _date(row["valid_from"], row["_where"]),
-                      _date(row["valid_to"], row["_where"]))
+                Alias(
+                    code,
+                    _date(row["valid_from"], row["_where"]),
+                    _date(row["valid_to"], row["_where"]),
+                )
             )
 
         titles: dict[str, dict[str, str]] = defaultdict(dict)
-        for row in _layered(settings, "titles.csv", ("title", "role", "country"),
-                            ("title", "country")):
+        for row in _layered(
+            settings, "titles.csv", ("title", "role", "country"), ("title", "country")
+        ):
             if row["role"] not in ROLES:
                 raise ReferenceDataError(
                     f"{row['_where']}: role {row['role']!r} is not one of {ROLES}"
@@ -174,7 +195,10 @@ class Reference:
 
         organizations: dict[str, tuple[str, str | None]] = {}
         organization_names: dict[str, str] = {}
-        for row in _layered(settings, "organizations.csv", ("code", "name", "parent"), ("code",)):
+        organization_rows = _layered(
+            settings, "organizations.csv", ("code", "name", "parent"), ("code",)
+        )
+        for row in organization_rows:
             code = row["code"].upper()
             organizations[code] = (row["name"], row["parent"].upper() or None)
             organization_names[key(code)] = code
@@ -186,11 +210,15 @@ class Reference:
                     f"{row['_where']}: alias {row['alias']!r} points at unknown organization {code}"
                 )
             organization_names[key(row["alias"])] = code
-        for code, (_, parent) in organizations.items():
+        for row in organization_rows:
+            parent = row["parent"].upper()
             if parent and parent not in organizations:
-                raise ReferenceDataError(f"organizations.csv: {code} has unknown parent {parent}")
-        ref = cls(countries, dict(names), dict(aliases), dict(titles), organizations,
-                  organization_names)
+                raise ReferenceDataError(
+                    f"{row['_where']}: {row['code']} has unknown parent {parent}"
+                )
+        ref = cls(
+            countries, dict(names), dict(aliases), dict(titles), organizations, organization_names
+        )
         ref._title_keys = sorted(ref.titles, key=len, reverse=True)
         return ref
 
@@ -212,8 +240,11 @@ class Reference:
                 spans = ", ".join(
                     f"{a.code} {a.valid_from or '…'}..{a.valid_to or '…'}" for a in rows
                 )
-                return Resolution(None, f"country {label!r} names no state on {day} (alias: {spans})",
-                                  "country_at_date")
+                return Resolution(
+                    None,
+                    f"country {label!r} names no state on {day} (alias: {spans})",
+                    "country_at_date",
+                )
             return Resolution(
                 None,
                 f"country {label!r} is ambiguous: it may mean {' or '.join(matching)}; add a "
@@ -225,7 +256,8 @@ class Reference:
             return self._known(next(iter(codes)), label, day)
         if codes:
             return Resolution(
-                None, f"country {label!r} is ambiguous: {' or '.join(sorted(codes))}",
+                None,
+                f"country {label!r} is ambiguous: {' or '.join(sorted(codes))}",
                 "country_ambiguous",
             )
         return Resolution(
@@ -237,8 +269,9 @@ class Reference:
     def _known(self, code: str, label: str, day: dt.date | None) -> Resolution:
         country = self.countries.get(code)
         if country is None:
-            return Resolution(None, f"country code {code} (from {label!r}) is unknown",
-                              "country_known")
+            return Resolution(
+                None, f"country code {code} (from {label!r}) is unknown", "country_known"
+            )
         if day is not None and not country.valid_on(day):
             return Resolution(
                 None,
@@ -248,20 +281,26 @@ class Reference:
             )
         return Resolution(code)
 
-    def split_title(self, text: str, extra_titles: dict[str, str] | None = None) -> tuple[str | None, str | None]:
+    def split_title(
+        self, text: str, extra_titles: dict[str, str] | None = None
+    ) -> tuple[str | None, str | None]:
         """Split 'Prime Minister Mark Rutte' into the longest known title and the name."""
         cleaned = clean(text) or ""
         folded = cleaned.casefold()
         candidates = self._title_keys
         if extra_titles:
-            candidates = sorted({*candidates, *(key(t) for t in extra_titles)}, key=len, reverse=True)
+            candidates = sorted(
+                {*candidates, *(key(t) for t in extra_titles)}, key=len, reverse=True
+            )
         for title in candidates:
             if folded == title or folded.startswith(title + " "):
-                name = cleaned[len(title):].strip()
+                name = cleaned[len(title) :].strip()
                 return cleaned[: len(title)], name or None
         return None, cleaned or None
 
-    def role(self, title: str, country: str | None, extra_titles: dict[str, str] | None = None) -> str | None:
+    def role(
+        self, title: str, country: str | None, extra_titles: dict[str, str] | None = None
+    ) -> str | None:
         """The role a title means for a country (country-specific rows first), or None."""
         k = key(title)
         if extra_titles:
@@ -273,7 +312,9 @@ class Reference:
             return None
         return rows.get((country or "").upper()) or rows.get("")
 
-    def resolve_organization(self, label: str, overrides: dict[str, str] | None = None) -> str | None:
+    def resolve_organization(
+        self, label: str, overrides: dict[str, str] | None = None
+    ) -> str | None:
         """Resolve an organization or body label (code, name or alias) to its code."""
         k = key(label)
         if overrides:
@@ -293,8 +334,13 @@ class Reference:
                 "valid_from": [c.valid_from for c in rows],
                 "valid_to": [c.valid_to for c in rows],
             },
-            schema={"code": pl.String, "name": pl.String, "kind": pl.String,
-                    "valid_from": pl.Date, "valid_to": pl.Date},
+            schema={
+                "code": pl.String,
+                "name": pl.String,
+                "kind": pl.String,
+                "valid_from": pl.Date,
+                "valid_to": pl.Date,
+            },
         )
 
     def organizations_frame(self) -> pl.DataFrame:

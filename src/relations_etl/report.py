@@ -33,18 +33,33 @@ def markdown_table(frame: pl.DataFrame) -> str:
 
 def batch_markdown(result: LoadResult, rejected: pl.DataFrame) -> str:
     """The Prefect artifact of one batch: its counts and its first rejected rows."""
-    counts = pl.DataFrame({
-        "rows read": [result.rows_read], "loaded": [result.rows_loaded],
-        "rejected": [result.rows_rejected], "deduplicated": [result.rows_deduplicated],
-        "facts written": [result.facts_written],
-    })
-    preview = rejected.select(
-        "source_row", "source_record",
-        pl.col("errors").list.eval(
-            pl.format("{}: {}", pl.element().struct.field("column"),
-                      pl.element().struct.field("message"))
-        ).list.join("; ").alias("reasons"),
-    ) if rejected.height else rejected
+    counts = pl.DataFrame(
+        {
+            "rows read": [result.rows_read],
+            "loaded": [result.rows_loaded],
+            "rejected": [result.rows_rejected],
+            "deduplicated": [result.rows_deduplicated],
+            "facts written": [result.facts_written],
+        }
+    )
+    preview = (
+        rejected.select(
+            "source_row",
+            "source_record",
+            pl.col("errors")
+            .list.eval(
+                pl.format(
+                    "{}: {}",
+                    pl.element().struct.field("column"),
+                    pl.element().struct.field("message"),
+                )
+            )
+            .list.join("; ")
+            .alias("reasons"),
+        )
+        if rejected.height
+        else rejected
+    )
     return (
         f"# {result.source} ({result.kind.value})\n\nBatch `{result.batch_id}`\n\n"
         f"{markdown_table(counts)}\n\n## First rejected rows\n\n{markdown_table(preview)}\n"
@@ -61,8 +76,7 @@ def annual_report(conn: duckdb.DuckDBPyConnection, country: str, year: int) -> s
     ).fetchone()
     if row is None:
         return f"{title}\n  No facts recorded for this country and year.\n"
-    columns = [d[0] for d in conn.execute(
-        "SELECT * FROM annual_summary LIMIT 0").description]
+    columns = [d[0] for d in conn.execute("SELECT * FROM annual_summary LIMIT 0").description]
     values = dict(zip(columns, row, strict=True))
     width = max(len(label) for _, label in _LINES)
     lines = [title, "=" * len(title)]
@@ -82,7 +96,8 @@ def annual_report(conn: duckdb.DuckDBPyConnection, country: str, year: int) -> s
     if visits:
         lines += ["", "Visits behind these numbers:"]
         lines += [
-            f"  {way:<8} {who} ({origin})" if way == "received"
+            f"  {way:<8} {who} ({origin})"
+            if way == "received"
             else f"  {way:<8} {who} to {host}{' - ' + event if event else ''}"
             for way, who, origin, host, event in visits
         ]
@@ -95,6 +110,8 @@ def annual_report(conn: duckdb.DuckDBPyConnection, country: str, year: int) -> s
     ).fetchall()
     if seats:
         lines += ["", "Chairs and seats:"]
-        lines += [f"  {status:<15} {body} ({start} .. {end or 'current'})"
-                  for status, body, start, end in seats]
+        lines += [
+            f"  {status:<15} {body} ({start} .. {end or 'current'})"
+            for status, body, start, end in seats
+        ]
     return "\n".join(lines) + "\n"

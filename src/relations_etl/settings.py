@@ -20,7 +20,7 @@ def asset_dir(name: str) -> Path:
 
 
 class Settings(BaseSettings):
-    """Where the warehouse lives and how raw lists are read; every field has a documented default."""
+    """Where the warehouse lives and how raw lists are read; every field has a default."""
 
     model_config = SettingsConfigDict(env_prefix="RELATIONS_ETL_", extra="ignore")
 

@@ -12,13 +12,15 @@ from relations_etl.facts import COLUMNS, ERRORS, ID_COLUMN, content_columns
 from relations_etl.mapping import ERRORS_COLUMN, PERSON, RECORD
 
 RAW_KEYS = "_raw_keys"
-REJECTED_SCHEMA = {
-    "source_file": pl.String,
-    "source_row": pl.Int64,
-    "source_record": pl.String,
-    "raw": pl.String,
-    "errors": ERRORS,
-}
+REJECTED_SCHEMA = pl.Schema(
+    {
+        "source_file": pl.String(),
+        "source_row": pl.Int64(),
+        "source_record": pl.String(),
+        "raw": pl.String(),
+        "errors": ERRORS,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,13 @@ def split(frame: pl.DataFrame, kind: Kind, source: str) -> Split:
     rejected = (
         frame.filter(pl.col("_bad"))
         .group_by(FILE, ROW, maintain_order=True)
-        .agg(pl.first(RECORD), pl.first(RAW), pl.col(ERRORS_COLUMN).list.explode(keep_nulls=False, empty_as_null=False).unique(maintain_order=True))
+        .agg(
+            pl.first(RECORD),
+            pl.first(RAW),
+            pl.col(ERRORS_COLUMN)
+            .list.explode(keep_nulls=False, empty_as_null=False)
+            .unique(maintain_order=True),
+        )
         .select(
             pl.col(FILE).alias("source_file"),
             pl.col(ROW).alias("source_row"),
@@ -53,8 +61,13 @@ def split(frame: pl.DataFrame, kind: Kind, source: str) -> Split:
     )
     good = frame.filter(~pl.col("_bad"))
     identifier = pl.concat_str(
-        [pl.lit(source + ":"), pl.col(RECORD),
-         pl.when(pl.col(PERSON) > 1).then(pl.format("#{}", pl.col(PERSON))).otherwise(pl.lit(""))]
+        [
+            pl.lit(source + ":"),
+            pl.col(RECORD),
+            pl.when(pl.col(PERSON) > 1)
+            .then(pl.format("#{}", pl.col(PERSON)))
+            .otherwise(pl.lit("")),
+        ]
     )
     facts = good.select(
         identifier.alias(ID_COLUMN[kind]),
@@ -62,7 +75,9 @@ def split(frame: pl.DataFrame, kind: Kind, source: str) -> Split:
         pl.lit(source).alias("source"),
         pl.col(RECORD).alias("source_record"),
         pl.concat_list(_raw_key()).alias(RAW_KEYS),
-        pl.col(FILE), pl.col(ROW), pl.col(RAW),
+        pl.col(FILE),
+        pl.col(ROW),
+        pl.col(RAW),
     )
     return _repeats(facts, rejected, kind)
 
@@ -76,25 +91,38 @@ def _repeats(facts: pl.DataFrame, rejected: pl.DataFrame, kind: Kind) -> Split:
     if not facts.select(repeat.any()).item():
         return Split(facts.drop(FILE, ROW, RAW), rejected, 0)
     differs = pl.struct(content).hash() != pl.struct(content).hash().first().over(ident)
-    marked = facts.with_columns(repeat.alias("_repeat"), differs.alias("_differs"),
-                                first_key.list.first().alias("_first"))
+    marked = facts.with_columns(
+        repeat.alias("_repeat"), differs.alias("_differs"), first_key.list.first().alias("_first")
+    )
     conflicts = marked.filter(pl.col("_repeat") & pl.col("_differs")).select(
         pl.col(FILE).alias("source_file"),
         pl.col(ROW).alias("source_row"),
         pl.col("source_record"),
         pl.col(RAW).alias("raw"),
-        pl.concat_list(pl.struct(
-            pl.lit("source_record").alias("column"), pl.lit("record_unique").alias("check"),
-            pl.col("source_record").alias("value"),
-            pl.format("record id {} already used by row {} with other content",
-                      pl.col("source_record"), pl.col("_first")).alias("message"),
-        )).alias("errors"),
+        pl.concat_list(
+            pl.struct(
+                pl.lit("source_record").alias("column"),
+                pl.lit("record_unique").alias("check"),
+                pl.col("source_record").alias("value"),
+                pl.format(
+                    "record id {} already used by row {} with other content",
+                    pl.col("source_record"),
+                    pl.col("_first"),
+                ).alias("message"),
+            )
+        ).alias("errors"),
     )
-    repeated = marked.filter(pl.col("_repeat") & ~pl.col("_differs")).select(
-        pl.col(RAW_KEYS).list.first()
-    ).n_unique()
-    kept = marked.filter(~pl.col("_repeat")).drop("_repeat", "_differs", "_first", FILE, ROW, RAW)
     conflict_keys = conflicts.select(pl.format("{}#{}", "source_file", "source_row")).to_series()
-    kept = kept.filter(~pl.col(RAW_KEYS).list.first().is_in(conflict_keys.implode()))
-    return Split(kept, pl.concat([rejected, conflicts.unique(["source_file", "source_row"])]),
-                 repeated)
+    in_conflict = pl.col(RAW_KEYS).list.first().is_in(conflict_keys.implode())
+    # a raw row is a repeat only if all of it repeats; one conflicting person rejects the row
+    repeated = (
+        marked.filter(pl.col("_repeat") & ~pl.col("_differs") & ~in_conflict)
+        .select(pl.col(RAW_KEYS).list.first())
+        .n_unique()
+    )
+    kept = marked.filter(~pl.col("_repeat") & ~in_conflict).drop(
+        "_repeat", "_differs", "_first", FILE, ROW, RAW
+    )
+    return Split(
+        kept, pl.concat([rejected, conflicts.unique(["source_file", "source_row"])]), repeated
+    )

@@ -8,14 +8,16 @@ import unicodedata
 import polars as pl
 
 _QUOTES = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "´": "'", "`": "'"})
-_SPACE = re.compile(r"\s+")
+# Unicode White_Space, as polars (Rust) sees it: Python's \s also counts U+001C..U+001F
+_SPACE = re.compile(r"[^\S\x1c-\x1f]+")
 
 
 def clean(value: str | None) -> str | None:
-    """NFKC, straight quotes, every run of whitespace (NBSP too) to one space, stripped; '' -> None."""
+    """NFKC, straight quotes, whitespace runs (NBSP too) to one space, stripped; '' -> None."""
     if value is None:
         return None
-    text = _SPACE.sub(" ", unicodedata.normalize("NFKC", value).translate(_QUOTES)).strip()
+    # quotes first: NFKC would turn an acute accent used as apostrophe into space + combining mark
+    text = _SPACE.sub(" ", unicodedata.normalize("NFKC", value.translate(_QUOTES))).strip(" ")
     return text or None
 
 
@@ -26,8 +28,8 @@ def key(value: str) -> str:
 
 def clean_expr(column: str) -> pl.Expr:
     """The polars form of `clean` for a whole column."""
-    expr = pl.col(column).str.normalize("NFKC")
+    expr = pl.col(column)
     for old, new in (("’", "'"), ("‘", "'"), ("“", '"'), ("”", '"'), ("´", "'"), ("`", "'")):
         expr = expr.str.replace_all(old, new, literal=True)
-    expr = expr.str.replace_all(r"\s+", " ").str.strip_chars()
+    expr = expr.str.normalize("NFKC").str.replace_all(r"\s+", " ").str.strip_chars(" ")
     return pl.when(expr == "").then(None).otherwise(expr).alias(column)

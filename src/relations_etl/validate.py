@@ -11,7 +11,15 @@ from pandera.api.polars.types import PolarsData
 
 from relations_etl.config import Kind
 from relations_etl.facts import (
-    COLUMNS, ERRORS, EVENTS, ID_COLUMN, PRECISIONS, ROLES, STATUSES, VISIT_TYPES, content_columns,
+    COLUMNS,
+    ERRORS,
+    EVENTS,
+    ID_COLUMN,
+    PRECISIONS,
+    ROLES,
+    STATUSES,
+    VISIT_TYPES,
+    content_columns,
 )
 from relations_etl.mapping import ERRORS_COLUMN
 
@@ -44,7 +52,8 @@ def schema_for(kind: Kind) -> pa.DataFrameSchema:
     precision = pa.Column(pl.String, pa.Check.isin(PRECISIONS), nullable=True)
     text = pa.Column(pl.String, nullable=True)
     end_after_start = _row_check(
-        "end_after_start", "end_date",
+        "end_after_start",
+        "end_date",
         pl.col("end_date").is_null() | (pl.col("end_date") >= pl.col("start_date")),
         "end_date is before start_date",
     )
@@ -68,13 +77,17 @@ def schema_for(kind: Kind) -> pa.DataFrameSchema:
         checks = [
             end_after_start,
             _row_check(
-                "visitor_known", "visitor_country",
-                pl.col("visitor_country").is_not_null() | pl.col("visitor_organization").is_not_null(),
+                "visitor_known",
+                "visitor_country",
+                pl.col("visitor_country").is_not_null()
+                | pl.col("visitor_organization").is_not_null(),
                 "a visit needs visitor_country or visitor_organization",
             ),
             _row_check(
-                "visitor_not_host", "visitor_country",
-                pl.col("visitor_country").is_null() | (pl.col("visitor_country") != pl.col("host_country")),
+                "visitor_not_host",
+                "visitor_country",
+                pl.col("visitor_country").is_null()
+                | (pl.col("visitor_country") != pl.col("host_country")),
                 "visitor_country is the host country",
             ),
         ]
@@ -101,9 +114,12 @@ def schema_for(kind: Kind) -> pa.DataFrameSchema:
             "notes": text,
         }
         checks = [
-            _row_check("counterpart_not_self", "counterpart",
-                       pl.col("counterpart") != pl.col("country"),
-                       "counterpart is the country itself"),
+            _row_check(
+                "counterpart_not_self",
+                "counterpart",
+                pl.col("counterpart") != pl.col("country"),
+                "counterpart is the country itself",
+            ),
         ]
     assert list(columns) == content_columns(kind), "schema and contract disagree"
     return pa.DataFrameSchema(columns, checks=checks, name=kind.value, strict=True)
@@ -127,20 +143,36 @@ def validate(frame: pl.DataFrame, kind: Kind) -> pl.DataFrame:
     row_level = pl.col("schema_context") == "DataFrameSchema"
     failures = cases.filter(pl.col("index").is_not_null()).with_columns(
         pl.when(row_level)
-        .then(pl.col("check").replace_strict({k: c.title for k, c in by_check.items()}, default=None))
-        .otherwise(pl.col("column")).alias("column"),
+        .then(
+            pl.col("check").replace_strict({k: c.title for k, c in by_check.items()}, default=None)
+        )
+        .otherwise(pl.col("column"))
+        .alias("column"),
         pl.when(row_level)
-        .then(pl.col("check").replace_strict({k: c.error for k, c in by_check.items()}, default=None))
+        .then(
+            pl.col("check").replace_strict({k: c.error for k, c in by_check.items()}, default=None)
+        )
         .when(pl.col("check") == "not_nullable")
         .then(pl.format("{} is empty; it is required", pl.col("column")))
         .when(pl.col("check").str.starts_with("isin("))
-        .then(pl.format("{} '{}' is not one of {}", pl.col("column"), pl.col("failure_case"),
-                        pl.col("check").str.strip_prefix("isin(").str.strip_suffix(")")))
-        .otherwise(pl.format("{} '{}' fails {}", pl.col("column"), pl.col("failure_case"),
-                             pl.col("check"))).alias("message"),
+        .then(
+            pl.format(
+                "{} '{}' is not one of {}",
+                pl.col("column"),
+                pl.col("failure_case"),
+                pl.col("check").str.strip_prefix("isin(").str.strip_suffix(")"),
+            )
+        )
+        .otherwise(
+            pl.format("{} '{}' fails {}", pl.col("column"), pl.col("failure_case"), pl.col("check"))
+        )
+        .alias("message"),
         pl.when(row_level)
-        .then(pl.col("check").replace_strict({k: c.name for k, c in by_check.items()}, default=None))
-        .otherwise(pl.col("check").str.replace(r"\(.*", "")).alias("check"),
+        .then(
+            pl.col("check").replace_strict({k: c.name for k, c in by_check.items()}, default=None)
+        )
+        .otherwise(pl.col("check").str.replace(r"\(.*", ""))
+        .alias("check"),
         pl.when(row_level).then(None).otherwise(pl.col("failure_case")).alias("value"),
     )
     if failures.height != cases.height:
@@ -149,15 +181,25 @@ def validate(frame: pl.DataFrame, kind: Kind) -> pl.DataFrame:
     frame = frame.with_row_index(_POSITION).with_columns(pl.col(_POSITION).cast(pl.Int64))
     # a field normalize already rejected (e.g. an unknown country left empty) is not re-reported
     known = (
-        frame.select(_POSITION, pl.col(ERRORS_COLUMN).list.eval(
-            pl.element().struct.field("column")).alias("column"))
-        .explode("column").drop_nulls()
+        frame.select(
+            _POSITION,
+            pl.col(ERRORS_COLUMN).list.eval(pl.element().struct.field("column")).alias("column"),
+        )
+        .explode("column")
+        .drop_nulls()
     )
-    known = pl.concat([known, known.filter(pl.col("column").is_in(list(_DERIVED))).with_columns(
-        pl.col("column").replace_strict(_DERIVED))])
+    known = pl.concat(
+        [
+            known,
+            known.filter(pl.col("column").is_in(list(_DERIVED))).with_columns(
+                pl.col("column").replace_strict(_DERIVED)
+            ),
+        ]
+    )
     found = (
-        failures.select(pl.col("index").cast(pl.Int64).alias(_POSITION), "column", "check",
-                        "value", "message")
+        failures.select(
+            pl.col("index").cast(pl.Int64).alias(_POSITION), "column", "check", "value", "message"
+        )
         .join(known, on=[_POSITION, "column"], how="anti")
         .group_by(_POSITION)
         .agg(pl.struct("column", "check", "value", "message").alias("_new"))
@@ -165,6 +207,6 @@ def validate(frame: pl.DataFrame, kind: Kind) -> pl.DataFrame:
     frame = frame.join(found, on=_POSITION, how="left", maintain_order="left").with_columns(
         pl.col("_new").fill_null(pl.lit([], dtype=ERRORS))
     )
-    return frame.with_columns(
-        pl.concat_list(ERRORS_COLUMN, "_new").alias(ERRORS_COLUMN)
-    ).drop(_POSITION, "_new")
+    return frame.with_columns(pl.concat_list(ERRORS_COLUMN, "_new").alias(ERRORS_COLUMN)).drop(
+        _POSITION, "_new"
+    )

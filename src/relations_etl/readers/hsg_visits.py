@@ -24,9 +24,7 @@ def _files(uri: str, source: str) -> list[str]:
     base = uri.rstrip("/")
     try:
         fs, path = fsspec.core.url_to_fs(base)
-        listed = sorted(
-            name for name in fs.ls(path, detail=False) if str(name).endswith(".xml")
-        )
+        listed = sorted(name for name in fs.ls(path, detail=False) if str(name).endswith(".xml"))
     except Exception:  # a raw repository address cannot be listed: fall back to probing
         listed = []
     if listed:
@@ -34,7 +32,9 @@ def _files(uri: str, source: str) -> list[str]:
         if protocol in (None, "file"):
             return [str(name) for name in listed]
         return [n if "://" in str(n) else f"{protocol}://{n}" for n in listed]
-    candidates = [f"{base}/{decade}.xml" for decade in range(FIRST_DECADE, dt.date.today().year + 1, 10)]
+    candidates = [
+        f"{base}/{decade}.xml" for decade in range(FIRST_DECADE, dt.date.today().year + 1, 10)
+    ]
     found = []
     for candidate in candidates:
         try:
@@ -45,7 +45,9 @@ def _files(uri: str, source: str) -> list[str]:
             continue
     if not found:
         raise SourceReadError(
-            f"no <decade>.xml files found at {uri}", source=source, file=uri,
+            f"no <decade>.xml files found at {uri}",
+            source=source,
+            file=uri,
             hint="Point the source at the 'data' folder of the visits repository.",
         )
     return found

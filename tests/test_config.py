@@ -1,0 +1,297 @@
+"""Source configuration and mappings: YAML in, strict models out, every mistake a ConfigError."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from relations_etl.config import (
+    FIELDS,
+    Kind,
+    Mapping,
+    builtin_mapping,
+    guess_format,
+    load_mapping,
+    load_sources,
+)
+from relations_etl.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_MAPPINGS = sorted((REPO / "examples" / "mappings").glob("*.yaml"))
+
+
+def _write(path: Path, data: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _source(**overrides: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "name": "visits-a",
+        "kind": "visits",
+        "uri": "data/visits.csv",
+        "mapping": {"columns": {"Host": "host_country", "Date": "start_date"}},
+    }
+    entry.update(overrides)
+    return entry
+
+
+def test_load_sources_makes_relative_uri_absolute(tmp_path: Path) -> None:
+    path = _write(tmp_path / "conf" / "sources.yaml", {"sources": [_source()]})
+    [source] = load_sources(path)
+    assert source.name == "visits-a"
+    assert source.kind is Kind.VISITS
+    assert Path(source.uri).is_absolute()
+    assert Path(source.uri) == (tmp_path / "conf" / "data" / "visits.csv").resolve()
+    assert source.mapping.columns == {"Host": "host_country", "Date": "start_date"}
+    assert source.resolved_format == "csv"
+
+
+def test_load_sources_keeps_urls_and_absolute_paths(tmp_path: Path) -> None:
+    absolute = str((tmp_path / "elsewhere" / "m.json").resolve())
+    path = _write(
+        tmp_path / "sources.yaml",
+        {
+            "sources": [
+                _source(name="web", uri="https://example.org/list.xlsx"),
+                _source(name="abs", uri=absolute, format="ndjson"),
+            ]
+        },
+    )
+    web, absolute_source = load_sources(path)
+    assert web.uri == "https://example.org/list.xlsx"
+    assert web.resolved_format == "xlsx"
+    assert absolute_source.uri == absolute
+    assert absolute_source.resolved_format == "ndjson"
+
+
+def test_load_sources_reads_a_mapping_file_next_to_it(tmp_path: Path) -> None:
+    _write(
+        tmp_path / "mappings" / "m.yaml",
+        {
+            "format": "tsv",
+            "columns": {"Member": "country", "Org": "organization"},
+            "record_id": "Id",
+            "dates": {"order": "dmy"},
+        },
+    )
+    path = _write(
+        tmp_path / "sources.yaml",
+        {
+            "sources": [
+                {"name": "m", "kind": "memberships", "uri": "x.data", "mapping": "mappings/m.yaml"},
+            ]
+        },
+    )
+    [source] = load_sources(path)
+    assert source.mapping.columns == {"Member": "country", "Org": "organization"}
+    assert source.mapping.record_id == ["Id"]  # a single id column becomes a list
+    assert source.mapping.dates.order == "dmy"
+    assert source.resolved_format == "tsv"  # from the mapping, the URI says nothing
+
+
+def test_unknown_target_field_names_the_field(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "sources.yaml",
+        {
+            "sources": [
+                _source(mapping={"columns": {"Host": "hots_country"}}),
+            ]
+        },
+    )
+    with pytest.raises(ConfigError, match="hots_country"):
+        load_sources(path)
+
+
+def test_unknown_mapping_key_names_it(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "sources.yaml",
+        {
+            "sources": [
+                _source(mapping={"colums": {"Host": "host_country"}}),
+            ]
+        },
+    )
+    with pytest.raises(ConfigError, match="colums"):
+        load_sources(path)
+
+
+def test_unknown_constant_or_derive_field(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "a.yaml",
+        {
+            "sources": [
+                _source(mapping={"constants": {"planet": "Earth"}}),
+            ]
+        },
+    )
+    with pytest.raises(ConfigError, match="planet"):
+        load_sources(path)
+    path = _write(
+        tmp_path / "b.yaml",
+        {
+            "sources": [
+                _source(
+                    mapping={
+                        "columns": {"Notes": "notes"},
+                        "derive": {
+                            "mood": {"from": "notes", "patterns": [{"match": "x", "value": "y"}]}
+                        },
+                    }
+                )
+            ]
+        },
+    )
+    with pytest.raises(ConfigError, match="mood"):
+        load_sources(path)
+
+
+def test_unknown_key_in_a_source_entry(tmp_path: Path) -> None:
+    path = _write(tmp_path / "sources.yaml", {"sources": [_source(url="data/x.csv")]})
+    with pytest.raises(ConfigError, match="url"):
+        load_sources(path)
+
+
+def test_unknown_top_level_key(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "sources.yaml", {"defaults": {"date_order": "dmy"}, "sources": [_source()]}
+    )
+    with pytest.raises(ConfigError, match="defaults"):
+        load_sources(path)
+
+
+def test_missing_sources_list(tmp_path: Path) -> None:
+    path = _write(tmp_path / "sources.yaml", {"source": [_source()]})
+    with pytest.raises(ConfigError, match="sources"):
+        load_sources(path)
+
+
+def test_duplicate_source_names(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "sources.yaml",
+        {
+            "sources": [
+                _source(),
+                _source(uri="data/other.csv"),
+                _source(name="unique"),
+            ]
+        },
+    )
+    with pytest.raises(ConfigError, match=r"repeated: \['visits-a'\]"):
+        load_sources(path)
+
+
+@pytest.mark.parametrize(
+    ("entry", "match"),
+    [
+        (_source(kind="visit"), "kind"),
+        (_source(name="bad name!"), "name"),
+        (_source(mapping={"format": "docx"}), "docx"),
+        ({"name": "x", "kind": "visits"}, "uri"),
+        (_source(kind="relations", mapping={"periods": "yearly"}), "yearly"),
+        (_source(mapping={"dates": {"order": "ydm"}}), "order"),
+    ],
+)
+def test_invalid_source_entries(tmp_path: Path, entry: dict[str, Any], match: str) -> None:
+    path = _write(tmp_path / "sources.yaml", {"sources": [entry]})
+    with pytest.raises(ConfigError, match=match):
+        load_sources(path)
+
+
+def test_unknown_source_format_is_a_config_error(tmp_path: Path) -> None:
+    path = _write(tmp_path / "sources.yaml", {"sources": [_source(format="docx")]})
+    with pytest.raises(ConfigError, match="docx"):
+        load_sources(path)
+
+
+def test_missing_and_broken_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_sources(tmp_path / "nope.yaml")
+    path = _write(tmp_path / "broken.yaml", "sources: [ {name: a\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_sources(path)
+
+
+@pytest.mark.parametrize(
+    ("uri", "fmt"),
+    [
+        ("a.csv", "csv"),
+        ("A.TSV", "tsv"),
+        ("list.txt", "csv"),
+        ("book.xlsx", "xlsx"),
+        ("x.json", "json"),
+        ("x.ndjson", "ndjson"),
+        ("x.jsonl", "ndjson"),
+        ("https://example.org/dir.v2/data.parquet", "parquet"),
+        ("/abs/path/visits.CSV", "csv"),
+    ],
+)
+def test_guess_format(uri: str, fmt: str) -> None:
+    assert guess_format(uri) == fmt
+
+
+@pytest.mark.parametrize("uri", ["folder/", "noext", "dir.v2/data", "x.docx", "archive.tar.gz"])
+def test_guess_format_refuses(uri: str) -> None:
+    with pytest.raises(ConfigError, match="format"):
+        guess_format(uri)
+
+
+def test_load_mapping(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "m.yaml",
+        {
+            "name": "ignored",
+            "kind": "visits",
+            "description": "ignored too",
+            "columns": {"who": "visitor"},
+            "constants": {"host_country": "USA"},
+        },
+    )
+    mapping = load_mapping(path, Kind.VISITS)
+    assert mapping.columns == {"who": "visitor"}
+    assert mapping.constants == {"host_country": "USA"}
+    with pytest.raises(ConfigError, match="visitor"):
+        load_mapping(path, Kind.RELATIONS)  # 'visitor' is not a relations field
+
+
+def test_load_mapping_rejects_non_mapping(tmp_path: Path) -> None:
+    path = _write(tmp_path / "m.yaml", "- a\n- b\n")
+    with pytest.raises(ConfigError, match="YAML mapping"):
+        load_mapping(path, Kind.VISITS)
+
+
+def test_builtin_hsg_mapping_is_valid() -> None:
+    mapping = builtin_mapping("hsg-visits-xml", Kind.VISITS)
+    assert mapping.columns["visitor"] == "visitor"
+    assert mapping.country_aliases == {"Korea": "KOR"}
+    assert builtin_mapping("csv", Kind.VISITS) == Mapping()
+
+
+def _kinds_for(path: Path) -> list[Kind]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if isinstance(data, dict) and data.get("kind"):
+        return [Kind(data["kind"])]
+    return list(Kind)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [pytest.param(p, id=p.name) for p in EXAMPLE_MAPPINGS]
+    or [pytest.param(None, marks=pytest.mark.skip(reason="no examples/mappings/*.yaml"))],
+)
+def test_example_mappings_load(path: Path) -> None:
+    errors = []
+    for kind in _kinds_for(path):
+        try:
+            mapping = load_mapping(path, kind)
+        except ConfigError as exc:
+            errors.append(str(exc))
+            continue
+        assert set(mapping.columns.values()) <= set(FIELDS[kind])
+        return
+    pytest.fail(f"{path.name} is not a valid mapping for any kind: {errors}")

@@ -1,0 +1,144 @@
+"""Real Prefect flow runs (prefect_test_harness): the nightly flow, artifacts, failures, replays."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from prefect.artifacts import Artifact
+from prefect.client.orchestration import get_client
+
+from flows.ingest import ingest_source, nightly, replay_quarantine
+from relations_etl.config import Kind, Source, load_sources
+from relations_etl.query import run_query
+from relations_etl.settings import Settings
+from tests.conftest import REPO
+
+SAMPLES = REPO / "examples" / "sources.yaml"
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def _counts(settings: Settings) -> dict[str, int]:
+    return {
+        table: int(run_query(settings, f"SELECT count(*) FROM {table}").item())
+        for table in ("visits", "memberships", "relations", "rejected_rows", "countries")
+    }
+
+
+def test_nightly_loads_every_sample_source(settings: Settings) -> None:
+    results = nightly(config=str(SAMPLES), home=str(settings.home))
+    assert [r.source for r in results] == [s.name for s in load_sources(SAMPLES)]
+    for r in results:
+        assert r.rows_read == r.rows_loaded + r.rows_rejected + r.rows_deduplicated
+        assert r.rows_rejected > 0, "every sample list carries deliberately bad rows"
+    batches = run_query(settings, "SELECT flow_run_id, status FROM load_batches")
+    assert batches.get_column("status").to_list() == ["succeeded"] * 3
+    flow_run_ids = set(batches.get_column("flow_run_id"))
+    with get_client(sync_client=True) as client:
+        for flow_run_id in flow_run_ids:
+            assert client.read_flow_run(flow_run_id).name, "audit points at a real flow run"
+    artifact = Artifact.get("batch-kz-visits-2023")
+    assert artifact is not None and "First rejected rows" in str(artifact.data)
+    assert "Atlantis" in str(artifact.data)
+    summary = Artifact.get("nightly-summary")
+    assert summary is not None and "kz-memberships" in str(summary.data)
+
+
+def test_second_nightly_changes_nothing(settings: Settings) -> None:
+    nightly(config=str(SAMPLES), home=str(settings.home))
+    before = _counts(settings)
+    tables = {
+        t: run_query(settings, f"SELECT * FROM {t} ORDER BY ALL")
+        for t in ("visits", "memberships", "relations")
+    }
+    parquet = sorted(p.relative_to(settings.home) for p in settings.parquet_dir.rglob("*.parquet"))
+    again = nightly(config=str(SAMPLES), home=str(settings.home))
+    assert all(r.rows_loaded == 0 and r.rows_deduplicated > 0 for r in again)
+    assert _counts(settings) == before
+    for table, frame in tables.items():
+        assert run_query(settings, f"SELECT * FROM {table} ORDER BY ALL").equals(frame)
+    assert (
+        sorted(p.relative_to(settings.home) for p in settings.parquet_dir.rglob("*.parquet"))
+        == parquet
+    )
+    audit = run_query(
+        settings,
+        "SELECT count(*) AS n, bool_and(rows_read = rows_loaded + "
+        "rows_rejected + rows_deduplicated) AS ok FROM load_batches",
+    )
+    assert audit.row(0) == (6, True)
+
+
+def test_a_missing_source_fails_alone_and_is_audited(settings: Settings, tmp_path: Path) -> None:
+    config = tmp_path / "sources.yaml"
+    shutil.copytree(REPO / "examples" / "data", tmp_path / "data")
+    config.write_text(
+        SAMPLES.read_text().replace("data/kz_relations.csv", "data/missing.csv"), encoding="utf-8"
+    )
+    with pytest.raises(RuntimeError, match="kz-relations"):
+        nightly(config=str(config), home=str(settings.home))
+    batches = {
+        source: (status, error)
+        for source, status, error in run_query(
+            settings, "SELECT source, status, error FROM load_batches"
+        ).rows()
+    }
+    assert batches["kz-relations"][0] == "failed"
+    assert "missing.csv" in batches["kz-relations"][1]
+    assert batches["kz-visits-2023"][0] == batches["kz-memberships"][0] == "succeeded"
+    assert _counts(settings)["visits"] > 0, "what loaded before the failure is kept"
+
+
+def test_bad_data_is_not_retried(settings: Settings, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.csv"
+    broken.write_bytes(b"a,b\n1,2,3,4\n")
+    source = Source(name="broken", kind=Kind.RELATIONS, uri=str(broken), format="csv")
+    state = ingest_source(source, home=str(settings.home), return_state=True)
+    assert state.is_failed()
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs()
+        extract_runs = [
+            r
+            for r in runs
+            if r.flow_run_id == state.state_details.flow_run_id
+            and r.name.startswith("extract_source")
+        ]
+    assert len(extract_runs) == 1 and extract_runs[0].run_count == 1
+
+
+def test_replay_loads_rows_fixed_by_new_reference_data(settings: Settings) -> None:
+    nightly(config=str(SAMPLES), home=str(settings.home))
+    assert replay_quarantine(home=str(settings.home))[0].rows_loaded == 0
+    user = settings.user_reference_dir
+    user.mkdir(parents=True)
+    (user / "country_aliases.csv").write_text(
+        "alias,code,valid_from,valid_to,note\nAtlantis,GRC,,,steward's fix\n", encoding="utf-8"
+    )
+    (user / "titles.csv").write_text(
+        "title,role,country,note\nGrand Vizier,head_of_government,,steward's fix\n",
+        encoding="utf-8",
+    )
+    results = {
+        r.source: r for r in replay_quarantine(source="kz-visits-2023", home=str(settings.home))
+    }
+    visits = results["kz-visits-2023"]
+    assert (visits.rows_read, visits.rows_loaded, visits.rows_rejected) == (3, 2, 1)
+    loaded = run_query(
+        settings,
+        "SELECT visitor_country, visitor_title FROM visits "
+        "WHERE source_record LIKE 'bad-%' ORDER BY 1",
+    ).rows()
+    assert loaded == [("GRC", "President"), ("ITA", "Grand Vizier")]
+    still = run_query(
+        settings,
+        "SELECT source_record FROM rejected_rows WHERE source = "
+        "'kz-visits-2023' AND resolved_batch_id IS NULL",
+    ).rows()
+    assert still == [("bad-03",)]
+    audit = run_query(
+        settings,
+        "SELECT bool_and(rows_read = rows_loaded + rows_rejected + "
+        "rows_deduplicated) FROM load_batches",
+    ).item()
+    assert audit is True
