@@ -482,3 +482,51 @@ def test_collapse_years_leaves_day_precision_alone(ref: Reference) -> None:
 def test_collapse_years_of_nothing() -> None:
     empty = pl.DataFrame()
     assert collapse_years(empty).is_empty()
+
+
+def test_and_before_an_untitled_part_is_an_error_not_a_guess(ref: Reference) -> None:
+    result = _run(_visit_rows(["President X Y and Wizard Z"]), _visits(), ref)
+    assert result.facts.is_empty()
+    (errors,) = result.rejected.get_column("errors").to_list()
+    assert [(e["column"], e["check"]) for e in errors] == [("visitor", "people_split")]
+    assert "'Wizard Z' starts with no known title" in errors[0]["message"]
+
+
+def test_comma_splits_titled_people_but_keeps_name_suffixes(ref: Reference) -> None:
+    rows = _visit_rows(
+        [
+            "President Anwar Sadat, Prime Minister Mustafa Khalil",
+            "President Benigno S. Aquino, 3rd",
+            "Premier and Prince Sihanouk",
+        ],
+        country=["Egypt", "Philippines", "Cambodia"],
+    )
+    facts = _run(rows, _visits(), ref).facts
+    assert facts.select("visitor_title", "visitor_name", "visitor_role").rows() == [
+        ("President", "Anwar Sadat", "head_of_state"),
+        ("Prime Minister", "Mustafa Khalil", "head_of_government"),
+        ("President", "Benigno S. Aquino, 3rd", "head_of_state"),
+        ("Premier and Prince", "Sihanouk", "head_of_government"),
+    ]
+
+
+def test_corrections_fix_named_records_as_data(ref: Reference) -> None:
+    rows = _visit_rows(
+        ["Valdas Adamkus", "Prime MinisterHaidar al- Abadi"],
+        country=["Lithuania", "Iraq"],
+        ids=["1519", "2887"],
+    )
+    source = _visits(
+        record_id="id",
+        corrections={
+            "1519": {"visitor": "President Valdas Adamkus"},
+            "2887": {"visitor": "Prime Minister Haidar al-Abadi"},
+        },
+    )
+    result = _run(rows, source, ref)
+    assert result.rejected.is_empty()
+    assert result.facts.select("visitor_name", "visitor_role").rows() == [
+        ("Valdas Adamkus", "head_of_state"),
+        ("Haidar al-Abadi", "head_of_government"),
+    ]
+    assert _run(rows, _visits(record_id="id"), ref).rejected.height == 2
