@@ -186,7 +186,12 @@ def _read_yaml(path: Path) -> Any:
 
 def _explain(exc: ValidationError, where: str) -> ConfigError:
     problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
+        f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']} "
+        f"(got {err.get('input')!r}"
+        + ("; YAML reads bare yes/no/on/off as booleans: quote them" if isinstance(
+            err.get("input"), bool) else "")
+        + ")"
+        for err in exc.errors()
     )
     return ConfigError(f"{where} is not a valid configuration: {problems}")
 

@@ -92,9 +92,32 @@ def _dates(frame: pl.DataFrame, kind: Kind, source: Source, default_order: Order
     return frame
 
 
+def _visitor_organizations(frame: pl.DataFrame, source: Source, ref: Reference) -> pl.DataFrame:
+    """Lists often put "United Nations" in the visitor's country column: move such labels."""
+    countries = source.mapping.country_aliases
+    organizations = source.mapping.organization_aliases
+    labels = frame.filter(pl.col("visitor_organization").is_null()).get_column("visitor_country")
+    moved = [
+        label
+        for label in labels.drop_nulls().unique().to_list()
+        if ref.resolve_country(label, None, countries).check == "country_known"
+        and ref.resolve_organization(label, organizations) is not None
+    ]
+    if not moved:
+        return frame
+    is_moved = pl.col("visitor_organization").is_null() & pl.col("visitor_country").is_in(moved)
+    return frame.with_columns(
+        pl.when(is_moved).then(pl.col("visitor_country")).otherwise(
+            pl.col("visitor_organization")).alias("visitor_organization"),
+        pl.when(is_moved).then(None).otherwise(pl.col("visitor_country")).alias("visitor_country"),
+    )
+
+
 def _countries(frame: pl.DataFrame, kind: Kind, source: Source, ref: Reference) -> pl.DataFrame:
     day_field = DATE_FIELDS[kind][0][0]
     overrides = source.mapping.country_aliases
+    if kind is Kind.VISITS:
+        frame = _visitor_organizations(frame, source, ref)
     for field in COUNTRY_FIELDS[kind]:
 
         def resolve(
