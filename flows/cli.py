@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -81,6 +82,8 @@ def _print_results(results: list[LoadResult]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     args = _parser().parse_args(argv)
+    # at the terminal the command prints its own summary; Prefect's run chatter stays in the API
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     settings = Settings()
     try:
         if args.command == "run":

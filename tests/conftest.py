@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,3 +44,55 @@ def prefect_server() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    requested: list[str]
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.requested.append(self.path)
+        super().do_GET()
+
+    def do_HEAD(self) -> None:
+        self.requested.append(self.path)
+        super().do_HEAD()
+
+
+class NoListingHandler(QuietHandler):
+    """A static server that, like a raw repository host, cannot list a folder."""
+
+    def list_directory(self, path: Any) -> None:
+        self.send_error(404, "listing disabled")
+        return None
+
+
+Serve = Callable[[Path, type[QuietHandler]], tuple[str, list[str]]]
+
+
+@pytest.fixture
+def serve() -> Iterator[Serve]:
+    """Start real HTTP servers on 127.0.0.1 (port 0) in background threads; stop them after."""
+    servers: list[tuple[ThreadingHTTPServer, threading.Thread]] = []
+
+    def start(directory: Path, handler: type[QuietHandler]) -> tuple[str, list[str]]:
+        requested: list[str] = []
+        bound = type("Handler", (handler,), {"requested": requested})
+        server = ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(bound, directory=str(directory))
+        )
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        thread.start()
+        servers.append((server, thread))
+        host, port = server.server_address[:2]
+        return f"http://{host!s}:{port}/", requested
+
+    yield start
+    for server, thread in servers:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

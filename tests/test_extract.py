@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 import json
-import threading
-from collections.abc import Callable, Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +15,7 @@ import xlsxwriter
 from relations_etl.config import Kind, Source
 from relations_etl.errors import SourceReadError
 from relations_etl.extract import FILE, RAW, ROW, RawTable, as_text_table, extract
+from tests.conftest import NoListingHandler, QuietHandler, Serve
 
 NBSP = "\u00a0"
 
@@ -397,58 +394,6 @@ def test_hsg_folder_without_decade_files(tmp_path: Path) -> None:
         _hsg(str(tmp_path))
 
 
-class _QuietHandler(SimpleHTTPRequestHandler):
-    requested: list[str]
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self.requested.append(self.path)
-        super().do_GET()
-
-    def do_HEAD(self) -> None:
-        self.requested.append(self.path)
-        super().do_HEAD()
-
-
-class _NoListingHandler(_QuietHandler):
-    """A static server that, like a raw repository host, cannot list a folder."""
-
-    def list_directory(self, path: Any) -> None:
-        self.send_error(404, "listing disabled")
-        return None
-
-
-Serve = Callable[[Path, type[_QuietHandler]], tuple[str, list[str]]]
-
-
-@pytest.fixture
-def serve() -> Iterator[Serve]:
-    """Start real HTTP servers on 127.0.0.1 (port 0) in background threads; stop them after."""
-    servers: list[tuple[ThreadingHTTPServer, threading.Thread]] = []
-
-    def start(directory: Path, handler: type[_QuietHandler]) -> tuple[str, list[str]]:
-        requested: list[str] = []
-        bound = type("Handler", (handler,), {"requested": requested})
-        server = ThreadingHTTPServer(
-            ("127.0.0.1", 0), functools.partial(bound, directory=str(directory))
-        )
-        thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        thread.start()
-        servers.append((server, thread))
-        host, port = server.server_address[:2]
-        return f"http://{host!s}:{port}/", requested
-
-    yield start
-    for server, thread in servers:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
 def _same_rows(remote: list[RawTable], local: list[RawTable]) -> None:
     assert len(remote) == len(local) == 2
     for r, loc in zip(remote, local, strict=True):
@@ -460,7 +405,7 @@ def _same_rows(remote: list[RawTable], local: list[RawTable]) -> None:
 
 
 def test_hsg_over_http_with_listing(hsg_dir: Path, serve: Serve) -> None:
-    url, requested = serve(hsg_dir, _QuietHandler)
+    url, requested = serve(hsg_dir, QuietHandler)
     remote = _hsg(url)
     assert [t.file for t in remote] == [f"{url}2010.xml", f"{url}2020.xml"]
     _same_rows(remote, _hsg(str(hsg_dir)))
@@ -468,7 +413,7 @@ def test_hsg_over_http_with_listing(hsg_dir: Path, serve: Serve) -> None:
 
 
 def test_hsg_over_http_without_listing_probes_decades(hsg_dir: Path, serve: Serve) -> None:
-    url, requested = serve(hsg_dir, _NoListingHandler)
+    url, requested = serve(hsg_dir, NoListingHandler)
     remote = _hsg(url)
     assert [t.file for t in remote] == [f"{url}2010.xml", f"{url}2020.xml"]
     _same_rows(remote, _hsg(str(hsg_dir)))
@@ -476,13 +421,13 @@ def test_hsg_over_http_without_listing_probes_decades(hsg_dir: Path, serve: Serv
 
 
 def test_hsg_over_http_nothing_found(tmp_path: Path, serve: Serve) -> None:
-    url, _ = serve(tmp_path, _NoListingHandler)
+    url, _ = serve(tmp_path, NoListingHandler)
     with pytest.raises(SourceReadError, match=r"no <decade>\.xml"):
         _hsg(url)
 
 
 def test_http_missing_file_is_terminal(tmp_path: Path, serve: Serve) -> None:
-    url, _ = serve(tmp_path, _QuietHandler)
+    url, _ = serve(tmp_path, QuietHandler)
     with pytest.raises(SourceReadError) as info:
         list(extract(_source(f"{url}absent.csv")))
     assert not info.value.transient

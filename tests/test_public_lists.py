@@ -11,7 +11,7 @@ from relations_etl.load import LoadResult
 from relations_etl.pipeline import run_source
 from relations_etl.query import run_query
 from relations_etl.settings import Settings
-from tests.conftest import REPO, shared
+from tests.conftest import REPO, NoListingHandler, Serve, shared
 
 pytestmark = pytest.mark.shared_data
 
@@ -153,3 +153,14 @@ def test_published_parquet_matches_the_warehouse(hsg: tuple[Settings, LoadResult
     assert published is not None
     assert published[0] == _scalar(settings, "SELECT count(*) FROM visits")
     assert published[1] == _scalar(settings, "SELECT count(DISTINCT year(start_date)) FROM visits")
+
+
+def test_hsg_over_http_with_no_mapping(settings: Settings, serve: Serve) -> None:
+    """The real folder served on 127.0.0.1 like a repository host that cannot list folders."""
+    url, requested = serve(shared("hsg-visits"), NoListingHandler)
+    result = run_source(source_for(Kind.VISITS, url, "hsg-visits-xml", None), settings)
+    assert (result.rows_read, result.rows_loaded, result.rows_rejected) == (3264, 3264, 0)
+    assert "/2020.xml" in requested
+    uri = _scalar(settings, "SELECT source_uri FROM load_batches")
+    assert uri == url
+    assert _scalar(settings, "SELECT count(*) FROM visits WHERE year(start_date) = 2023") == 81

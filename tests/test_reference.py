@@ -6,6 +6,8 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from relations_etl.errors import ReferenceDataError
 from relations_etl.reference import ROLES, Reference
@@ -222,3 +224,28 @@ def test_unknown_parent_names_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(ReferenceDataError, match="QQQ") as info:
         Reference.load(Settings(home=tmp_path))
     assert f"{path}:2" in str(info.value)
+
+
+_SHARED = Reference.load(Settings(home=Path("/nonexistent-relations-etl-home")))
+_ISO = sorted((c.name, c.alpha_3) for c in __import__("pycountry").countries)
+
+
+@given(
+    st.sampled_from(_ISO),
+    st.lists(st.sampled_from([" ", "\u00a0", "\t", "  "]), min_size=0, max_size=3),
+    st.booleans(),
+)
+def test_every_iso_name_resolves_whatever_its_spacing_and_case(
+    entry: tuple[str, str], padding: list[str], upper: bool
+) -> None:
+    name, code = entry
+    label = "".join(padding) + (name.upper() if upper else name.lower()) + "".join(padding)
+    assert _SHARED.resolve_country(label, dt.date(2020, 1, 1)).code == code
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=30))
+def test_resolution_never_guesses(label: str) -> None:
+    found = _SHARED.resolve_country(label, None)
+    assert (found.code is None) == (found.error is not None)
+    if found.code is not None:
+        assert found.code in _SHARED.countries
