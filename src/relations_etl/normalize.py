@@ -10,7 +10,6 @@ import polars as pl
 
 from relations_etl.config import Kind, Source
 from relations_etl.dates import DateError, Order, parse_date
-from relations_etl.facts import ERROR
 from relations_etl.mapping import ERRORS_COLUMN
 from relations_etl.reference import Reference
 
@@ -29,10 +28,12 @@ ENUM_FIELDS: dict[Kind, tuple[str, ...]] = {
     Kind.MEMBERSHIPS: ("status",),
     Kind.RELATIONS: ("event",),
 }
-_ERR = "_err"
+RowError = dict[str, str | None]
+Answer = tuple[dict[str, Any], RowError | None]
+_ERROR_FIELDS = ("column", "check", "value", "message")
 
 
-def _error(column: str, check: str, value: str | None, message: str) -> dict[str, str | None]:
+def _error(column: str, check: str, value: str | None, message: str) -> RowError:
     return {"column": column, "check": check, "value": value, "message": message}
 
 
@@ -40,24 +41,56 @@ def _lookup(
     frame: pl.DataFrame,
     keys: list[str],
     outputs: dict[str, pl.DataType],
-    resolve: Callable[..., tuple[dict[str, Any], list[dict[str, str | None]]]],
+    resolve: Callable[..., Answer],
 ) -> pl.DataFrame:
-    """Resolve each distinct combination of `keys` once in Python and join the answers back."""
+    """Resolve each distinct combination of `keys` once in Python and join the answers back.
+
+    Answers travel as plain columns (one per output and per error field) because building
+    nested values row by row in polars costs orders of magnitude more (see bench/README.md).
+    """
     distinct = frame.select(keys).unique(maintain_order=True)
-    answers: dict[str, list[Any]] = {name: [] for name in outputs}
-    errors: list[list[dict[str, str | None]]] = []
+    answers: dict[str, list[Any]] = {name: [] for name in (*outputs, *_ERROR_FIELDS)}
     for row in distinct.iter_rows():
-        values, row_errors = resolve(*row)
+        values, error = resolve(*row)
         for name in outputs:
             answers[name].append(values.get(name))
-        errors.append(row_errors)
+        for name in _ERROR_FIELDS:
+            answers[name].append(error[name] if error else None)
+    errors = {f"_err_{name}": answers[name] for name in _ERROR_FIELDS}
     table = distinct.with_columns(
         *(pl.Series(name, answers[name], dtype=dtype) for name, dtype in outputs.items()),
-        pl.Series(_ERR, errors, dtype=pl.List(ERROR)),
+        *(pl.Series(name, values, dtype=pl.String) for name, values in errors.items()),
     )
     frame = frame.drop([c for c in outputs if c in frame.columns and c not in keys])
     joined = frame.join(table, on=keys, how="left", nulls_equal=True, maintain_order="left")
-    return joined.with_columns(pl.concat_list(ERRORS_COLUMN, _ERR).alias(ERRORS_COLUMN)).drop(_ERR)
+    return _append_error(
+        joined,
+        pl.col("_err_check").is_not_null(),
+        *(pl.col(f"_err_{name}") for name in _ERROR_FIELDS),
+    ).drop(list(errors))
+
+
+def _append_error(
+    frame: pl.DataFrame,
+    when: pl.Expr,
+    column: pl.Expr,
+    check: pl.Expr,
+    value: pl.Expr,
+    message: pl.Expr,
+) -> pl.DataFrame:
+    """Add one error to the `_errors` list of the rows where `when` holds."""
+    error = pl.struct(
+        column.alias("column"),
+        check.alias("check"),
+        value.alias("value"),
+        message.alias("message"),
+    )
+    return frame.with_columns(
+        pl.when(when)
+        .then(pl.concat_list(ERRORS_COLUMN, pl.concat_list(error)))
+        .otherwise(pl.col(ERRORS_COLUMN))
+        .alias(ERRORS_COLUMN)
+    )
 
 
 def _dates(frame: pl.DataFrame, kind: Kind, source: Source, default_order: Order) -> pl.DataFrame:
@@ -76,14 +109,14 @@ def _dates(frame: pl.DataFrame, kind: Kind, source: Source, default_order: Order
 
         def parse(
             text: str | None, field: str = field, end: bool = end, precision: str = precision
-        ) -> tuple[dict[str, Any], list[dict[str, str | None]]]:
+        ) -> Answer:
             if text is None:
-                return {}, []
+                return {}, None
             try:
                 parsed = parse_date(text, order=order, excel_serial=excel, end=end)
             except DateError as exc:
-                return {}, [_error(field, "date_format", text, str(exc))]
-            return {field + "_parsed": parsed.date, precision: parsed.precision}, []
+                return {}, _error(field, "date_format", text, str(exc))
+            return {field + "_parsed": parsed.date, precision: parsed.precision}, None
 
         frame = _lookup(
             frame, [field], {field + "_parsed": pl.Date(), precision: pl.String()}, parse
@@ -107,8 +140,10 @@ def _visitor_organizations(frame: pl.DataFrame, source: Source, ref: Reference) 
         return frame
     is_moved = pl.col("visitor_organization").is_null() & pl.col("visitor_country").is_in(moved)
     return frame.with_columns(
-        pl.when(is_moved).then(pl.col("visitor_country")).otherwise(
-            pl.col("visitor_organization")).alias("visitor_organization"),
+        pl.when(is_moved)
+        .then(pl.col("visitor_country"))
+        .otherwise(pl.col("visitor_organization"))
+        .alias("visitor_organization"),
         pl.when(is_moved).then(None).otherwise(pl.col("visitor_country")).alias("visitor_country"),
     )
 
@@ -120,22 +155,26 @@ def _countries(frame: pl.DataFrame, kind: Kind, source: Source, ref: Reference) 
         frame = _visitor_organizations(frame, source, ref)
     for field in COUNTRY_FIELDS[kind]:
 
-        def resolve(
-            label: str | None, day: dt.date | None, field: str = field
-        ) -> tuple[dict[str, Any], list[dict[str, str | None]]]:
+        def resolve(label: str | None, day: dt.date | None, field: str = field) -> Answer:
             if label is None:
-                return {}, []
+                return {}, None
             found = ref.resolve_country(label, day, overrides)
             if found.code is None:
-                return {}, [
-                    _error(
-                        field, found.check or "country_known", label, found.error or "unresolved"
-                    )
-                ]
-            return {field + "_code": found.code}, []
+                return {}, _error(
+                    field, found.check or "country_known", label, found.error or "unresolved"
+                )
+            return {field + "_code": found.code}, None
 
-        frame = _lookup(frame, [field, day_field], {field + "_code": pl.String()}, resolve)
-        frame = frame.with_columns(pl.col(field + "_code").alias(field)).drop(field + "_code")
+        # most labels mean the same on every day: resolve those once, not once per date
+        labels = frame.get_column(field).drop_nulls().unique().to_list()
+        dated = [label for label in labels if ref.depends_on_date(label, overrides)]
+        frame = frame.with_columns(
+            pl.when(pl.col(field).is_in(dated)).then(pl.col(day_field)).alias("_day")
+        )
+        frame = _lookup(frame, [field, "_day"], {field + "_code": pl.String()}, resolve)
+        frame = frame.with_columns(pl.col(field + "_code").alias(field)).drop(
+            field + "_code", "_day"
+        )
     return frame
 
 
@@ -148,43 +187,35 @@ def _organizations(frame: pl.DataFrame, kind: Kind, source: Source, ref: Referen
     )
     for field in fields:
 
-        def resolve(
-            label: str | None, field: str = field
-        ) -> tuple[dict[str, Any], list[dict[str, str | None]]]:
+        def resolve(label: str | None, field: str = field) -> Answer:
             if label is None:
-                return {}, []
+                return {}, None
             code = ref.resolve_organization(label, overrides)
             if code is None:
-                return {}, [
-                    _error(
-                        field,
-                        "organization_known",
-                        label,
-                        f"organization {label!r} is unknown; add it to "
-                        "organization_aliases.csv or organizations.csv",
-                    )
-                ]
-            return {field + "_code": code}, []
+                return {}, _error(
+                    field,
+                    "organization_known",
+                    label,
+                    f"organization {label!r} is unknown; add it to "
+                    "organization_aliases.csv or organizations.csv",
+                )
+            return {field + "_code": code}, None
 
         frame = _lookup(frame, [field], {field + "_code": pl.String()}, resolve)
         frame = frame.with_columns(pl.col(field + "_code").alias(field)).drop(field + "_code")
     if kind is Kind.MEMBERSHIPS:
 
-        def parent(
-            organization: str | None, body: str | None
-        ) -> tuple[dict[str, Any], list[dict[str, str | None]]]:
+        def parent(organization: str | None, body: str | None) -> Answer:
             if body is None or organization is None:
-                return {}, []
+                return {}, None
             if ref.organizations[body][1] != organization:
-                return {}, [
-                    _error(
-                        "body",
-                        "body_of_organization",
-                        body,
-                        f"{body} is not a body of {organization}",
-                    )
-                ]
-            return {}, []
+                return {}, _error(
+                    "body",
+                    "body_of_organization",
+                    body,
+                    f"{body} is not a body of {organization}",
+                )
+            return {}, None
 
         frame = _lookup(frame, ["organization", "body"], {}, parent)
     return frame
@@ -193,43 +224,40 @@ def _organizations(frame: pl.DataFrame, kind: Kind, source: Source, ref: Referen
 def _roles(frame: pl.DataFrame, source: Source, ref: Reference) -> pl.DataFrame:
     titles = source.mapping.titles
 
-    def resolve(
-        title: str | None,
-        role: str | None,
-        country: str | None,
-        visitor: str | None,
-        name: str | None,
-    ) -> tuple[dict[str, Any], list[dict[str, str | None]]]:
+    def resolve(title: str | None, role: str | None, country: str | None) -> Answer:
         if role is not None:
-            return {"_role": role}, []
-        if title is None:
-            shown = visitor or name
-            return {}, [
-                _error(
-                    "visitor_title",
-                    "title_known",
-                    shown,
-                    f"no known title at the start of {shown!r}; add the title to "
-                    "titles.csv (title,role,country)",
-                )
-            ]
+            return {"_role": role}, None
+        if title is None:  # reported below, with the visitor's text
+            return {}, None
         found = ref.role(title, country, titles)
         if found is None:
-            return {}, [
-                _error(
-                    "visitor_title",
-                    "title_known",
-                    title,
-                    f"title {title!r} is not in titles.csv; add it with its role",
-                )
-            ]
-        return {"_role": found}, []
+            return {}, _error(
+                "visitor_title",
+                "title_known",
+                title,
+                f"title {title!r} is not in titles.csv; add it with its role",
+            )
+        return {"_role": found}, None
 
     frame = _lookup(
+        frame, ["visitor_title", "visitor_role", "visitor_country"], {"_role": pl.String()}, resolve
+    )
+    shown = pl.coalesce("visitor", "visitor_name")
+    frame = _append_error(
         frame,
-        ["visitor_title", "visitor_role", "visitor_country", "visitor", "visitor_name"],
-        {"_role": pl.String()},
-        resolve,
+        pl.col("_role").is_null() & pl.col("visitor_title").is_null(),
+        pl.lit("visitor_title"),
+        pl.lit("title_known"),
+        shown,
+        pl.when(shown.is_null())
+        .then(pl.lit("the list gives no title; map a title or role column"))
+        .otherwise(
+            pl.format(
+                "no known title at the start of '{}'; add the title to titles.csv "
+                "(title,role,country)",
+                shown,
+            )
+        ),
     )
     return frame.with_columns(pl.col("_role").alias("visitor_role")).drop("_role")
 

@@ -266,6 +266,23 @@ class Reference:
             "country_known",
         )
 
+    def depends_on_date(self, label: str, overrides: dict[str, str] | None = None) -> bool:
+        """Whether `label` can mean another thing on another date (dated aliases, former states)."""
+        k = key(label)
+        codes: set[str] = set()
+        if overrides:
+            codes = {code.upper() for alias, code in overrides.items() if key(alias) == k}
+        if not codes and (rows := self.aliases.get(k)):
+            if any(a.valid_from or a.valid_to for a in rows):
+                return True
+            codes = {a.code for a in rows}
+        if not codes:
+            codes = self.names.get(k, set())
+        return any(
+            (c := self.countries.get(code)) is not None and (c.valid_from or c.valid_to)
+            for code in codes
+        )
+
     def _known(self, code: str, label: str, day: dt.date | None) -> Resolution:
         country = self.countries.get(code)
         if country is None:
