@@ -48,15 +48,20 @@ class LoadResult:
 def connect(settings: Settings, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open the warehouse file; a writer creates it and its tables and views first."""
     path = settings.db_path
-    if read_only:
-        if not path.exists():
-            raise WarehouseError(
-                f"no warehouse at {path}", hint="Run `relations-etl run` or set RELATIONS_ETL_HOME."
-            )
-        return duckdb.connect(str(path), read_only=True)
+    if read_only and not path.exists():
+        raise WarehouseError(
+            f"no warehouse at {path}", hint="Run `relations-etl run` or set RELATIONS_ETL_HOME."
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = duckdb.connect(str(path))
-    apply_sql(conn, settings.sql_dir)
+    try:
+        conn = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        raise WarehouseError(
+            f"cannot open {path}: {exc}",
+            hint="Another process may be writing the warehouse; retry when it has finished.",
+        ) from exc
+    if not read_only:
+        apply_sql(conn, settings.sql_dir)
     return conn
 
 

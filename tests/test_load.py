@@ -1,0 +1,66 @@
+"""Load: one transaction per batch, a failed batch leaves nothing behind, locked warehouses."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from relations_etl.config import load_sources
+from relations_etl.errors import WarehouseError
+from relations_etl.extract import extract
+from relations_etl.load import load_batch
+from relations_etl.pipeline import new_batch, prepare, run_source
+from relations_etl.query import run_query
+from relations_etl.reference import Reference
+from relations_etl.settings import Settings
+from tests.conftest import REPO
+
+
+def test_a_batch_that_fails_to_load_leaves_no_trace(settings: Settings) -> None:
+    visits, memberships, _ = load_sources(REPO / "examples" / "sources.yaml")
+    run_source(memberships, settings)
+    before = {
+        t: run_query(settings, f"SELECT * FROM {t} ORDER BY ALL")
+        for t in ("memberships", "rejected_rows", "load_batches")
+    }
+    ref = Reference.load(settings)
+    prepared = prepare(extract(visits), visits, ref, settings)
+    with pytest.raises(WarehouseError, match="conservation broken"):
+        load_batch(
+            settings,
+            new_batch(visits),
+            prepared.facts,
+            prepared.rejected,
+            rows_read=prepared.rows_read + 1,
+            repeated=0,
+            content_hash=None,
+            ref=ref,
+        )
+    assert run_query(settings, "SELECT count(*) FROM visits").item() == 0
+    for table, frame in before.items():
+        assert run_query(settings, f"SELECT * FROM {table} ORDER BY ALL").equals(frame), table
+
+
+def test_a_locked_warehouse_is_a_clear_error(settings: Settings) -> None:
+    _, memberships, _ = load_sources(REPO / "examples" / "sources.yaml")
+    run_source(memberships, settings)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ready', flush=True);"
+            " time.sleep(60)",
+            str(settings.db_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        with pytest.raises(WarehouseError, match="Another process may be writing"):
+            run_query(settings, "SELECT 1")
+    finally:
+        holder.kill()
+        holder.wait()
