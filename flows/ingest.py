@@ -93,10 +93,10 @@ def ingest_source(source: Source, home: str | None = None) -> LoadResult:
     run_id = str(flow_run.id) if flow_run.id else None
     try:
         tables = extract_source(source)
-    except Exception as exc:
+        prepared = transform_source(tables, source, ref, settings)
+    except Exception as exc:  # audited as a failed batch; load_prepared audits its own failures
         record_failure(settings, new_batch(source, run_id), exc)
         raise
-    prepared = transform_source(tables, source, ref, settings)
     result = load_prepared(settings, prepared, source, ref, run_id)
     publish(settings, result.years)
     _report(settings, source, result, prepared)

@@ -142,3 +142,21 @@ def test_replay_loads_rows_fixed_by_new_reference_data(settings: Settings) -> No
         "rows_deduplicated) FROM load_batches",
     ).item()
     assert audit is True
+
+
+def test_a_mapping_that_names_a_missing_column_is_audited(
+    settings: Settings, tmp_path: Path
+) -> None:
+    listing = tmp_path / "list.csv"
+    listing.write_text("Country,Year\nFrance,2020\n", encoding="utf-8")
+    source = Source(
+        name="wrong-mapping",
+        kind=Kind.MEMBERSHIPS,
+        uri=str(listing),
+        mapping={"columns": {"Nation": "country", "Year": "year"}},
+    )
+    state = ingest_source(source, home=str(settings.home), return_state=True)
+    assert state.is_failed()
+    (row,) = run_query(settings, "SELECT status, rows_read, error FROM load_batches").rows()
+    assert row[:2] == ("failed", 0)
+    assert "['Nation']" in row[2] and "['Country', 'Year']" in row[2]

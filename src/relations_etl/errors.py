@@ -49,7 +49,7 @@ class RelationsEtlError(Exception):
 class ConfigError(RelationsEtlError):
     """A source configuration or mapping file is wrong."""
 
-    hint = "Fix the configuration or mapping file; see the README section 'Mapping a list'."
+    hint = "Fix the configuration or mapping file; see the README section 'Sources and mappings'."
 
 
 class SourceReadError(RelationsEtlError):
