@@ -87,6 +87,8 @@ def test_run_then_report_and_sql(cli: Cli) -> None:
 
 
 def test_errors_name_what_to_fix(cli: Cli, tmp_path: Path) -> None:
+    nothing = cli("sql", "SELECT 1")
+    assert nothing.returncode == 1 and "no warehouse at" in nothing.stderr
     listing = tmp_path / "list.csv"
     listing.write_text("Country,Year\nFrance,2020\n", encoding="utf-8")
     mapping = tmp_path / "mapping.yaml"
@@ -95,18 +97,11 @@ def test_errors_name_what_to_fix(cli: Cli, tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "['Nation']" in done.stderr and "['Country', 'Year']" in done.stderr
     assert str(listing) in done.stderr
-    nothing = cli("sql", "SELECT 1")
-    assert nothing.returncode == 1 and "no warehouse at" in nothing.stderr
-    assert (
-        cli(
-            "ingest",
-            "relations",
-            str(REPO / "examples" / "data" / "kz_relations.csv"),
-            "--mapping",
-            str(tmp_path / "relations.yaml"),
-        ).returncode
-        == 1
-    )
+    (audit,) = cli.sql("SELECT source, status, error FROM load_batches")
+    assert (audit["source"], audit["status"]) == ("list", "failed")
+    assert "['Nation']" in audit["error"]
+    absent = cli("ingest", "relations", str(listing), "--mapping", str(tmp_path / "none.yaml"))
+    assert absent.returncode == 1 and "none.yaml does not exist" in absent.stderr
     assert cli("run", "--config", str(REPO / "examples" / "sources.yaml")).returncode == 0
     missing = cli("sql", "SELECT * FROM no_such_table")
     assert missing.returncode == 1 and "no_such_table" in missing.stderr
