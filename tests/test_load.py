@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +65,32 @@ def test_a_locked_warehouse_is_a_clear_error(settings: Settings) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_quarantine_keeps_one_open_entry_per_row(settings: Settings, tmp_path: Path) -> None:
+    listing = tmp_path / "relations.csv"
+    config = tmp_path / "sources.yaml"
+    config.write_text(
+        "sources:\n  - {name: r, kind: relations, uri: relations.csv, mapping: {columns: "
+        "{country: country, counterpart: counterpart, event: event, date: event_date}}}\n",
+        encoding="utf-8",
+    )
+    for bad_date in ("1992-13-01", "1992-13-01", "1992-14-01"):
+        listing.write_text(
+            f"country,counterpart,event,date\nKazakhstan,China,established,{bad_date}\n",
+            encoding="utf-8",
+        )
+        (source,) = load_sources(config)
+        assert run_source(source, settings).rows_rejected == 1
+    entries = run_query(
+        settings,
+        "SELECT errors[1].value AS value, resolution FROM rejected_rows ORDER BY rejected_at",
+    ).rows()
+    assert entries == [("1992-13-01", "superseded"), ("1992-14-01", None)]
+    listing.write_text(
+        "country,counterpart,event,date\nKazakhstan,China,established,1992-01\n", encoding="utf-8"
+    )
+    assert run_source(source, settings).rows_loaded == 1
+    assert run_query(
+        settings, "SELECT resolution FROM rejected_rows ORDER BY rejected_at"
+    ).to_series().to_list() == ["superseded", "loaded"]

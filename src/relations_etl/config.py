@@ -188,8 +188,11 @@ def _explain(exc: ValidationError, where: str) -> ConfigError:
     problems = "; ".join(
         f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']} "
         f"(got {err.get('input')!r}"
-        + ("; YAML reads bare yes/no/on/off as booleans: quote them" if isinstance(
-            err.get("input"), bool) else "")
+        + (
+            "; YAML reads bare yes/no/on/off as booleans: quote them"
+            if isinstance(err.get("input"), bool)
+            else ""
+        )
         + ")"
         for err in exc.errors()
     )

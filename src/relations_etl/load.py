@@ -185,6 +185,15 @@ def load_batch(
                 [batch.batch_id, resolution, batch.source],
             )
         conn.register("_rejected", quarantined.to_arrow())
+        # a row edited in the list but still failing replaces its older quarantine entry
+        conn.execute(
+            """UPDATE rejected_rows AS q SET resolved_batch_id = ?, resolution = 'superseded'
+            FROM _rejected AS r
+            WHERE q.resolved_batch_id IS NULL AND q.source = r.source
+              AND q.source_file = r.source_file AND q.source_row = r.source_row
+              AND CAST(q.raw AS VARCHAR) <> r.raw""",
+            [batch.batch_id],
+        )
         # a rerun of the same list must not pile up copies of rows already in quarantine
         conn.execute(
             """INSERT INTO rejected_rows BY NAME

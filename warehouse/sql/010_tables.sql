@@ -81,7 +81,8 @@ CREATE TABLE IF NOT EXISTS rejected_rows (
     errors         STRUCT("column" VARCHAR, "check" VARCHAR, "value" VARCHAR, message VARCHAR)[] NOT NULL,
     rejected_at    TIMESTAMPTZ NOT NULL,
     resolved_batch_id VARCHAR,         -- the batch that closed this entry (NULL: still open)
-    resolution     VARCHAR             -- loaded (the row now passes) | replayed (re-checked, see newer entry)
+    resolution     VARCHAR             -- loaded: the row now passes; replayed or superseded: a
+                                       -- newer entry (replay, edited row) holds today's reasons
 );
 
 CREATE TABLE IF NOT EXISTS load_batches (
