@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from relations_etl.config import Mapping
 from relations_etl.errors import ReferenceDataError
 from relations_etl.reference import ROLES, Reference
 from relations_etl.settings import Settings
@@ -71,8 +72,18 @@ def test_korea_is_ambiguous(ref: Reference) -> None:
 
 
 def test_korea_with_mapping_override(ref: Reference) -> None:
-    assert ref.resolve_country("Korea", D(2000, 1, 1), {"Korea": "KOR"}).code == "KOR"
-    assert ref.resolve_country("KOREA ", None, {"korea": "kor"}).code == "KOR"
+    assert (
+        ref.for_source(Mapping(country_aliases={"Korea": "KOR"}))
+        .resolve_country("Korea", D(2000, 1, 1))
+        .code
+        == "KOR"
+    )
+    assert (
+        ref.for_source(Mapping(country_aliases={"korea": "kor"}))
+        .resolve_country("KOREA ", None)
+        .code
+        == "KOR"
+    )
 
 
 def test_unknown_country(ref: Reference) -> None:
@@ -102,7 +113,10 @@ def test_split_title(ref: Reference) -> None:
 
 def test_split_title_with_mapping_titles(ref: Reference) -> None:
     extra = {"Grand Poobah": "other"}
-    assert ref.split_title("Grand Poobah Bob", extra) == ("Grand Poobah", "Bob")
+    assert ref.for_source(Mapping(titles=extra)).split_title("Grand Poobah Bob") == (
+        "Grand Poobah",
+        "Bob",
+    )
 
 
 @pytest.mark.parametrize(
@@ -126,7 +140,9 @@ def test_role(ref: Reference, title: str, country: str | None, role: str | None)
 
 
 def test_role_with_mapping_titles_wins(ref: Reference) -> None:
-    assert ref.role("President", "ISR", {"president": "other"}) == "other"
+    assert (
+        ref.for_source(Mapping(titles={"president": "other"})).role("President", "ISR") == "other"
+    )
 
 
 def test_every_shipped_title_has_a_known_role(ref: Reference) -> None:

@@ -56,18 +56,8 @@ def read_bytes(uri: str, source: str) -> bytes:
 def as_text_table(frame: pl.DataFrame, file: str, content_hash: str) -> RawTable:
     """Cast every column to text, keep the row as read (JSON) and number the rows from 1."""
     columns = tuple(frame.columns)
-    text = (
-        frame.with_columns(
-            [
-                pl.col(c).cast(pl.String) if frame.schema[c] != pl.String else pl.col(c)
-                for c in columns
-            ]
-        )
-        if columns
-        else frame
-    )
-    raw = pl.struct([pl.col(c) for c in columns]).struct.json_encode() if columns else pl.lit("{}")
-    text = text.with_columns(
+    raw = pl.struct(columns).struct.json_encode() if columns else pl.lit("{}")
+    text = frame.with_columns(pl.all().cast(pl.String)).with_columns(
         raw.alias(RAW),
         pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(ROW),
         pl.lit(file).alias(FILE),

@@ -18,6 +18,17 @@ ERROR = pl.Struct(
 )
 ERRORS = pl.List(ERROR)
 
+
+def error_struct(column: pl.Expr, check: pl.Expr, value: pl.Expr, message: pl.Expr) -> pl.Expr:
+    """One row error (column, check, value, message) as an ERROR struct."""
+    return pl.struct(
+        column.alias("column"),
+        check.alias("check"),
+        value.alias("value"),
+        message.alias("message"),
+    )
+
+
 LINEAGE = {
     "source": pl.String,
     "source_record": pl.String,

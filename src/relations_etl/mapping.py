@@ -9,7 +9,7 @@ import polars as pl
 from relations_etl.config import FIELDS, Kind, Source
 from relations_etl.errors import ConfigError
 from relations_etl.extract import FILE, RAW, ROW, RawTable
-from relations_etl.facts import ERRORS
+from relations_etl.facts import ERRORS, error_struct
 from relations_etl.reference import Reference
 from relations_etl.text import clean, clean_expr
 
@@ -17,7 +17,6 @@ RECORD = "_record"
 PERSON = "_person"
 ERRORS_COLUMN = "_errors"
 _CONJUNCTION = re.compile(r"\s+(?:and|&)\s+")
-LINEAGE_COLUMNS = (ROW, FILE, RAW, RECORD, PERSON)
 
 
 def _check_columns(raw: RawTable, source: Source) -> None:
@@ -54,28 +53,28 @@ def _record_expr(raw: RawTable, source: Source, many_files: bool) -> pl.Expr:
 
 
 def _people(
-    text: str | None, separator: str | None, ref: Reference, titles: dict[str, str]
-) -> list[dict[str, str | None]]:
-    """Split 'President X and Prime Minister Y' into people, each with title and name."""
+    text: str | None, separator: str | None, ref: Reference
+) -> list[tuple[str | None, str | None, str | None]]:
+    """Split 'President X and Prime Minister Y' into people: (title, name, problem) each."""
     if text is None:
-        return [{"title": None, "name": None, "problem": None}]
+        return [(None, None, None)]
     problem = None
     if separator and len(candidates := [clean(p) or "" for p in re.split(separator, text)]) > 1:
-        splits = [ref.split_title(p, titles) for p in candidates]
+        splits = [ref.split_title(p) for p in candidates]
         if all(title and name for title, name in splits):
-            return [{"title": t, "name": n, "problem": None} for t, n in splits]
+            return [(t, n, None) for t, n in splits]
         first_title, first_name = splits[0]
         # After a comma an untitled part is a name suffix ("Aquino, 3rd", "Whipps, Jr."); after
         # "and" it is someone: "President X and Wizard Y" is neither one person nor two we know.
         joined = [clean(p) or "" for p in re.split(_CONJUNCTION, text)][1:]
-        untitled = [p for p in joined if ref.split_title(p, titles)[0] is None]
+        untitled = [p for p in joined if ref.split_title(p)[0] is None]
         if first_title and first_name and untitled:
             problem = (
                 f"{text!r} looks like several people but {untitled[0]!r} starts with no known "
                 "title; add the title to titles.csv, or set people_separator for this list"
             )
-    title, name = ref.split_title(text, titles)
-    return [{"title": title, "name": name, "problem": problem}]
+    title, name = ref.split_title(text)
+    return [(title, name, problem)]
 
 
 def apply_mapping(
@@ -90,17 +89,16 @@ def apply_mapping(
     frame = frame.select(
         *selected, pl.col(ROW), pl.col(FILE), pl.col(RAW), _record_expr(raw, source, many_files)
     )
-    for field, value in mapping.constants.items():
-        constant = pl.lit(clean(value), dtype=pl.String)
-        frame = frame.with_columns(
-            pl.coalesce(pl.col(field), constant).alias(field)
-            if field in frame.columns
-            else constant.alias(field)
-        )
+    frame = frame.with_columns(
+        pl.lit(None, dtype=pl.String).alias(field)
+        for field in FIELDS[kind]
+        if field not in frame.columns
+    )
+    frame = frame.with_columns(
+        pl.coalesce(pl.col(field), pl.lit(clean(value), dtype=pl.String)).alias(field)
+        for field, value in mapping.constants.items()
+    )
     frame = _corrections(frame, mapping.corrections)
-    for field in FIELDS[kind]:
-        if field not in frame.columns:
-            frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(field))
     for field, table in mapping.values.items():
         # str.lower matches polars' to_lowercase (casefold would turn ß into ss)
         keys = {(clean(k) or "").lower(): v for k, v in table.items()}
@@ -122,10 +120,30 @@ def apply_mapping(
                 .otherwise(derived)
             )
         frame = frame.with_columns(pl.coalesce(pl.col(field), derived).alias(field))
+    frame = frame.with_columns(pl.lit([], dtype=ERRORS).alias(ERRORS_COLUMN))
     if kind is Kind.VISITS:
-        return _split_people(frame, mapping.people_separator, ref, mapping.titles)
+        return _split_people(frame, mapping.people_separator, ref.for_source(mapping))
+    return frame.with_columns(pl.lit(1, dtype=pl.Int32).alias(PERSON))
+
+
+def append_error(
+    frame: pl.DataFrame,
+    when: pl.Expr,
+    column: pl.Expr,
+    check: pl.Expr,
+    value: pl.Expr,
+    message: pl.Expr,
+) -> pl.DataFrame:
+    """Add one error to the `_errors` list of the rows where `when` holds."""
     return frame.with_columns(
-        pl.lit(1, dtype=pl.Int32).alias(PERSON), pl.lit([], dtype=ERRORS).alias(ERRORS_COLUMN)
+        pl.when(when)
+        .then(
+            pl.concat_list(
+                ERRORS_COLUMN, pl.concat_list(error_struct(column, check, value, message))
+            )
+        )
+        .otherwise(pl.col(ERRORS_COLUMN))
+        .alias(ERRORS_COLUMN)
     )
 
 
@@ -141,47 +159,39 @@ def _corrections(frame: pl.DataFrame, corrections: dict[str, dict[str, str]]) ->
         },
         schema={RECORD: pl.String, **{f"_fix_{f}": pl.String for f in fields}},
     )
-    for field in fields:
-        if field not in frame.columns:
-            frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(field))
     frame = frame.join(fixes, on=RECORD, how="left", maintain_order="left")
     return frame.with_columns([pl.coalesce(f"_fix_{f}", f).alias(f) for f in fields]).drop(
         [f"_fix_{f}" for f in fields]
     )
 
 
-def _split_people(
-    frame: pl.DataFrame, separator: str | None, ref: Reference, titles: dict[str, str]
-) -> pl.DataFrame:
-    person = pl.Struct({"title": pl.String, "name": pl.String, "problem": pl.String})
-    unique = frame.get_column("visitor").unique().to_list()
+def _split_people(frame: pl.DataFrame, separator: str | None, ref: Reference) -> pl.DataFrame:
+    # one flat row per (visitor text, person): the join below makes one row per person
     people = pl.DataFrame(
-        {"visitor": unique, "_people": [_people(v, separator, ref, titles) for v in unique]},
-        schema={"visitor": pl.String, "_people": pl.List(person)},
+        [
+            (visitor, number, *person)
+            for visitor in frame.get_column("visitor").unique().to_list()
+            for number, person in enumerate(_people(visitor, separator, ref), start=1)
+        ],
+        schema={
+            "visitor": pl.String,
+            PERSON: pl.Int32,
+            "_title": pl.String,
+            "_name": pl.String,
+            "_problem": pl.String,
+        },
+        orient="row",
     )
     frame = frame.join(people, on="visitor", how="left", nulls_equal=True, maintain_order="left")
     frame = frame.with_columns(
-        pl.int_ranges(1, pl.col("_people").list.len() + 1, dtype=pl.Int32).alias(PERSON)
-    ).explode(["_people", PERSON])
-    return frame.with_columns(
-        pl.coalesce(pl.col("visitor_title"), pl.col("_people").struct.field("title")).alias(
-            "visitor_title"
-        ),
-        pl.coalesce(pl.col("visitor_name"), pl.col("_people").struct.field("name")).alias(
-            "visitor_name"
-        ),
-        pl.when(pl.col("_people").struct.field("problem").is_not_null())
-        .then(
-            pl.concat_list(
-                pl.struct(
-                    pl.lit("visitor").alias("column"),
-                    pl.lit("people_split").alias("check"),
-                    pl.col("visitor").alias("value"),
-                    pl.col("_people").struct.field("problem").alias("message"),
-                )
-            )
-        )
-        .otherwise(pl.lit([], dtype=ERRORS))
-        .cast(ERRORS)
-        .alias(ERRORS_COLUMN),
-    ).drop("_people")
+        pl.coalesce("visitor_title", "_title").alias("visitor_title"),
+        pl.coalesce("visitor_name", "_name").alias("visitor_name"),
+    )
+    return append_error(
+        frame,
+        pl.col("_problem").is_not_null(),
+        pl.lit("visitor"),
+        pl.lit("people_split"),
+        pl.col("visitor"),
+        pl.col("_problem"),
+    ).drop("_title", "_name", "_problem")

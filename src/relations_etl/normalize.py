@@ -10,7 +10,7 @@ import polars as pl
 
 from relations_etl.config import Kind, Source
 from relations_etl.dates import DateError, Order, parse_date
-from relations_etl.mapping import ERRORS_COLUMN
+from relations_etl.mapping import append_error
 from relations_etl.reference import Reference
 
 DATE_FIELDS: dict[Kind, tuple[tuple[str, bool], ...]] = {
@@ -61,45 +61,18 @@ def _lookup(
         *(pl.Series(name, answers[name], dtype=dtype) for name, dtype in outputs.items()),
         *(pl.Series(name, values, dtype=pl.String) for name, values in errors.items()),
     )
-    frame = frame.drop([c for c in outputs if c in frame.columns and c not in keys])
     joined = frame.join(table, on=keys, how="left", nulls_equal=True, maintain_order="left")
-    return _append_error(
+    return append_error(
         joined,
         pl.col("_err_check").is_not_null(),
         *(pl.col(f"_err_{name}") for name in _ERROR_FIELDS),
     ).drop(list(errors))
 
 
-def _append_error(
-    frame: pl.DataFrame,
-    when: pl.Expr,
-    column: pl.Expr,
-    check: pl.Expr,
-    value: pl.Expr,
-    message: pl.Expr,
-) -> pl.DataFrame:
-    """Add one error to the `_errors` list of the rows where `when` holds."""
-    error = pl.struct(
-        column.alias("column"),
-        check.alias("check"),
-        value.alias("value"),
-        message.alias("message"),
-    )
-    return frame.with_columns(
-        pl.when(when)
-        .then(pl.concat_list(ERRORS_COLUMN, pl.concat_list(error)))
-        .otherwise(pl.col(ERRORS_COLUMN))
-        .alias(ERRORS_COLUMN)
-    )
-
-
 def _dates(frame: pl.DataFrame, kind: Kind, source: Source, default_order: Order) -> pl.DataFrame:
     order: Order = source.mapping.dates.order or default_order
     excel = source.mapping.dates.excel_serial
-    yearly = kind is Kind.MEMBERSHIPS and (
-        source.mapping.periods == "yearly" or frame.get_column("year").is_not_null().any()
-    )
-    if yearly:
+    if kind is Kind.MEMBERSHIPS:  # a `year` fills both ends of a membership
         frame = frame.with_columns(
             pl.coalesce("start_date", "year").alias("start_date"),
             pl.coalesce("end_date", "year").alias("end_date"),
@@ -125,16 +98,14 @@ def _dates(frame: pl.DataFrame, kind: Kind, source: Source, default_order: Order
     return frame
 
 
-def _visitor_organizations(frame: pl.DataFrame, source: Source, ref: Reference) -> pl.DataFrame:
+def _visitor_organizations(frame: pl.DataFrame, ref: Reference) -> pl.DataFrame:
     """Lists often put "United Nations" in the visitor's country column: move such labels."""
-    countries = source.mapping.country_aliases
-    organizations = source.mapping.organization_aliases
     labels = frame.filter(pl.col("visitor_organization").is_null()).get_column("visitor_country")
     moved = [
         label
         for label in labels.drop_nulls().unique().to_list()
-        if ref.resolve_country(label, None, countries).check == "country_known"
-        and ref.resolve_organization(label, organizations) is not None
+        if ref.resolve_country(label, None).check == "country_known"
+        and ref.resolve_organization(label) is not None
     ]
     if not moved:
         return frame
@@ -148,17 +119,16 @@ def _visitor_organizations(frame: pl.DataFrame, source: Source, ref: Reference) 
     )
 
 
-def _countries(frame: pl.DataFrame, kind: Kind, source: Source, ref: Reference) -> pl.DataFrame:
+def _countries(frame: pl.DataFrame, kind: Kind, ref: Reference) -> pl.DataFrame:
     day_field = DATE_FIELDS[kind][0][0]
-    overrides = source.mapping.country_aliases
     if kind is Kind.VISITS:
-        frame = _visitor_organizations(frame, source, ref)
+        frame = _visitor_organizations(frame, ref)
     for field in COUNTRY_FIELDS[kind]:
 
         def resolve(label: str | None, day: dt.date | None, field: str = field) -> Answer:
             if label is None:
                 return {}, None
-            found = ref.resolve_country(label, day, overrides)
+            found = ref.resolve_country(label, day)
             if found.code is None:
                 return {}, _error(
                     field, found.check or "country_known", label, found.error or "unresolved"
@@ -167,7 +137,7 @@ def _countries(frame: pl.DataFrame, kind: Kind, source: Source, ref: Reference) 
 
         # most labels mean the same on every day: resolve those once, not once per date
         labels = frame.get_column(field).drop_nulls().unique().to_list()
-        dated = [label for label in labels if ref.depends_on_date(label, overrides)]
+        dated = [label for label in labels if ref.depends_on_date(label)]
         frame = frame.with_columns(
             pl.when(pl.col(field).is_in(dated)).then(pl.col(day_field)).alias("_day")
         )
@@ -178,8 +148,7 @@ def _countries(frame: pl.DataFrame, kind: Kind, source: Source, ref: Reference) 
     return frame
 
 
-def _organizations(frame: pl.DataFrame, kind: Kind, source: Source, ref: Reference) -> pl.DataFrame:
-    overrides = source.mapping.organization_aliases
+def _organizations(frame: pl.DataFrame, kind: Kind, ref: Reference) -> pl.DataFrame:
     fields = (
         ("visitor_organization",)
         if kind is Kind.VISITS
@@ -190,7 +159,7 @@ def _organizations(frame: pl.DataFrame, kind: Kind, source: Source, ref: Referen
         def resolve(label: str | None, field: str = field) -> Answer:
             if label is None:
                 return {}, None
-            code = ref.resolve_organization(label, overrides)
+            code = ref.resolve_organization(label)
             if code is None:
                 return {}, _error(
                     field,
@@ -221,15 +190,13 @@ def _organizations(frame: pl.DataFrame, kind: Kind, source: Source, ref: Referen
     return frame
 
 
-def _roles(frame: pl.DataFrame, source: Source, ref: Reference) -> pl.DataFrame:
-    titles = source.mapping.titles
-
+def _roles(frame: pl.DataFrame, ref: Reference) -> pl.DataFrame:
     def resolve(title: str | None, role: str | None, country: str | None) -> Answer:
         if role is not None:
             return {"_role": role}, None
         if title is None:  # reported below, with the visitor's text
             return {}, None
-        found = ref.role(title, country, titles)
+        found = ref.role(title, country)
         if found is None:
             return {}, _error(
                 "visitor_title",
@@ -243,7 +210,7 @@ def _roles(frame: pl.DataFrame, source: Source, ref: Reference) -> pl.DataFrame:
         frame, ["visitor_title", "visitor_role", "visitor_country"], {"_role": pl.String()}, resolve
     )
     shown = pl.coalesce("visitor", "visitor_name")
-    frame = _append_error(
+    frame = append_error(
         frame,
         pl.col("_role").is_null() & pl.col("visitor_title").is_null(),
         pl.lit("visitor_title"),
@@ -267,13 +234,14 @@ def normalize(
 ) -> pl.DataFrame:
     """Give every field its type and resolved code; each failure is added to the row's errors."""
     kind = source.kind
+    ref = ref.for_source(source.mapping)
     for field in ENUM_FIELDS[kind]:
         frame = frame.with_columns(
             pl.col(field).str.to_lowercase().str.replace_all(r"[\s-]+", "_").alias(field)
         )
     frame = _dates(frame, kind, source, default_order)
-    frame = _countries(frame, kind, source, ref)
-    frame = _organizations(frame, kind, source, ref)
+    frame = _countries(frame, kind, ref)
+    frame = _organizations(frame, kind, ref)
     if kind is Kind.VISITS:
-        frame = _roles(frame, source, ref)
+        frame = _roles(frame, ref)
     return frame

@@ -78,7 +78,7 @@ def prepare(
         rejected,
         sum(t.frame.height for t in tables),
         sum(p.repeated for p in parts),
-        digest if many else (tables[0].content_hash if tables else digest),
+        tables[0].content_hash if len(tables) == 1 else digest,
     )
 
 

@@ -6,13 +6,14 @@ import os
 
 import duckdb
 
+from relations_etl.config import Kind
+from relations_etl.facts import TABLE, YEAR_OF
 from relations_etl.settings import Settings
 
-YEAR_EXPR = {
-    "visits": "year(start_date)",
-    "memberships": "year(start_date)",
-    "relations": "year(event_date)",
-    "rejected_rows": "year(rejected_at)",
+# what each published table holds, the column its year partitions on, and its stable order
+_PUBLISHED = {
+    **{TABLE[k]: ("* EXCLUDE (row_hash)", YEAR_OF[k], "ALL") for k in Kind},
+    "rejected_rows": ("*", "rejected_at", "rejected_at, source, source_file, source_row"),
 }
 
 
@@ -21,29 +22,22 @@ def publish(
 ) -> list[str]:
     """Rewrite parquet/<table>/year=YYYY/data.parquet per year; an emptied year is removed."""
     written = []
-    year_expr = YEAR_EXPR[table]
+    columns, year_of, order = _PUBLISHED[table]
     for year in sorted(years):
         folder = settings.parquet_dir / table / f"year={year}"
         target = folder / "data.parquet"
-        count = conn.execute(
-            f"SELECT count(*) FROM {table} WHERE {year_expr} = ?", [year]
-        ).fetchone()
-        if not count or count[0] == 0:
-            if target.exists():
-                target.unlink()
-            continue
         folder.mkdir(parents=True, exist_ok=True)
         temporary = folder / f".data.parquet.{os.getpid()}.tmp"
-        conn.execute(
-            f"COPY (SELECT * EXCLUDE (row_hash) FROM {table} WHERE {year_expr} = {int(year)} "
-            f"ORDER BY ALL) TO '{temporary}' (FORMAT parquet, COMPRESSION zstd)"
-            if table != "rejected_rows"
-            else f"COPY (SELECT * FROM {table} WHERE {year_expr} = {int(year)} "
-            "ORDER BY rejected_at, "
-            f"source, source_file, source_row) TO '{temporary}' (FORMAT parquet, COMPRESSION zstd)"
-        )
-        os.replace(temporary, target)
-        written.append(str(target))
+        copied = conn.execute(
+            f"COPY (SELECT {columns} FROM {table} WHERE year({year_of}) = {int(year)} "
+            f"ORDER BY {order}) TO '{temporary}' (FORMAT parquet, COMPRESSION zstd)"
+        ).fetchone()
+        if copied and copied[0]:
+            os.replace(temporary, target)
+            written.append(str(target))
+        else:
+            temporary.unlink()
+            target.unlink(missing_ok=True)
     return written
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import polars as pl
 import pycountry
 
+from relations_etl.config import Mapping
 from relations_etl.errors import ReferenceDataError
 from relations_etl.settings import Settings
 from relations_etl.text import clean, key
@@ -113,7 +114,11 @@ class Reference:
     titles: dict[str, dict[str, str]]
     organizations: dict[str, tuple[str, str | None]]
     organization_names: dict[str, str]
-    _title_keys: list[str] = field(default_factory=list)
+    _title_keys: list[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # longest first: "Premier and Prince" must win over "Premier"
+        self._title_keys = sorted(self.titles, key=len, reverse=True)
 
     @classmethod
     def load(cls, settings: Settings) -> Reference:
@@ -216,21 +221,35 @@ class Reference:
                 raise ReferenceDataError(
                     f"{row['_where']}: {row['code']} has unknown parent {parent}"
                 )
-        ref = cls(
+        return cls(
             countries, dict(names), dict(aliases), dict(titles), organizations, organization_names
         )
-        ref._title_keys = sorted(ref.titles, key=len, reverse=True)
-        return ref
 
-    def resolve_country(
-        self, label: str, day: dt.date | None, overrides: dict[str, str] | None = None
-    ) -> Resolution:
+    def for_source(self, mapping: Mapping) -> Reference:
+        """This reference with one list's own aliases and titles (from its mapping) on top."""
+        if not (mapping.country_aliases or mapping.titles or mapping.organization_aliases):
+            return self
+        return Reference(
+            self.countries,
+            self.names,
+            {
+                **self.aliases,
+                **{
+                    key(a): [Alias(c.upper(), None, None)]
+                    for a, c in mapping.country_aliases.items()
+                },
+            },
+            {**self.titles, **{key(t): {"": role} for t, role in mapping.titles.items()}},
+            self.organizations,
+            {
+                **self.organization_names,
+                **{key(a): c.upper() for a, c in mapping.organization_aliases.items()},
+            },
+        )
+
+    def resolve_country(self, label: str, day: dt.date | None) -> Resolution:
         """Resolve a country label used at `day` to one alpha-3 code, or say why not."""
         k = key(label)
-        if overrides:
-            for alias, code in overrides.items():
-                if key(alias) == k:
-                    return self._known(code.upper(), label, day)
         rows = self.aliases.get(k)
         if rows:
             matching = sorted({a.code for a in rows if a.covers(day)})
@@ -266,18 +285,13 @@ class Reference:
             "country_known",
         )
 
-    def depends_on_date(self, label: str, overrides: dict[str, str] | None = None) -> bool:
+    def depends_on_date(self, label: str) -> bool:
         """Whether `label` can mean another thing on another date (dated aliases, former states)."""
         k = key(label)
-        codes: set[str] = set()
-        if overrides:
-            codes = {code.upper() for alias, code in overrides.items() if key(alias) == k}
-        if not codes and (rows := self.aliases.get(k)):
-            if any(a.valid_from or a.valid_to for a in rows):
-                return True
-            codes = {a.code for a in rows}
-        if not codes:
-            codes = self.names.get(k, set())
+        rows = self.aliases.get(k)
+        if rows and any(a.valid_from or a.valid_to for a in rows):
+            return True
+        codes = {a.code for a in rows} if rows else self.names.get(k, set())
         return any(
             (c := self.countries.get(code)) is not None and (c.valid_from or c.valid_to)
             for code in codes
@@ -298,47 +312,26 @@ class Reference:
             )
         return Resolution(code)
 
-    def split_title(
-        self, text: str, extra_titles: dict[str, str] | None = None
-    ) -> tuple[str | None, str | None]:
+    def split_title(self, text: str) -> tuple[str | None, str | None]:
         """Split 'Prime Minister Mark Rutte' into the longest known title and the name."""
         cleaned = clean(text) or ""
         folded = cleaned.casefold()
-        candidates = self._title_keys
-        if extra_titles:
-            candidates = sorted(
-                {*candidates, *(key(t) for t in extra_titles)}, key=len, reverse=True
-            )
-        for title in candidates:
+        for title in self._title_keys:
             if folded == title or folded.startswith(title + " "):
                 name = cleaned[len(title) :].strip()
                 return cleaned[: len(title)], name or None
         return None, cleaned or None
 
-    def role(
-        self, title: str, country: str | None, extra_titles: dict[str, str] | None = None
-    ) -> str | None:
+    def role(self, title: str, country: str | None) -> str | None:
         """The role a title means for a country (country-specific rows first), or None."""
-        k = key(title)
-        if extra_titles:
-            for raw, role in extra_titles.items():
-                if key(raw) == k:
-                    return role
-        rows = self.titles.get(k)
+        rows = self.titles.get(key(title))
         if not rows:
             return None
         return rows.get((country or "").upper()) or rows.get("")
 
-    def resolve_organization(
-        self, label: str, overrides: dict[str, str] | None = None
-    ) -> str | None:
+    def resolve_organization(self, label: str) -> str | None:
         """Resolve an organization or body label (code, name or alias) to its code."""
-        k = key(label)
-        if overrides:
-            for alias, code in overrides.items():
-                if key(alias) == k:
-                    return code.upper()
-        return self.organization_names.get(k)
+        return self.organization_names.get(key(label))
 
     def countries_frame(self) -> pl.DataFrame:
         """The `countries` table."""

@@ -71,13 +71,13 @@ def annual_report(conn: duckdb.DuckDBPyConnection, country: str, year: int) -> s
     code = country.upper()
     named = conn.execute("SELECT name FROM countries WHERE code = ?", [code]).fetchone()
     title = f"{named[0] if named else code} ({code}), {year}"
-    row = conn.execute(
+    summary = conn.execute(
         "SELECT * FROM annual_summary WHERE country = ? AND year = ?", [code, year]
-    ).fetchone()
+    )
+    row = summary.fetchone()
     if row is None:
         return f"{title}\n  No facts recorded for this country and year.\n"
-    columns = [d[0] for d in conn.execute("SELECT * FROM annual_summary LIMIT 0").description]
-    values = dict(zip(columns, row, strict=True))
+    values = dict(zip([d[0] for d in summary.description], row, strict=True))
     width = max(len(label) for _, label in _LINES)
     lines = [title, "=" * len(title)]
     lines += [f"{label:<{width}}  {values[name]:>5}" for name, label in _LINES]

@@ -8,7 +8,7 @@ import polars as pl
 
 from relations_etl.config import Kind
 from relations_etl.extract import FILE, RAW, ROW
-from relations_etl.facts import COLUMNS, ERRORS, ID_COLUMN, content_columns
+from relations_etl.facts import COLUMNS, ERRORS, ID_COLUMN, content_columns, error_struct
 from relations_etl.mapping import ERRORS_COLUMN, PERSON, RECORD
 
 RAW_KEYS = "_raw_keys"
@@ -32,8 +32,9 @@ class Split:
     repeated: int
 
 
-def _raw_key() -> pl.Expr:
-    return pl.concat_str([pl.col(FILE), pl.lit("#"), pl.col(ROW).cast(pl.String)])
+def _raw_key(file: str = FILE, row: str = ROW) -> pl.Expr:
+    """The key of a raw row across files: "<file>#<row>"."""
+    return pl.format("{}#{}", pl.col(file), pl.col(row))
 
 
 def split(frame: pl.DataFrame, kind: Kind, source: str) -> Split:
@@ -100,19 +101,19 @@ def _repeats(facts: pl.DataFrame, rejected: pl.DataFrame, kind: Kind) -> Split:
         pl.col("source_record"),
         pl.col(RAW).alias("raw"),
         pl.concat_list(
-            pl.struct(
-                pl.lit("source_record").alias("column"),
-                pl.lit("record_unique").alias("check"),
-                pl.col("source_record").alias("value"),
+            error_struct(
+                pl.lit("source_record"),
+                pl.lit("record_unique"),
+                pl.col("source_record"),
                 pl.format(
                     "record id {} already used by row {} with other content",
                     pl.col("source_record"),
                     pl.col("_first"),
-                ).alias("message"),
+                ),
             )
         ).alias("errors"),
     )
-    conflict_keys = conflicts.select(pl.format("{}#{}", "source_file", "source_row")).to_series()
+    conflict_keys = conflicts.select(_raw_key("source_file", "source_row")).to_series()
     in_conflict = pl.col(RAW_KEYS).list.first().is_in(conflict_keys.implode())
     # a raw row is a repeat only if all of it repeats; one conflicting person rejects the row
     repeated = (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+import functools
 
 import pandera.polars as pa
 import polars as pl
@@ -14,7 +14,6 @@ from relations_etl.facts import (
     COLUMNS,
     ERRORS,
     EVENTS,
-    ID_COLUMN,
     PRECISIONS,
     ROLES,
     STATUSES,
@@ -47,6 +46,7 @@ def _date_range() -> list[pa.Check]:
     return [pa.Check.ge(_EARLIEST), pa.Check.le(dt.date(2999, 12, 31))]
 
 
+@functools.cache
 def schema_for(kind: Kind) -> pa.DataFrameSchema:
     """The pandera schema every row of `kind` must pass before it is loaded."""
     precision = pa.Column(pl.String, pa.Check.isin(PRECISIONS), nullable=True)
@@ -125,15 +125,10 @@ def schema_for(kind: Kind) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(columns, checks=checks, name=kind.value, strict=True)
 
 
-def _as_text(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
 def validate(frame: pl.DataFrame, kind: Kind) -> pl.DataFrame:
-    """Run the schema lazily; every failure joins the row's `_errors` (one per column at most)."""
+    """Run the schema lazily; every failure joins the row's `_errors`."""
     schema = schema_for(kind)
-    fields = [c for c in COLUMNS[kind] if c != ID_COLUMN[kind]]
-    data = frame.select([pl.col(c).cast(COLUMNS[kind][c]) for c in fields])
+    data = frame.select([pl.col(c).cast(COLUMNS[kind][c]) for c in content_columns(kind)])
     try:
         schema.validate(data, lazy=True)
         return frame
