@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: demo test install lint typecheck schemas bench clean
+.PHONY: demo test faults install lint typecheck schemas bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ typecheck: $(STAMP)
 
 test: $(STAMP) lint typecheck
 	$(BIN)/python -m pytest
+
+faults: $(STAMP)
+	$(BIN)/python -m pytest -m faults
 
 schemas: $(STAMP)
 	$(BIN)/python -m relations_etl.contract schemas

@@ -26,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="the nightly flow over every configured source")
     run.add_argument("--config", type=Path, help="sources file (default RELATIONS_ETL_CONFIG)")
+    run.add_argument("--force", action="store_true", help="reload sources even when unchanged")
     ingest = commands.add_parser("ingest", help="one raw list through the same flow")
     ingest.add_argument("kind", choices=[k.value for k in Kind])
     ingest.add_argument("source", help="a path or URL (file://, https://, s3://)")
@@ -36,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument("--mapping", type=Path, help="mapping file (YAML)")
     ingest.add_argument("--name", help="source name (default: the mapping's name or file name)")
+    ingest.add_argument("--force", action="store_true", help="reload even when unchanged")
     sql = commands.add_parser("sql", help="read-only query on the warehouse")
     sql.add_argument("query")
     sql.add_argument("--csv", action="store_true", help="print CSV instead of a table")
@@ -73,6 +75,9 @@ def _print_frame(frame: pl.DataFrame, as_csv: bool) -> None:
 
 def _print_results(results: list[LoadResult]) -> None:
     for r in results:
+        if r.unchanged_since:
+            print(f"{r.source}: unchanged since batch {r.unchanged_since}, skipped")
+            continue
         print(
             f"{r.source}: read {r.rows_read}, loaded {r.rows_loaded}, "
             f"rejected {r.rows_rejected}, deduplicated {r.rows_deduplicated}"
@@ -92,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
             _print_results(
                 list(
                     nightly(
-                        config=str(args.config) if args.config else None, home=str(settings.home)
+                        config=str(args.config) if args.config else None,
+                        home=str(settings.home),
+                        force=args.force,
                     )
                 )
             )
@@ -100,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             from flows.ingest import ingest_source
 
             source = source_for(Kind(args.kind), args.source, args.fmt, args.mapping, args.name)
-            _print_results([ingest_source(source, home=str(settings.home))])
+            _print_results([ingest_source(source, home=str(settings.home), force=args.force)])
         elif args.command == "sql":
             _print_frame(run_query(settings, args.query), args.csv)
         elif args.command == "quarantine" and args.action == "replay":

@@ -16,9 +16,16 @@ from prefect.runtime import flow_run
 from relations_etl.config import Source, load_sources
 from relations_etl.errors import RelationsEtlError
 from relations_etl.extract import RawTable, extract
-from relations_etl.load import LoadResult, record_failure
-from relations_etl.pipeline import Prepared, load_source, new_batch, prepare
-from relations_etl.publish import publish_years
+from relations_etl.load import Batch, LoadResult, record_failure, unconfigured_sources
+from relations_etl.lock import run_lock
+from relations_etl.pipeline import (
+    Prepared,
+    load_source,
+    prepare,
+    skip_if_unchanged,
+    start_batch,
+)
+from relations_etl.publish import publish_pending
 from relations_etl.quarantine import prepare_replay, sources_with_open_rows
 from relations_etl.reference import Reference
 from relations_etl.report import batch_markdown, markdown_table
@@ -58,47 +65,53 @@ def transform_source(
 @task(cache_policy=NO_CACHE)
 def load_prepared(
     settings: Settings,
+    batch: Batch,
     prepared: Prepared,
-    source: Source,
     ref: Reference,
-    flow_run_id: str | None,
     replayed: list[str] | None = None,
 ) -> LoadResult:
     """Load in one transaction with the audit row; a failure is audited, never retried."""
-    batch = new_batch(source, flow_run_id)
-    if replayed is not None:
-        batch = replace(batch, source_uri=f"quarantine replay of {source.uri}")
-    try:
-        return load_source(settings, batch, prepared, ref, replayed)
-    except Exception as exc:
-        record_failure(settings, batch, exc)
-        raise
+    return load_source(settings, batch, prepared, ref, replayed)
 
 
 @task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def publish(settings: Settings, years: dict[str, set[int]]) -> list[str]:
-    """Rewrite the Parquet partitions the batch touched (I/O: retried)."""
-    return publish_years(settings, years)
+def publish(settings: Settings) -> list[str]:
+    """Write the Parquet years committed and not yet published (I/O: retried)."""
+    return publish_pending(settings)
 
 
 def _settings(home: str | None) -> Settings:
     return Settings(home=Path(home)) if home else Settings()
 
 
+def _run_id() -> str | None:
+    return str(flow_run.id) if flow_run.id else None
+
+
 @flow(name="ingest-source", log_prints=True)
-def ingest_source(source: Source, home: str | None = None) -> LoadResult:
-    """Run one raw list through extract, transform, load and publish."""
+def ingest_source(source: Source, home: str | None = None, force: bool = False) -> LoadResult:
+    """Run one raw list through extract, transform, load and publish; skip it when unchanged."""
     settings = _settings(home)
-    ref = Reference.load(settings)
-    run_id = str(flow_run.id) if flow_run.id else None
-    try:
-        tables = extract_source(source)
-        prepared = transform_source(tables, source, ref, settings)
-    except Exception as exc:  # audited as a failed batch; load_prepared audits its own failures
-        record_failure(settings, new_batch(source, run_id), exc)
-        raise
-    result = load_prepared(settings, prepared, source, ref, run_id)
-    publish(settings, result.years)
+    with run_lock(settings, f"ingest-source {source.name} (flow run {_run_id()})"):
+        batch = start_batch(settings, source, _run_id())
+        try:
+            ref = Reference.load(settings)
+            tables = extract_source.with_options(
+                retries=len(settings.retry_delays), retry_delay_seconds=settings.retry_delays
+            )(source)
+            skipped = None if force else skip_if_unchanged(settings, batch, tables, source, ref)
+            if skipped is None:
+                prepared = transform_source(tables, source, ref, settings)
+                result = load_prepared(settings, batch, prepared, ref)
+        except Exception as exc:
+            record_failure(settings, batch, exc)
+            raise
+        publish(settings)
+    if skipped is not None:
+        get_run_logger().info(
+            "%s: unchanged since batch %s, skipped", source.name, skipped.unchanged_since
+        )
+        return skipped
     _report(settings, source, result, prepared)
     return result
 
@@ -123,37 +136,54 @@ def _report(settings: Settings, source: Source, result: LoadResult, prepared: Pr
 def replay_quarantine(source: str | None = None, home: str | None = None) -> list[LoadResult]:
     """Re-run open quarantine rows against today's reference data; passing rows are loaded."""
     settings = _settings(home)
-    ref = Reference.load(settings)
-    run_id = str(flow_run.id) if flow_run.id else None
     results = []
-    for name in sources_with_open_rows(settings, source):
-        replay = prepare_replay(settings, name)
-        prepared = transform_source(replay.tables, replay.source, ref, settings)
-        result = load_prepared(settings, prepared, replay.source, ref, run_id, replay.keys)
-        publish(settings, result.years)
-        _report(settings, replay.source, result, prepared)
-        results.append(result)
+    with run_lock(settings, f"replay-quarantine (flow run {_run_id()})"):
+        ref = Reference.load(settings)
+        for name in sources_with_open_rows(settings, source):
+            replay = prepare_replay(settings, name)
+            batch = replace(
+                start_batch(settings, replay.source, _run_id()),
+                source_uri=f"quarantine replay of {replay.source.uri}",
+            )
+            try:
+                prepared = transform_source(replay.tables, replay.source, ref, settings)
+                result = load_prepared(settings, batch, prepared, ref, replay.keys)
+            except Exception as exc:
+                record_failure(settings, batch, exc)
+                raise
+            publish(settings)
+            _report(settings, replay.source, result, prepared)
+            results.append(result)
     return results
 
 
 @flow(name="nightly", log_prints=True)
-def nightly(config: str | None = None, home: str | None = None) -> list[LoadResult]:
-    """Every configured source, one after the other; one failing source does not stop the rest."""
+def nightly(
+    config: str | None = None, home: str | None = None, force: bool = False
+) -> list[LoadResult]:
+    """Every configured source, one after the other; one failing source does not stop the rest.
+
+    Sources whose inputs are unchanged since their last successful batch are skipped unless
+    `force`; sources that loaded before and are no longer configured are reported, rows kept.
+    """
     settings = _settings(home)
     sources = load_sources(Path(config) if config else settings.config)
     results: list[LoadResult] = []
     failures: list[str] = []
-    for source in sources:
-        state = ingest_source(source, home=home, return_state=True)
-        if state.is_completed():
-            results.append(state.result())
-        else:
-            failures.append(f"{source.name}: {state.message}")
+    with run_lock(settings, f"nightly (flow run {_run_id()})"):
+        for source in sources:
+            state = ingest_source(source, home=home, force=force, return_state=True)
+            if state.is_completed():
+                results.append(state.result())
+            else:
+                failures.append(f"{source.name}: {state.message}")
+        gone = unconfigured_sources(settings, [s.name for s in sources])
     summary = pl.DataFrame(
         [
             {
                 "source": r.source,
                 "kind": r.kind.value,
+                "status": "skipped (unchanged)" if r.unchanged_since else "loaded",
                 "read": r.rows_read,
                 "loaded": r.rows_loaded,
                 "rejected": r.rows_rejected,
@@ -162,12 +192,16 @@ def nightly(config: str | None = None, home: str | None = None) -> list[LoadResu
             for r in results
         ]
     )
-    create_markdown_artifact(
-        key="nightly-summary",
-        markdown="# Nightly run\n\n"
-        + markdown_table(summary)
-        + ("\n\n## Failed sources\n\n" + "\n".join(f"- {f}" for f in failures) if failures else ""),
-    )
+    markdown = "# Nightly run\n\n" + markdown_table(summary)
+    if failures:
+        markdown += "\n\n## Failed sources\n\n" + "\n".join(f"- {f}" for f in failures)
+    if gone.height:
+        markdown += "\n\n## Sources no longer configured (their rows stay)\n\n"
+        markdown += markdown_table(gone)
+        get_run_logger().warning(
+            "no longer configured, rows kept: %s", ", ".join(gone["source"].to_list())
+        )
+    create_markdown_artifact(key="nightly-summary", markdown=markdown)
     if failures:
         raise RuntimeError(f"{len(failures)} source(s) failed: " + "; ".join(failures))
     return results

@@ -45,31 +45,6 @@ def test_nightly_loads_every_sample_source(settings: Settings) -> None:
     assert summary is not None and "kz-memberships" in str(summary.data)
 
 
-def test_second_nightly_changes_nothing(settings: Settings) -> None:
-    nightly(config=str(SAMPLES), home=str(settings.home))
-    before = _counts(settings)
-    tables = {
-        t: run_query(settings, f"SELECT * FROM {t} ORDER BY ALL")
-        for t in ("visits", "memberships", "relations")
-    }
-    parquet = sorted(p.relative_to(settings.home) for p in settings.parquet_dir.rglob("*.parquet"))
-    again = nightly(config=str(SAMPLES), home=str(settings.home))
-    assert all(r.rows_loaded == 0 and r.rows_deduplicated > 0 for r in again)
-    assert _counts(settings) == before
-    for table, frame in tables.items():
-        assert run_query(settings, f"SELECT * FROM {table} ORDER BY ALL").equals(frame)
-    assert (
-        sorted(p.relative_to(settings.home) for p in settings.parquet_dir.rglob("*.parquet"))
-        == parquet
-    )
-    audit = run_query(
-        settings,
-        "SELECT count(*) AS n, bool_and(rows_read = rows_loaded + "
-        "rows_rejected + rows_deduplicated) AS ok FROM load_batches",
-    )
-    assert audit.row(0) == (6, True)
-
-
 def test_a_missing_source_fails_alone_and_is_audited(settings: Settings, tmp_path: Path) -> None:
     config = tmp_path / "sources.yaml"
     shutil.copytree(REPO / "examples" / "data", tmp_path / "data")

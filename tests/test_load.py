@@ -60,8 +60,9 @@ def test_a_locked_warehouse_is_a_clear_error(settings: Settings) -> None:
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
-        with pytest.raises(WarehouseError, match="Another process may be writing"):
-            run_query(settings, "SELECT 1")
+        impatient = Settings(home=settings.home, lock_timeout=0.5)
+        with pytest.raises(WarehouseError, match="another process has it open"):
+            run_query(impatient, "SELECT 1")
     finally:
         holder.kill()
         holder.wait()

@@ -75,3 +75,13 @@ class WarehouseError(RelationsEtlError):
     """The warehouse could not be read or written."""
 
     hint = "Nothing of this batch was committed; rerun once the cause is fixed."
+
+
+class WarehouseLockedError(WarehouseError):
+    """Another run holds the warehouse."""
+
+    transient = True
+    hint = (
+        "Nothing was changed; rerun when the other run has finished, or raise "
+        "RELATIONS_ETL_LOCK_TIMEOUT to wait longer."
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,8 +11,9 @@ import duckdb
 import polars as pl
 
 from relations_etl.config import Kind
-from relations_etl.errors import WarehouseError
+from relations_etl.errors import WarehouseError, WarehouseLockedError
 from relations_etl.facts import ID_COLUMN, TABLE, YEAR_OF, content_columns, fact_columns
+from relations_etl.lock import holder
 from relations_etl.reference import Reference
 from relations_etl.settings import Settings
 from relations_etl.split import RAW_KEYS
@@ -43,6 +45,8 @@ class LoadResult:
     rows_deduplicated: int
     facts_written: int
     years: dict[str, set[int]] = field(default_factory=dict)
+    unchanged_since: str | None = None
+    """For a skipped batch: the batch that last loaded the same content."""
 
 
 def connect(settings: Settings, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -53,13 +57,22 @@ def connect(settings: Settings, *, read_only: bool = False) -> duckdb.DuckDBPyCo
             f"no warehouse at {path}", hint="Run `relations-etl run` or set RELATIONS_ETL_HOME."
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        conn = duckdb.connect(str(path), read_only=read_only)
-    except duckdb.IOException as exc:
-        raise WarehouseError(
-            f"cannot open {path}: {exc}",
-            hint="Another process may be writing the warehouse; retry when it has finished.",
-        ) from exc
+    # DuckDB lets one process write or several read: wait for the other side's short
+    # transaction instead of failing, so a reader sees the state before or after a load
+    deadline = time.monotonic() + settings.lock_timeout
+    while True:
+        try:
+            conn = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise WarehouseError(f"cannot open {path}: {exc}") from exc
+            if time.monotonic() >= deadline:
+                raise WarehouseLockedError(
+                    f"cannot open {path}: another process has it open ({exc}); the last run to "
+                    f"take the warehouse was {holder(settings)}"
+                ) from exc
+            time.sleep(0.1)
     if not read_only:
         apply_sql(conn, settings.sql_dir)
     return conn
@@ -103,6 +116,7 @@ def load_batch(
     content_hash: str | None,
     ref: Reference,
     replayed: list[str] | None = None,
+    fingerprint: str | None = None,
 ) -> LoadResult:
     """Insert new and changed facts, keep identical ones, quarantine rejects, audit: one commit.
 
@@ -224,7 +238,13 @@ def load_batch(
                 source=batch.source,
                 batch_id=batch.batch_id,
             )
-        _audit(conn, batch, result, content_hash, "succeeded", None, now)
+        # the outbox of publish: committed with the data, emptied only once the Parquet is written,
+        # so a crash between this commit and the publish is repaired by the next run
+        conn.executemany(
+            "INSERT OR IGNORE INTO publish_queue VALUES (?, ?, ?)",
+            [[t, y, batch.batch_id] for t, ys in result.years.items() for y in sorted(ys)],
+        )
+        _audit(conn, batch, result, "succeeded", now, content_hash, fingerprint)
         conn.commit()
         return result
     except Exception:
@@ -238,16 +258,17 @@ def _audit(
     conn: duckdb.DuckDBPyConnection,
     batch: Batch,
     result: LoadResult | None,
-    content_hash: str | None,
     status: str,
-    error: str | None,
     now: dt.datetime,
+    content_hash: str | None = None,
+    fingerprint: str | None = None,
+    error: str | None = None,
 ) -> None:
     conn.execute(
-        """INSERT INTO load_batches (batch_id, source, kind, source_uri, content_hash, started_at,
-            finished_at, status, rows_read, rows_loaded, rows_rejected, rows_deduplicated,
-            facts_written, flow_run_id, error, source_config)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        """INSERT OR REPLACE INTO load_batches (batch_id, source, kind, source_uri, content_hash,
+            started_at, finished_at, status, rows_read, rows_loaded, rows_rejected,
+            rows_deduplicated, facts_written, flow_run_id, error, source_config, fingerprint)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         [
             batch.batch_id,
             batch.source,
@@ -255,7 +276,7 @@ def _audit(
             batch.source_uri,
             content_hash,
             batch.started_at,
-            now,
+            now if status != "running" else None,
             status,
             result.rows_read if result else 0,
             result.rows_loaded if result else 0,
@@ -265,14 +286,85 @@ def _audit(
             batch.flow_run_id,
             error,
             batch.source_config,
+            fingerprint,
         ],
     )
 
 
-def record_failure(settings: Settings, batch: Batch, error: BaseException) -> None:
-    """Audit a batch that failed before or during its load; nothing of it was committed."""
+def _write_audit(settings: Settings, batch: Batch, status: str, **fields: str | None) -> None:
     conn = connect(settings)
     try:
-        _audit(conn, batch, None, None, "failed", str(error), dt.datetime.now(dt.UTC))
+        _audit(conn, batch, None, status, dt.datetime.now(dt.UTC), **fields)
     finally:
         conn.close()
+
+
+def begin_batch(settings: Settings, batch: Batch) -> None:
+    """Audit a batch as running; batches a killed run left running are marked abandoned.
+
+    Call with the run lock held: then no other run is alive to own a running batch.
+    """
+    conn = connect(settings)
+    try:
+        conn.execute(
+            "UPDATE load_batches SET status = 'abandoned', finished_at = now(), error = "
+            "'the run stopped before finishing (killed or crashed); nothing of it was committed' "
+            "WHERE status = 'running'"
+        )
+        _audit(conn, batch, None, "running", dt.datetime.now(dt.UTC))
+    finally:
+        conn.close()
+
+
+def last_fingerprint(settings: Settings, source: str) -> tuple[str, str | None] | None:
+    """The last successful or skipped batch of a source and the input fingerprint it had."""
+    conn = connect(settings)
+    try:
+        row = conn.execute(
+            "SELECT batch_id, fingerprint FROM load_batches WHERE source = ? "
+            "AND status IN ('succeeded', 'skipped') ORDER BY finished_at DESC LIMIT 1",
+            [source],
+        ).fetchone()
+    finally:
+        conn.close()
+    return (str(row[0]), row[1]) if row else None
+
+
+def unconfigured_sources(settings: Settings, configured: list[str]) -> pl.DataFrame:
+    """Sources that loaded rows before but are not configured now; their rows stay."""
+    conn = connect(settings)
+    try:
+        conn.register(
+            "_configured", pl.DataFrame({"source": configured}, schema={"source": pl.String})
+        )
+        counts = " UNION ALL ".join(
+            f"SELECT source, '{table}' AS tbl, count(*) AS n FROM {table} GROUP BY source"
+            for table in TABLE.values()
+        )
+        frame: pl.DataFrame = conn.sql(
+            f"""WITH kept AS ({counts}),
+            gone AS (
+                SELECT source, max(finished_at) AS last_loaded FROM load_batches
+                WHERE status = 'succeeded' AND source NOT IN (SELECT source FROM _configured)
+                GROUP BY source
+            )
+            SELECT g.source, g.last_loaded, coalesce(sum(k.n), 0)::BIGINT AS rows_kept
+            FROM gone AS g LEFT JOIN kept AS k USING (source)
+            GROUP BY ALL ORDER BY g.source"""
+        ).pl()
+        return frame
+    finally:
+        conn.close()
+
+
+def record_skip(
+    settings: Settings, batch: Batch, previous: str, content_hash: str, fingerprint: str
+) -> LoadResult:
+    """Audit a batch whose inputs are those of `previous`: no data work, nothing read."""
+    _write_audit(settings, batch, "skipped", content_hash=content_hash, fingerprint=fingerprint)
+    return LoadResult(batch.batch_id, batch.source, batch.kind, 0, 0, 0, 0, 0, {}, previous)
+
+
+def record_failure(settings: Settings, batch: Batch, error: BaseException) -> None:
+    """Audit a batch that failed before or during its load; nothing of it was committed."""
+    _write_audit(settings, batch, "failed", error=str(error))

@@ -10,13 +10,23 @@ from dataclasses import dataclass
 
 import polars as pl
 
+import relations_etl
 from relations_etl.config import Kind, Source
 from relations_etl.extract import RawTable, extract
-from relations_etl.load import Batch, LoadResult, load_batch, record_failure
+from relations_etl.load import (
+    Batch,
+    LoadResult,
+    begin_batch,
+    last_fingerprint,
+    load_batch,
+    record_failure,
+    record_skip,
+)
+from relations_etl.lock import run_lock
 from relations_etl.mapping import apply_mapping
 from relations_etl.normalize import normalize
 from relations_etl.periods import collapse_years
-from relations_etl.publish import publish_years
+from relations_etl.publish import publish_pending
 from relations_etl.reference import Reference
 from relations_etl.settings import Settings
 from relations_etl.split import REJECTED_SCHEMA, Split, split
@@ -32,6 +42,7 @@ class Prepared:
     rows_read: int
     repeated: int
     content_hash: str
+    fingerprint: str | None = None
 
 
 def new_batch(source: Source, flow_run_id: str | None = None) -> Batch:
@@ -72,13 +83,53 @@ def prepare(
     )
     if source.kind is Kind.MEMBERSHIPS and source.mapping.periods == "yearly":
         facts = collapse_years(facts)
-    digest = hashlib.sha256("".join(t.content_hash for t in tables).encode()).hexdigest()
     return Prepared(
         facts,
         rejected,
         sum(t.frame.height for t in tables),
         sum(p.repeated for p in parts),
-        tables[0].content_hash if len(tables) == 1 else digest,
+        content_hash(tables),
+        fingerprint(tables, source, ref),
+    )
+
+
+def content_hash(tables: list[RawTable]) -> str:
+    """The hash of a source's files: the file's own hash when there is one file."""
+    if len(tables) == 1:
+        return tables[0].content_hash
+    return hashlib.sha256("".join(t.content_hash for t in tables).encode()).hexdigest()
+
+
+def fingerprint(tables: list[RawTable], source: Source, ref: Reference) -> str:
+    """Everything a batch's result depends on: files, source entry, reference data, code."""
+    digest = hashlib.sha256()
+    for part in (
+        relations_etl.__version__,
+        source.model_dump_json(by_alias=True),
+        ref.digest,
+        *(f"{t.file}={t.content_hash}" for t in tables),
+    ):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def start_batch(settings: Settings, source: Source, flow_run_id: str | None = None) -> Batch:
+    """A new batch, audited as running (call with the run lock held)."""
+    batch = new_batch(source, flow_run_id)
+    begin_batch(settings, batch)
+    return batch
+
+
+def skip_if_unchanged(
+    settings: Settings, batch: Batch, tables: list[RawTable], source: Source, ref: Reference
+) -> LoadResult | None:
+    """Audit and return a skipped batch when the inputs equal the last successful batch's."""
+    last = last_fingerprint(settings, source.name)
+    if last is None or last[1] != fingerprint(tables, source, ref):
+        return None
+    return record_skip(
+        settings, batch, last[0], content_hash(tables), fingerprint(tables, source, ref)
     )
 
 
@@ -88,18 +139,29 @@ def run_source(
     *,
     ref: Reference | None = None,
     flow_run_id: str | None = None,
+    force: bool = False,
 ) -> LoadResult:
-    """Run one source end to end; a failure is audited and re-raised, nothing half-loaded."""
-    batch = new_batch(source, flow_run_id)
-    try:
-        reference = ref or Reference.load(settings)
-        prepared = prepare(extract(source), source, reference, settings)
-        result = load_source(settings, batch, prepared, reference)
-    except Exception as exc:
-        record_failure(settings, batch, exc)
-        raise
-    publish_years(settings, result.years)
-    return result
+    """Run one source end to end under the run lock; a failure is audited, nothing half-loaded.
+
+    An unchanged source is skipped unless `force`. What earlier runs committed but did not
+    publish (a crash) is published either way.
+    """
+    with run_lock(settings, f"source {source.name}"):
+        batch = start_batch(settings, source, flow_run_id)
+        try:
+            reference = ref or Reference.load(settings)
+            tables = list(extract(source))
+            skipped = (
+                None if force else skip_if_unchanged(settings, batch, tables, source, reference)
+            )
+            result = skipped or load_source(
+                settings, batch, prepare(tables, source, reference, settings), reference
+            )
+        except Exception as exc:
+            record_failure(settings, batch, exc)
+            raise
+        publish_pending(settings)
+        return result
 
 
 def load_source(
@@ -120,4 +182,6 @@ def load_source(
         content_hash=prepared.content_hash,
         ref=ref,
         replayed=replayed,
+        # a replay re-runs quarantined rows, not the source: it must not stand for its inputs
+        fingerprint=prepared.fingerprint if replayed is None else None,
     )

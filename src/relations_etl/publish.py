@@ -8,6 +8,7 @@ import duckdb
 
 from relations_etl.config import Kind
 from relations_etl.facts import TABLE, YEAR_OF
+from relations_etl.load import connect
 from relations_etl.settings import Settings
 
 # what each published table holds, the column its year partitions on, and its stable order
@@ -15,6 +16,12 @@ _PUBLISHED = {
     **{TABLE[k]: ("* EXCLUDE (row_hash)", YEAR_OF[k], "ALL") for k in Kind},
     "rejected_rows": ("*", "rejected_at", "rejected_at, source, source_file, source_row"),
 }
+TEMPORARY_SUFFIX = ".tmp"
+
+
+def _literal(text: str) -> str:
+    """A SQL string literal (COPY takes no parameter for its target)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def publish(
@@ -24,13 +31,15 @@ def publish(
     written = []
     columns, year_of, order = _PUBLISHED[table]
     for year in sorted(years):
-        folder = settings.parquet_dir / table / f"year={year}"
+        folder = settings.parquet_dir / table / f"year={int(year)}"
         target = folder / "data.parquet"
         folder.mkdir(parents=True, exist_ok=True)
-        temporary = folder / f".data.parquet.{os.getpid()}.tmp"
+        # a reader globbing *.parquet never sees this name, and the rename below is atomic
+        temporary = folder / f".data.parquet.{os.getpid()}{TEMPORARY_SUFFIX}"
         copied = conn.execute(
-            f"COPY (SELECT {columns} FROM {table} WHERE year({year_of}) = {int(year)} "
-            f"ORDER BY {order}) TO '{temporary}' (FORMAT parquet, COMPRESSION zstd)"
+            f"COPY (SELECT {columns} FROM {table} WHERE year({year_of}) = ? ORDER BY {order}) "
+            f"TO {_literal(str(temporary))} (FORMAT parquet, COMPRESSION zstd)",
+            [int(year)],
         ).fetchone()
         if copied and copied[0]:
             os.replace(temporary, target)
@@ -41,10 +50,30 @@ def publish(
     return written
 
 
-def publish_years(settings: Settings, years: dict[str, set[int]]) -> list[str]:
-    """Publish every (table, years) a batch touched, reading the committed warehouse."""
-    conn = duckdb.connect(str(settings.db_path), read_only=True)
+def _remove_leftovers(settings: Settings) -> None:
+    """Temporary files of a publish that was killed before its rename."""
+    if settings.parquet_dir.is_dir():
+        for path in settings.parquet_dir.glob(f"*/year=*/.data.parquet.*{TEMPORARY_SUFFIX}"):
+            path.unlink(missing_ok=True)
+
+
+def publish_pending(settings: Settings) -> list[str]:
+    """Publish every (table, year) committed since the last publish; call with the run lock."""
+    conn = connect(settings)
     try:
-        return [path for table, ys in years.items() for path in publish(conn, settings, table, ys)]
+        pending = conn.execute("SELECT table_name, year FROM publish_queue").fetchall()
+        if not pending:
+            return []
+        _remove_leftovers(settings)
+        by_table: dict[str, set[int]] = {}
+        for table, year in pending:
+            if table in _PUBLISHED:
+                by_table.setdefault(table, set()).add(int(year))
+        written = [p for table, ys in by_table.items() for p in publish(conn, settings, table, ys)]
+        conn.executemany(
+            "DELETE FROM publish_queue WHERE table_name = ? AND year = ?",
+            [list(r) for r in pending],
+        )
+        return written
     finally:
         conn.close()

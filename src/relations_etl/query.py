@@ -2,17 +2,38 @@
 
 from __future__ import annotations
 
+import duckdb
 import polars as pl
 
 from relations_etl.errors import WarehouseError
 from relations_etl.load import connect
 from relations_etl.settings import Settings
 
+# a read-only connection refuses writes to the warehouse, but COPY ... TO, ATTACH, INSTALL or
+# SET would still write files or change what the session reads: only queries get through
+_ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+
 
 def run_query(settings: Settings, query: str) -> pl.DataFrame:
-    """Run one query on a read-only connection and return its rows."""
+    """Run one query (SELECT, WITH, FROM, DESCRIBE, SHOW, EXPLAIN) read-only; refuse the rest."""
     conn = connect(settings, read_only=True)
     try:
+        try:
+            statements = conn.extract_statements(query)
+        except duckdb.Error as exc:
+            raise WarehouseError(f"query failed: {exc}", hint="Check the SQL.") from exc
+        if len(statements) != 1:
+            raise WarehouseError(
+                f"`sql` runs one statement, got {len(statements)}",
+                hint="Send the statements one at a time.",
+            )
+        kind = statements[0].type
+        if kind not in _ALLOWED:
+            raise WarehouseError(
+                f"`sql` is read-only: a {kind.name} statement is refused",
+                hint="Use a SELECT query; the warehouse is changed only by the flows "
+                "(`relations-etl run`, `ingest`, `quarantine replay`).",
+            )
         result = conn.sql(query)
         if result is None:
             raise WarehouseError("the statement returned no rows; `sql` is for queries")

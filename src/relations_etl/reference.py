@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
+import importlib.metadata
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +106,15 @@ def _layered(
     return [r for r in shipped if tuple(key(r[c]) for c in by) not in user_keys] + user
 
 
+def _digest(settings: Settings) -> str:
+    digest = hashlib.sha256(importlib.metadata.version("pycountry").encode())
+    for folder in (settings.reference_dir, settings.user_reference_dir):
+        for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
+            digest.update(f"{folder.name}/{path.name}".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 @dataclass
 class Reference:
     """All reference data, loaded once per run; lookups are pure functions of it."""
@@ -114,6 +125,8 @@ class Reference:
     titles: dict[str, dict[str, str]]
     organizations: dict[str, tuple[str, str | None]]
     organization_names: dict[str, str]
+    digest: str = ""
+    """Hash of the reference files and pycountry's version: part of every batch's inputs."""
     _title_keys: list[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -222,7 +235,13 @@ class Reference:
                     f"{row['_where']}: {row['code']} has unknown parent {parent}"
                 )
         return cls(
-            countries, dict(names), dict(aliases), dict(titles), organizations, organization_names
+            countries,
+            dict(names),
+            dict(aliases),
+            dict(titles),
+            organizations,
+            organization_names,
+            _digest(settings),
         )
 
     def for_source(self, mapping: Mapping) -> Reference:
@@ -245,6 +264,7 @@ class Reference:
                 **self.organization_names,
                 **{key(a): c.upper() for a, c in mapping.organization_aliases.items()},
             },
+            self.digest,
         )
 
     def resolve_country(self, label: str, day: dt.date | None) -> Resolution:

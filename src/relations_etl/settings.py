@@ -43,6 +43,16 @@ class Settings(BaseSettings):
     preview_rows: int = Field(
         default=10, description="Rejected rows shown in run reports and Prefect artifacts."
     )
+    lock_timeout: float = Field(
+        default=300.0,
+        description="Seconds a run waits for another run's lock on the warehouse, and `sql` "
+        "for a load to commit, before giving up with an error naming the other run.",
+    )
+    retry_delays: list[float] = Field(
+        default=[2.0, 10.0, 30.0],
+        description="Seconds between retries of a read that failed in a transient way (HTTP 5xx, "
+        "timeout, connection reset); one retry per entry. JSON list in the environment.",
+    )
 
     @property
     def db_path(self) -> Path:

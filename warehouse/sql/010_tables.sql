@@ -93,7 +93,7 @@ CREATE TABLE IF NOT EXISTS load_batches (
     content_hash       VARCHAR,
     started_at         TIMESTAMPTZ NOT NULL,
     finished_at        TIMESTAMPTZ,
-    status             VARCHAR NOT NULL,   -- succeeded | failed
+    status             VARCHAR NOT NULL,   -- running | succeeded | skipped | failed | abandoned
     rows_read          BIGINT NOT NULL,
     rows_loaded        BIGINT NOT NULL,
     rows_rejected      BIGINT NOT NULL,
@@ -101,5 +101,19 @@ CREATE TABLE IF NOT EXISTS load_batches (
     facts_written      BIGINT NOT NULL DEFAULT 0,
     flow_run_id        VARCHAR,
     error              VARCHAR,            -- why a failed batch failed
-    source_config      JSON                -- the source entry and mapping used, for replays
+    source_config      JSON,               -- the source entry and mapping used, for replays
+    fingerprint        VARCHAR             -- inputs: file hashes, source entry, reference, code
+);
+
+-- warehouses created before fingerprints (a source whose fingerprint equals its last
+-- successful batch's is skipped)
+ALTER TABLE load_batches ADD COLUMN IF NOT EXISTS fingerprint VARCHAR;
+
+-- Parquet years committed but not yet published: written with the data in one transaction,
+-- removed once the files are in place, so a crash in between is repaired by the next run.
+CREATE TABLE IF NOT EXISTS publish_queue (
+    table_name  VARCHAR NOT NULL,
+    year        INTEGER NOT NULL,
+    batch_id    VARCHAR NOT NULL,
+    PRIMARY KEY (table_name, year)
 );

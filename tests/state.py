@@ -1,0 +1,76 @@
+"""Content digests of a warehouse: every table and every Parquet file, as tests compare them."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+
+from relations_etl.config import load_sources
+from relations_etl.pipeline import run_source
+from relations_etl.settings import Settings
+from tests.conftest import REPO
+
+TABLES = ("visits", "memberships", "relations", "rejected_rows", "countries", "organizations")
+# lineage that differs between two warehouses fed the same lists (ids and clocks of their runs)
+RUN_COLUMNS = ("batch_id", "loaded_at", "rejected_at", "resolved_batch_id")
+
+
+def _digest(conn: duckdb.DuckDBPyConnection, relation: str, across_runs: bool) -> str:
+    columns = [row[0] for row in conn.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
+    keep = [c for c in columns if not (across_runs and c in RUN_COLUMNS)]
+    selected = ", ".join(f'"{c}"' for c in keep)
+    row = conn.execute(
+        f"SELECT count(*) || ':' || coalesce(md5(string_agg(CAST(t AS VARCHAR), chr(10) "
+        f"ORDER BY CAST(t AS VARCHAR))), '') FROM (SELECT {selected} FROM {relation}) AS t"
+    ).fetchone()
+    assert row is not None
+    return f"{','.join(keep)}|{row[0]}"
+
+
+def table_digests(settings: Settings, *, across_runs: bool = False) -> dict[str, str]:
+    """Digest of each table's rows (all columns; without run lineage when `across_runs`)."""
+    conn = duckdb.connect(str(settings.db_path), read_only=True)
+    try:
+        return {t: _digest(conn, t, across_runs) for t in TABLES}
+    finally:
+        conn.close()
+
+
+def parquet_digests(settings: Settings, *, across_runs: bool = False) -> dict[str, str]:
+    """Digest of the rows of every published Parquet file, by path under the warehouse home."""
+    conn = duckdb.connect()
+    try:
+        return {
+            str(path.relative_to(settings.home)): _digest(
+                conn, f"read_parquet('{path}', hive_partitioning = false)", across_runs
+            )
+            for path in sorted(settings.parquet_dir.rglob("*.parquet"))
+        }
+    finally:
+        conn.close()
+
+
+def sample_lists(folder: Path) -> Path:
+    """A private copy of the demo lists and their sources file; returns the sources file."""
+    shutil.copytree(REPO / "examples" / "data", folder / "data")
+    config = folder / "sources.yaml"
+    shutil.copy(REPO / "examples" / "sources.yaml", config)
+    return config
+
+
+def edit_relations(config: Path) -> None:
+    """Change one relation's year, add one in another year: a new version of one list."""
+    path = config.parent / "data" / "kz_relations.csv"
+    text = path.read_text(encoding="utf-8").replace(
+        "Germany,established,1992,", "Germany,established,1992-02-11,"
+    )
+    added = "Kazakhstan,Japan,established,1992-01-26,\nKazakhstan,South Sudan,established,2011,\n"
+    path.write_text(text + added, encoding="utf-8")
+
+
+def run_all(config: Path, settings: Settings) -> None:
+    """Every source of a sources file through the library, as the nightly flow runs them."""
+    for source in load_sources(config):
+        run_source(source, settings)

@@ -1,0 +1,229 @@
+"""The invariants of the README's "Guarantees": conservation, idempotency, incremental runs,
+a read-only `sql`, and no SQL built from input values or names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from prefect.artifacts import Artifact
+
+from flows.ingest import nightly
+from relations_etl.config import Kind, Source, load_sources
+from relations_etl.errors import ConfigError, SourceReadError, WarehouseError
+from relations_etl.pipeline import run_source
+from relations_etl.quarantine import open_rejections
+from relations_etl.query import run_query
+from relations_etl.settings import Settings
+from tests.state import (
+    edit_relations,
+    parquet_digests,
+    run_all,
+    sample_lists,
+    table_digests,
+)
+
+COLUMNS = {
+    "country": "country",
+    "counterpart": "counterpart",
+    "event": "event",
+    "date": "event_date",
+}
+
+
+def _batches(settings: Settings) -> list[tuple[str, str, int, int, int, int]]:
+    return run_query(
+        settings,
+        "SELECT source, status, rows_read, rows_loaded, rows_rejected, rows_deduplicated "
+        "FROM load_batches ORDER BY started_at",
+    ).rows()
+
+
+def test_every_batch_accounts_for_every_row(settings: Settings, tmp_path: Path) -> None:
+    listing = tmp_path / "relations.csv"
+    listing.write_text(
+        "id,country,counterpart,event,date\n"
+        "1,Kazakhstan,China,established,1992-01-03\n"
+        "1,Kazakhstan,China,established,1992-01-03\n"  # the same record twice: deduplicated
+        "2,Kazakhstan,Japan,established,1992-01-26\n"
+        "3,Kazakhstan,Atlantis,established,1992-01-26\n"  # rejected
+        "4,Kazakhstan,India,established,1992-02-22\n",
+        encoding="utf-8",
+    )
+    source = Source(
+        name="r",
+        kind=Kind.RELATIONS,
+        uri=str(listing),
+        mapping={"columns": COLUMNS, "record_id": "id"},
+    )
+    first = run_source(source, settings)
+    assert (first.rows_read, first.rows_loaded, first.rows_rejected) == (5, 3, 1)
+    assert first.rows_deduplicated == 1
+    forced = run_source(source, settings, force=True)
+    assert (forced.rows_read, forced.rows_loaded, forced.rows_deduplicated) == (5, 0, 4)
+    skipped = run_source(source, settings)
+    assert skipped.unchanged_since == forced.batch_id
+    batches = _batches(settings)
+    assert [b[1] for b in batches] == ["succeeded", "succeeded", "skipped"]
+    for _, _, read, loaded, rejected, deduplicated in batches:
+        assert read == loaded + rejected + deduplicated
+    assert run_query(settings, "SELECT count(*) FROM relations").item() == 3
+    assert open_rejections(settings, "r").height == 1
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_nightly_twice_leaves_every_table_and_parquet_file_the_same(
+    settings: Settings, tmp_path: Path
+) -> None:
+    config = sample_lists(tmp_path / "lists")
+    nightly(config=str(config), home=str(settings.home))
+    tables, files = table_digests(settings), parquet_digests(settings)
+    assert len(files) >= 4 and all(int(d.split("|")[1].split(":")[0]) > 0 for d in files.values())
+    again = nightly(config=str(config), home=str(settings.home))
+    assert [r.unchanged_since is not None for r in again] == [True, True, True]
+    assert table_digests(settings) == tables
+    assert parquet_digests(settings) == files
+    # the same holds when every source is forced through the whole pipeline again
+    forced = nightly(config=str(config), home=str(settings.home), force=True)
+    assert all(r.rows_loaded == 0 and r.rows_read > 0 for r in forced)
+    assert table_digests(settings) == tables
+    assert parquet_digests(settings) == files
+
+
+def test_an_unchanged_source_does_no_data_work(settings: Settings, tmp_path: Path) -> None:
+    config = sample_lists(tmp_path / "lists")
+    run_all(config, settings)
+    tables = table_digests(settings)
+    written = {p: p.stat().st_mtime_ns for p in settings.parquet_dir.rglob("*.parquet")}
+    run_all(config, settings)
+    assert table_digests(settings) == tables
+    assert {p: p.stat().st_mtime_ns for p in settings.parquet_dir.rglob("*.parquet")} == written
+    hashes = run_query(
+        settings,
+        "SELECT source, list(DISTINCT content_hash) AS hashes, list(status ORDER BY started_at) "
+        "AS statuses, sum(rows_read) FILTER (WHERE status = 'skipped') AS skipped_reads "
+        "FROM load_batches GROUP BY source ORDER BY source",
+    ).rows()
+    for _, distinct_hashes, statuses, skipped_reads in hashes:
+        assert len(distinct_hashes) == 1 and statuses == ["succeeded", "skipped"]
+        assert skipped_reads == 0
+
+
+def test_a_changed_list_mapping_or_reference_is_reloaded(
+    settings: Settings, tmp_path: Path
+) -> None:
+    config = sample_lists(tmp_path / "lists")
+    run_all(config, settings)
+    before = run_query(settings, "SELECT count(*) FROM relations").item()
+    edit_relations(config)
+    relations = load_sources(config)[2]
+    changed = run_source(relations, settings)
+    assert changed.unchanged_since is None and changed.rows_loaded == 3
+    assert run_query(settings, "SELECT count(*) FROM relations").item() == before + 2
+    # a new mapping (here: notes no longer mapped) is a new input
+    config.write_text(config.read_text().replace("        notes: notes\n", "", 1))
+    visits = load_sources(config)[0]
+    assert run_source(visits, settings).unchanged_since is None
+    # so is new reference data: rows quarantined for an unknown name may pass now
+    (settings.user_reference_dir).mkdir(parents=True)
+    (settings.user_reference_dir / "country_aliases.csv").write_text(
+        "alias,code,valid_from,valid_to,reason\nAtlantis,GRC,,,test\n", encoding="utf-8"
+    )
+    assert run_source(visits, settings).unchanged_since is None
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_source_that_disappears_is_reported_and_its_rows_stay(
+    settings: Settings, tmp_path: Path
+) -> None:
+    config = sample_lists(tmp_path / "lists")
+    nightly(config=str(config), home=str(settings.home))
+    counts = table_digests(settings)
+    (config.parent / "data" / "kz_relations.csv").unlink()
+    with pytest.raises(RuntimeError, match="kz-relations"):
+        nightly(config=str(config), home=str(settings.home))
+    assert table_digests(settings)["relations"] == counts["relations"]
+    relations = load_sources(config)[2]
+    with pytest.raises(SourceReadError, match=r"kz_relations\.csv"):
+        run_source(relations, settings)
+    # dropped from the configuration: reported by the nightly run, rows kept
+    text = config.read_text()
+    config.write_text(text[: text.index("  - name: kz-relations")])
+    nightly(config=str(config), home=str(settings.home))
+    summary = Artifact.get("nightly-summary")
+    assert summary is not None
+    assert "no longer configured" in str(summary.data) and "kz-relations" in str(summary.data)
+    assert table_digests(settings)["relations"] == counts["relations"]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "INSERT INTO relations (relation_id) VALUES ('x')",
+        "DROP TABLE visits",
+        "DELETE FROM visits",
+        "COPY visits TO '{tmp}/out.csv'",
+        "ATTACH '{tmp}/other.duckdb' AS other",
+        "SELECT 1; DROP TABLE visits",
+        "CREATE TABLE t AS SELECT 1",
+        "SET threads = 1",
+        "INSTALL httpfs",
+    ],
+)
+def test_sql_refuses_every_statement_that_is_not_a_query(
+    settings: Settings, tmp_path: Path, statement: str
+) -> None:
+    config = sample_lists(tmp_path / "lists")
+    run_all(config, settings)
+    before = table_digests(settings)
+    with pytest.raises(WarehouseError, match=r"read-only|one statement"):
+        run_query(settings, statement.format(tmp=tmp_path))
+    assert table_digests(settings) == before
+    assert not (tmp_path / "out.csv").exists() and not (tmp_path / "other.duckdb").exists()
+    assert run_query(settings, "SELECT count(*) FROM visits").item() > 0
+
+
+def test_hostile_names_and_values_never_become_sql(tmp_path: Path) -> None:
+    evil = "x'); DROP TABLE visits; --"
+    settings = Settings(home=tmp_path / "ware'house; DROP TABLE visits")
+    config = sample_lists(tmp_path / "lists")
+    run_all(config, settings)
+    visits = run_query(settings, "SELECT count(*) FROM visits").item()
+    # source names become ids and file names: they are whitelisted, not quoted
+    bad_name = tmp_path / "bad-name.yaml"
+    bad_name.write_text(
+        f'sources:\n  - {{name: "{evil}", kind: relations, uri: x.csv}}\n', encoding="utf-8"
+    )
+    with pytest.raises(ConfigError, match="name"):
+        load_sources(bad_name)
+    # column names, record ids and values are data all the way into the warehouse
+    listing = tmp_path / "evil.csv"
+    listing.write_text(
+        f'"{evil}",counterpart,event\'),date\n'
+        f'"{evil}",China,established,1992-01-03\n'
+        f'"{evil}2",Japan,established,1992-01-26\n',
+        encoding="utf-8",
+    )
+    source = Source(
+        name="evil",
+        kind=Kind.RELATIONS,
+        uri=str(listing),
+        mapping={
+            "columns": {
+                evil: "country",
+                "counterpart": "counterpart",
+                "event')": "event",
+                "date": "event_date",
+            },
+            "record_id": evil,
+        },
+    )
+    result = run_source(source, settings)
+    assert (result.rows_loaded, result.rows_rejected) == (0, 2)
+    assert run_query(settings, "SELECT count(*) FROM visits").item() == visits
+    rejected = open_rejections(settings, "evil")
+    assert sorted(rejected["source_record"].to_list()) == [evil, evil + "2"]
+    assert {p.parts[-3] for p in settings.parquet_dir.rglob("*.parquet")} >= {
+        "visits",
+        "rejected_rows",
+    }
