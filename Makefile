@@ -33,7 +33,7 @@ test: $(STAMP) lint typecheck
 	$(BIN)/python -m pytest
 
 schemas: $(STAMP)
-	$(BIN)/python -m relations_etl.contract schemas
+	$(BIN)/relations-etl contracts --out schemas
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

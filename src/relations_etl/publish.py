@@ -7,6 +7,7 @@ import os
 import duckdb
 
 from relations_etl.config import Kind
+from relations_etl.contract import kv_metadata_option
 from relations_etl.facts import TABLE, YEAR_OF
 from relations_etl.settings import Settings
 
@@ -30,7 +31,8 @@ def publish(
         temporary = folder / f".data.parquet.{os.getpid()}.tmp"
         copied = conn.execute(
             f"COPY (SELECT {columns} FROM {table} WHERE year({year_of}) = {int(year)} "
-            f"ORDER BY {order}) TO '{temporary}' (FORMAT parquet, COMPRESSION zstd)"
+            f"ORDER BY {order}) TO '{temporary}' "
+            f"(FORMAT parquet, COMPRESSION zstd, {kv_metadata_option(table)})"
         ).fetchone()
         if copied and copied[0]:
             os.replace(temporary, target)
