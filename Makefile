@@ -36,7 +36,7 @@ faults: $(STAMP)
 	$(BIN)/python -m pytest -m faults
 
 schemas: $(STAMP)
-	$(BIN)/python -m relations_etl.contract schemas
+	$(BIN)/relations-etl contracts --out schemas
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

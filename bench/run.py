@@ -10,7 +10,7 @@ What it measures, on one synthetic, seeded visits CSV of N rows (default 1,000,0
   home, best of 2 (a fresh home each time).
 * stages: the same path once more, stage by stage through the library's own functions
   (``Reference.load``, ``extract.extract``, ``pipeline.prepare``, ``pipeline.load_source``,
-  ``publish.publish_years``), plus a breakdown of ``prepare`` into its four steps (mapping,
+  ``publish.publish_pending``), plus a breakdown of ``prepare`` into its four steps (mapping,
   normalize, validate, split) so a reader sees where the time goes.
 * peak RSS: baseline and full path each run in a child started with multiprocessing "spawn";
   that child runs the work in its own spawned child and reads
@@ -312,7 +312,7 @@ def run_stages(csv_path: Path, home: Path, breakdown: bool) -> dict[str, Any]:
     from relations_etl.extract import extract
     from relations_etl.mapping import apply_mapping
     from relations_etl.normalize import normalize
-    from relations_etl.publish import publish_years
+    from relations_etl.publish import publish_pending
     from relations_etl.reference import Reference
     from relations_etl.settings import Settings
     from relations_etl.split import split
@@ -331,7 +331,7 @@ def run_stages(csv_path: Path, home: Path, breakdown: bool) -> dict[str, Any]:
     prepared = timed("prepare", lambda: pipeline.prepare(tables, source, ref, settings))
     batch = pipeline.new_batch(source)
     result = timed("load", lambda: pipeline.load_source(settings, batch, prepared, ref))
-    published = timed("publish", lambda: publish_years(settings, result.years))
+    published = timed("publish", lambda: publish_pending(settings))
     out: dict[str, Any] = {"seconds": seconds, "result": summary(result),
                            "files_published": len(published),
                            "facts_rows": prepared.facts.height,

@@ -1,4 +1,4 @@
-"""The `relations-etl` command: run, ingest, sql, report, quarantine."""
+"""The `relations-etl` command: run, ingest, sql, report, quarantine, contracts."""
 
 from __future__ import annotations
 
@@ -55,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     quarantine.add_argument("--source", help="only this source")
     quarantine.add_argument("--csv", action="store_true", help="print the rows as CSV")
+    contracts = commands.add_parser(
+        "contracts", help="regenerate the contract files other teams read (schemas/)"
+    )
+    contracts.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 listing stale files"
+    )
+    contracts.add_argument("--out", type=Path, default=Path("schemas"), help="default schemas")
     return parser
 
 
@@ -124,6 +131,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"\n{rows.height} row(s) in quarantine. Values that stopped them:")
                 for line in describe(unresolved_summary(settings, args.source)):
                     print(f"  {line}")
+        elif args.command == "contracts":
+            from relations_etl.contract_files import check, write
+
+            if args.check:
+                stale = check(args.out, settings.sql_dir)
+                for line in stale:
+                    print(f"stale: {line}", file=sys.stderr)
+                return 1 if stale else 0
+            for path in write(args.out, settings.sql_dir):
+                print(path)
         elif args.command == "report":
             conn = connect(settings, read_only=True)
             try:

@@ -3,31 +3,158 @@ SQL views and macros answering the questions of the source document, deployments
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
+import json
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 import yaml
+from jsonschema import Draft202012Validator, FormatChecker
 
 from relations_etl.config import Kind, load_sources
-from relations_etl.contract import export
+from relations_etl.contract import (
+    CONTRACT_VERSION,
+    DOCS,
+    EXAMPLES,
+    describe,
+    published_columns,
+    published_tables,
+)
+from relations_etl.contract_compat import changes, verdict
+from relations_etl.contract_files import ContractError, check, history_problems, write
 from relations_etl.facts import fact_columns
 from relations_etl.pipeline import run_source
 from relations_etl.query import run_query
 from relations_etl.settings import Settings
 from tests.conftest import REPO
 
+SCRIPT = Path(sys.executable).parent / "relations-etl"
 
-def test_schemas_folder_is_in_sync_with_the_code(tmp_path: Path) -> None:
-    for generated in export(tmp_path):
-        committed = REPO / "schemas" / generated.name
-        assert committed.is_file(), f"{committed} missing: run `make schemas`"
-        assert committed.read_text(encoding="utf-8") == generated.read_text(encoding="utf-8"), (
-            f"{committed} is stale: run `make schemas`"
+
+def test_schemas_folder_is_in_sync_with_the_code() -> None:
+    stale = check(REPO / "schemas")
+    assert not stale, (
+        "schemas/ disagrees with the code: run `relations-etl contracts`\n" + "\n".join(stale)
+    )
+
+
+def test_contracts_command_regenerates_and_checks(tmp_path: Path) -> None:
+    folder = tmp_path / "schemas"
+    shutil.copytree(REPO / "schemas", folder)
+
+    def contracts(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(SCRIPT), "contracts", "--out", str(folder), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
         )
+
+    assert contracts("--check").returncode == 0
+    (folder / "visits.schema.json").write_text("{}\n", encoding="utf-8")
+    (folder / "relations.arrow.json").unlink()
+    (folder / "gone.arrow.json").write_text("{}\n", encoding="utf-8")
+    checked = contracts("--check")
+    assert checked.returncode == 1
+    assert f"{folder / 'visits.schema.json'}: differs from the code" in checked.stderr
+    assert f"{folder / 'relations.arrow.json'}: missing" in checked.stderr
+    assert f"{folder / 'gone.arrow.json'}: no longer generated" in checked.stderr
+    regenerated = contracts()
+    assert regenerated.returncode == 0, regenerated.stderr
+    assert str(folder / "relations.arrow.json") in regenerated.stdout.splitlines()
+    assert not (folder / "gone.arrow.json").exists()
+    assert contracts("--check").returncode == 0
+    for name in ("visits.schema.json", "relations.arrow.json"):
+        assert (folder / name).read_text(encoding="utf-8") == (REPO / "schemas" / name).read_text(
+            encoding="utf-8"
+        )
+
+
+SHIPPED = {"visits": {"visit_id": "string", "start_date": "date32[day]"}}
+
+
+def test_compatibility_verdicts_on_removed_retyped_and_added_columns() -> None:
+    removed = {"visits": {"visit_id": "string"}}
+    retyped = {"visits": {"visit_id": "string", "start_date": "string"}}
+    added = {"visits": {**SHIPPED["visits"], "city": "string"}}
+    table_added = {**SHIPPED, "relations": {"relation_id": "string"}}
+
+    assert [str(c) for c in changes(SHIPPED, removed)] == ["column visits.start_date removed"]
+    problems = verdict("1.0.0", SHIPPED, "1.1.0", removed)
+    assert (
+        problems[0]
+        == "column visits.start_date removed since contract 1.0.0 but the version is 1.1.0"
+    )
+    assert "needs a major bump" in problems[-1] and "CONTRACT_VERSION = '2.0.0'" in problems[-1]
+    assert verdict("1.0.0", SHIPPED, "2.0.0", removed) == []
+
+    (change,) = changes(SHIPPED, retyped)
+    assert (str(change), change.breaking) == (
+        "column visits.start_date retyped (date32[day] -> string)",
+        True,
+    )
+    assert verdict("1.0.0", SHIPPED, "1.0.0", retyped)
+    assert verdict("1.4.2", SHIPPED, "2.0.0", retyped) == []
+
+    (change,) = changes(SHIPPED, added)
+    assert (str(change), change.breaking) == ("column visits.city added", False)
+    for too_small in ("1.0.0", "1.0.1"):
+        problems = verdict("1.0.0", SHIPPED, too_small, added)
+        assert "at least a minor bump" in problems[-1] and "'1.1.0'" in problems[-1]
+    assert verdict("1.0.0", SHIPPED, "1.1.0", added) == []
+    assert verdict("1.0.0", SHIPPED, "1.1.0", table_added) == []
+    assert verdict("1.0.0", SHIPPED, "1.0.0", table_added)
+
+    assert verdict("1.0.0", SHIPPED, "1.1.0", {}) != [], "a removed table is breaking"
+    assert verdict("1.0.0", SHIPPED, "1.0.1", SHIPPED) == []
+    assert verdict("1.2.0", SHIPPED, "1.1.0", SHIPPED) == [
+        "contract version went backwards: 1.2.0 -> 1.1.0"
+    ]
+
+
+def _ship(folder: Path, version: str, tables: dict[str, dict[str, str]]) -> None:
+    (folder / "history").mkdir(parents=True, exist_ok=True)
+    document = {"contract_version": version, "tables": tables}
+    (folder / "history" / f"{version}.json").write_text(json.dumps(document), encoding="utf-8")
+
+
+def test_contracts_refuse_a_shipped_version_the_code_broke(tmp_path: Path) -> None:
+    shipped = json.loads((REPO / "schemas" / "contract.json").read_text(encoding="utf-8"))
+    assert shipped["contract_version"] == CONTRACT_VERSION
+    tables = json.loads(
+        (REPO / "schemas" / "history" / f"{CONTRACT_VERSION}.json").read_text(encoding="utf-8")
+    )["tables"]
+    # the shipped contract had a column the code no longer publishes
+    _ship(tmp_path, CONTRACT_VERSION, {**tables, "visits": {**tables["visits"], "mood": "string"}})
+    with pytest.raises(ContractError) as refused:
+        write(tmp_path)
+    message = str(refused.value)
+    assert "column visits.mood removed" in message
+    major = int(CONTRACT_VERSION.split(".")[0]) + 1
+    assert f"CONTRACT_VERSION = '{major}.0.0'" in message
+    assert sorted(p.name for p in tmp_path.rglob("*")) == [f"{CONTRACT_VERSION}.json", "history"]
+
+    # along the shipped history too: 0.9.5 dropped a table 0.9.0 had without a major bump
+    chain = tmp_path / "chain"
+    _ship(chain, "0.9.0", {**tables, "people": {"person_id": "string"}})
+    _ship(chain, "0.9.5", tables)
+    _ship(chain, CONTRACT_VERSION, tables)
+    problems = history_problems(chain, tables)
+    assert problems[0] == "table people removed since contract 0.9.0 but the version is 0.9.5"
+    assert "CONTRACT_VERSION = '1.0.0'" in problems[1]
+    assert problems[1:] and len(problems) == 2
+    assert problems[0] in check(chain)
 
 
 @pytest.fixture
@@ -35,6 +162,129 @@ def demo(settings: Settings) -> Settings:
     for source in load_sources(REPO / "examples" / "sources.yaml"):
         run_source(source, settings)
     return settings
+
+
+def _json_value(value: Any) -> Any:
+    """A Parquet value as a JSON document holds it (ISO 8601 dates)."""
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    return value
+
+
+def _published_rows(root: Path, table: str) -> list[dict[str, Any]]:
+    files = sorted((root / table).glob("year=*/data.parquet"))
+    assert files, f"nothing published for {table}"
+    return [_json_value(row) for f in files for row in pq.read_table(f).to_pylist()]
+
+
+def _committed(name: str) -> Any:
+    return json.loads((REPO / "schemas" / name).read_text(encoding="utf-8"))
+
+
+def test_published_files_carry_the_contract(demo: Settings) -> None:
+    assert list(published_tables()) == ["visits", "memberships", "relations", "rejected_rows"]
+    for table in published_tables():
+        arrow = _committed(f"{table}.arrow.json")
+        for path in sorted((demo.parquet_dir / table).glob("year=*/data.parquet")):
+            schema = pq.read_schema(path)
+            assert [{"name": f.name, "type": str(f.type)} for f in schema] == arrow["fields"], path
+            metadata = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
+            assert metadata == arrow["metadata"], path
+            assert metadata["contract_version"] == CONTRACT_VERSION
+            assert metadata["contract_table"] == table
+            described = {
+                k.removeprefix("description:"): v
+                for k, v in metadata.items()
+                if k.startswith("description:")
+            }
+            assert list(described) == schema.names == published_columns(table)
+            assert described == {c: describe(table, c) for c in schema.names}
+    metadata = pq.read_schema(demo.parquet_dir / "visits" / "year=2023" / "data.parquet").metadata
+    assert metadata[b"description:visitor_title"] == DOCS["visitor_title"].encode()
+
+
+def test_every_published_row_passes_the_json_schema(demo: Settings) -> None:
+    for table in published_tables():
+        validator = Draft202012Validator(
+            _committed(f"{table}.schema.json"), format_checker=FormatChecker()
+        )
+        rows = _published_rows(demo.parquet_dir, table)
+        for row in rows:
+            assert not list(validator.iter_errors(row)), (table, row)
+        broken = {**rows[0], next(iter(rows[0])): 42}
+        assert list(validator.iter_errors(broken)), "a wrong type fails"
+        assert list(validator.iter_errors({**rows[0], "extra": "x"})), "an unknown column fails"
+    visits = Draft202012Validator(_committed("visits.schema.json"), format_checker=FormatChecker())
+    row = _published_rows(demo.parquet_dir, "visits")[0]
+    assert [e.validator for e in visits.iter_errors({**row, "visitor_role": "emperor"})] == ["enum"]
+    assert [e.validator for e in visits.iter_errors({**row, "start_date": "2023-13-01"})] == [
+        "format"
+    ]
+    assert [e.validator for e in visits.iter_errors({**row, "host_country": "Kazakhstan"})] == [
+        "pattern"
+    ]
+    assert [e.validator for e in visits.iter_errors({**row, "host_country": None})] == ["type"]
+    assert not list(visits.iter_errors({**row, "visitor_country": None})), "nullable"
+
+
+# differ from run to run: checked for their shape by the JSON Schema, not for their value
+_RUN_DEPENDENT = {"batch_id", "loaded_at", "rejected_at"}
+
+
+def test_examples_are_real_rows_of_the_demo_warehouse(demo: Settings) -> None:
+    for table in published_tables():
+        assert table in EXAMPLES, f"add a real {table} row to EXAMPLES in relations_etl/contract.py"
+        example = EXAMPLES[table]
+        assert list(example) == published_columns(table), f"EXAMPLES[{table!r}] columns"
+        validator = Draft202012Validator(
+            _committed(f"{table}.schema.json"), format_checker=FormatChecker()
+        )
+        assert not list(validator.iter_errors(example)), table
+
+        def same(row: dict[str, Any], example: dict[str, Any] = example) -> bool:
+            return all(
+                row[c].endswith(v) if c == "source_file" else row[c] == v
+                for c, v in example.items()
+                if c not in _RUN_DEPENDENT
+            )
+
+        rows = _published_rows(demo.parquet_dir, table)
+        assert sum(map(same, rows)) == 1, f"EXAMPLES[{table!r}] is not a row of the demo"
+
+
+def _readme_examples() -> dict[str, str]:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"<!-- example: (\w+) -->\n```\w+\n(.*?)```", readme, re.DOTALL)
+    return dict(blocks)
+
+
+def test_readme_examples_read_every_published_table(
+    demo: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    examples = _readme_examples()
+    assert sorted(examples) == ["duckdb", "metadata", "pandas", "polars"]
+    assert all(len(code.strip().splitlines()) == 3 for code in examples.values())
+    assert 'spark.read.parquet("warehouse/parquet/visits")' in (REPO / "README.md").read_text(
+        encoding="utf-8"
+    )
+    readme_path = "warehouse/parquet/visits"
+    for table in published_tables():
+        expected = run_query(demo, f"SELECT count(*) FROM {table}").item()
+        assert expected > 0, table
+        where = str(demo.parquet_dir / table)
+        counts = duckdb.sql(examples["duckdb"].replace(readme_path, where)).fetchall()
+        assert sum(n for _, n in counts) == expected, table
+        assert [year for year, _ in counts] == sorted(year for year, _ in counts)
+        for reader in ("pandas", "polars"):
+            capsys.readouterr()
+            exec(examples[reader].replace(readme_path, where), {})
+            assert capsys.readouterr().out == f"{expected}\n", (reader, table)
+    exec(examples["metadata"].replace("warehouse/parquet", str(demo.parquet_dir)), {})
+    assert capsys.readouterr().out == f"{CONTRACT_VERSION} {DOCS['visitor_role']}\n"
 
 
 def test_parquet_is_readable_by_other_tools(demo: Settings) -> None:

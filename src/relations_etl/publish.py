@@ -7,6 +7,7 @@ import os
 import duckdb
 
 from relations_etl.config import Kind
+from relations_etl.contract import kv_metadata_option, sql_literal
 from relations_etl.facts import TABLE, YEAR_OF
 from relations_etl.load import connect
 from relations_etl.settings import Settings
@@ -17,11 +18,6 @@ _PUBLISHED = {
     "rejected_rows": ("*", "rejected_at", "rejected_at, source, source_file, source_row"),
 }
 TEMPORARY_SUFFIX = ".tmp"
-
-
-def _literal(text: str) -> str:
-    """A SQL string literal (COPY takes no parameter for its target)."""
-    return "'" + text.replace("'", "''") + "'"
 
 
 def publish(
@@ -38,7 +34,8 @@ def publish(
         temporary = folder / f".data.parquet.{os.getpid()}{TEMPORARY_SUFFIX}"
         copied = conn.execute(
             f"COPY (SELECT {columns} FROM {table} WHERE year({year_of}) = ? ORDER BY {order}) "
-            f"TO {_literal(str(temporary))} (FORMAT parquet, COMPRESSION zstd)",
+            f"TO {sql_literal(str(temporary))} "
+            f"(FORMAT parquet, COMPRESSION zstd, {kv_metadata_option(table)})",
             [int(year)],
         ).fetchone()
         if copied and copied[0]:
