@@ -18,6 +18,15 @@ from relations_etl.report import annual_report
 from relations_etl.settings import Settings
 
 
+def _add_progress(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show progress per source on stderr (default: when stderr is a terminal)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relations-etl",
@@ -27,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="the nightly flow over every configured source")
     run.add_argument("--config", type=Path, help="sources file (default RELATIONS_ETL_CONFIG)")
     run.add_argument("--force", action="store_true", help="reload sources even when unchanged")
+    _add_progress(run)
     ingest = commands.add_parser("ingest", help="one raw list through the same flow")
     ingest.add_argument("kind", choices=[k.value for k in Kind])
     ingest.add_argument("source", help="a path or URL (file://, https://, s3://)")
@@ -38,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--mapping", type=Path, help="mapping file (YAML)")
     ingest.add_argument("--name", help="source name (default: the mapping's name or file name)")
     ingest.add_argument("--force", action="store_true", help="reload even when unchanged")
+    _add_progress(ingest)
     sql = commands.add_parser("sql", help="read-only query on the warehouse")
     sql.add_argument("query")
     sql.add_argument("--csv", action="store_true", help="print CSV instead of a table")
@@ -98,23 +109,21 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     settings = Settings()
     try:
-        if args.command == "run":
-            from flows.ingest import nightly
+        if args.command in ("run", "ingest"):
+            from flows import progress
+            from flows.ingest import ingest_source, nightly
 
-            _print_results(
-                list(
-                    nightly(
-                        config=str(args.config) if args.config else None,
-                        home=str(settings.home),
-                        force=args.force,
+            show = sys.stderr.isatty() if args.progress is None else args.progress
+            with progress.shown(show):
+                if args.command == "run":
+                    config = str(args.config) if args.config else None
+                    results = nightly(config=config, home=str(settings.home), force=args.force)
+                else:
+                    source = source_for(
+                        Kind(args.kind), args.source, args.fmt, args.mapping, args.name
                     )
-                )
-            )
-        elif args.command == "ingest":
-            from flows.ingest import ingest_source
-
-            source = source_for(Kind(args.kind), args.source, args.fmt, args.mapping, args.name)
-            _print_results([ingest_source(source, home=str(settings.home), force=args.force)])
+                    results = [ingest_source(source, home=str(settings.home), force=args.force)]
+            _print_results(results)
         elif args.command == "sql":
             _print_frame(run_query(settings, args.query), args.csv)
         elif args.command == "quarantine" and args.action == "replay":

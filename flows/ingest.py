@@ -13,6 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 
+from flows import progress
 from relations_etl.config import Source, load_sources
 from relations_etl.errors import RelationsEtlError
 from relations_etl.extract import RawTable, extract
@@ -96,17 +97,23 @@ def ingest_source(source: Source, home: str | None = None, force: bool = False) 
         batch = start_batch(settings, source, _run_id())
         try:
             ref = Reference.load(settings)
+            progress.stage(source.name, "extract")
             tables = extract_source.with_options(
                 retries=len(settings.retry_delays), retry_delay_seconds=settings.retry_delays
             )(source)
             skipped = None if force else skip_if_unchanged(settings, batch, tables, source, ref)
             if skipped is None:
+                progress.stage(source.name, "transform")
                 prepared = transform_source(tables, source, ref, settings)
+                progress.stage(source.name, "load")
                 result = load_prepared(settings, batch, prepared, ref)
         except Exception as exc:
             record_failure(settings, batch, exc)
+            progress.stage(source.name, "failed")
             raise
+        progress.stage(source.name, "publish")
         publish(settings)
+    progress.stage(source.name, "unchanged: skipped" if skipped else "done")
     if skipped is not None:
         get_run_logger().info(
             "%s: unchanged since batch %s, skipped", source.name, skipped.unchanged_since

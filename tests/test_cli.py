@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -54,9 +55,14 @@ def cli(tmp_path: Path, prefect_server: None) -> Cli:
 
 
 def test_run_then_report_and_sql(cli: Cli) -> None:
-    done = cli("run", "--config", str(REPO / "examples" / "sources.yaml"))
+    done = cli("run", "--config", str(REPO / "examples" / "sources.yaml"), "--progress")
     assert done.returncode == 0, done.stderr
     assert "kz-visits-2023: read 11, loaded 8, rejected 3, deduplicated 0" in done.stdout
+    # the progress bars go to stderr, one per source, each ending in its outcome
+    for name in ("kz-visits-2023", "kz-memberships", "kz-relations"):
+        assert re.search(rf"{name}\s.*done", done.stderr), done.stderr
+    again = cli("run", "--config", str(REPO / "examples" / "sources.yaml"))
+    assert "kz-relations: unchanged since batch" in again.stdout and not again.stderr
     assert (cli.home / "relations.duckdb").is_file()
     report = cli("report", "--country", "KAZ", "--year", "2023").stdout
     assert report.startswith("Kazakhstan (KAZ), 2023")
