@@ -7,7 +7,16 @@ import warnings
 from pathlib import Path
 
 from relations_etl.config import Kind
-from relations_etl.facts import COLUMNS, EVENTS, LINEAGE, PRECISIONS, ROLES, STATUSES, VISIT_TYPES
+from relations_etl.facts import (
+    COLUMNS,
+    EVENTS,
+    LINEAGE,
+    METRICS,
+    PRECISIONS,
+    ROLES,
+    STATUSES,
+    VISIT_TYPES,
+)
 from relations_etl.validate import schema_for
 
 _DATE = "DATE; a month or year is stored as its first day (start) or last day (end)"
@@ -43,6 +52,15 @@ DOCS: dict[str, str] = {
     "a period collapsed from yearly rows).",
     "batch_id": "Batch that wrote the row (see load_batches).",
     "loaded_at": "When the row was written (UTC).",
+    "reported_id": "Stable id: <source>:<source_record>.",
+    "year": "Reported totals: the calendar year the total counts.",
+    "metric": "What a reported total counts: the annual_summary column of the same name, one of "
+    + ", ".join(METRICS)
+    + ".",
+    "value": "The total as the authority published it.",
+    "publisher": "Who published the total (e.g. a foreign ministry).",
+    "published_on": _DATE + "; NULL: not known.",
+    "published_precision": f"Precision of published_on: {', '.join(PRECISIONS)}.",
 }
 
 

@@ -7,13 +7,13 @@ import os
 import duckdb
 
 from relations_etl.config import Kind
-from relations_etl.facts import TABLE, YEAR_OF
+from relations_etl.facts import TABLE, year_sql
 from relations_etl.settings import Settings
 
-# what each published table holds, the column its year partitions on, and its stable order
+# what each published table holds, the year it partitions on (SQL), and its stable order
 _PUBLISHED = {
-    **{TABLE[k]: ("* EXCLUDE (row_hash)", YEAR_OF[k], "ALL") for k in Kind},
-    "rejected_rows": ("*", "rejected_at", "rejected_at, source, source_file, source_row"),
+    **{TABLE[k]: ("* EXCLUDE (row_hash)", year_sql(k), "ALL") for k in Kind},
+    "rejected_rows": ("*", "year(rejected_at)", "rejected_at, source, source_file, source_row"),
 }
 
 
@@ -29,7 +29,7 @@ def publish(
         folder.mkdir(parents=True, exist_ok=True)
         temporary = folder / f".data.parquet.{os.getpid()}.tmp"
         copied = conn.execute(
-            f"COPY (SELECT {columns} FROM {table} WHERE year({year_of}) = {int(year)} "
+            f"COPY (SELECT {columns} FROM {table} WHERE {year_of} = {int(year)} "
             f"ORDER BY {order}) TO '{temporary}' (FORMAT parquet, COMPRESSION zstd)"
         ).fetchone()
         if copied and copied[0]:
