@@ -162,8 +162,8 @@ def timeline(
             f"{escape(p.label)}</text>"
             f'<rect class="bar period" x="{x1:.1f}" y="{y + 3}" width="{max(x2 - x1, 2):.1f}" '
             f'height="14" fill="{colour[p.kind]}" data-label="{escape(p.label)}" '
-            f'data-value="{p.start.isoformat()}..{until}"><title>{escape(p.name)}, {escape(p.label)}: '
-            f"{p.start.isoformat()} .. {until}</title></rect>"
+            f'data-value="{p.start.isoformat()}..{until}"><title>{escape(p.name)}, '
+            f"{escape(p.label)}: {p.start.isoformat()} .. {until}</title></rect>"
         )
     parts.append("</svg>")
     return "".join(parts)
