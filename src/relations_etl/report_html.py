@@ -79,7 +79,13 @@ def render_html(data: ReportData) -> str:
             column_chart("chart-by-month", "Visits by month", MONTHS, data.by_month),
             "<h3>Visits by role</h3>",
             bar_chart("chart-by-role", "Visits by role", data.by_role),
-            "<h3>Visits received, by visiting country</h3>",
+            "<h3>Visits received, by visiting country"
+            + (
+                f" (the first 20 of {len(data.visiting_countries)})"
+                if len(data.visiting_countries) > 20
+                else ""
+            )
+            + "</h3>",
             bar_chart(
                 "chart-visiting-countries",
                 "Visits received by visiting country",
