@@ -14,7 +14,7 @@ from relations_etl.errors import RelationsEtlError
 from relations_etl.load import LoadResult, connect
 from relations_etl.quarantine import describe, open_rejections, unresolved_summary
 from relations_etl.query import run_query
-from relations_etl.report import annual_report
+from relations_etl.report import annual_report, write_html
 from relations_etl.settings import Settings
 
 
@@ -52,9 +52,18 @@ def _parser() -> argparse.ArgumentParser:
     sql = commands.add_parser("sql", help="read-only query on the warehouse")
     sql.add_argument("query")
     sql.add_argument("--csv", action="store_true", help="print CSV instead of a table")
-    report = commands.add_parser("report", help="the annual summary of a country")
+    report = commands.add_parser("report", help="the annual report of a country")
     report.add_argument("--country", required=True, help="ISO 3166 alpha-3 code")
     report.add_argument("--year", required=True, type=int)
+    report.add_argument(
+        "--format",
+        dest="report_format",
+        choices=["text", "md"],
+        help="print as text tables (default) or markdown",
+    )
+    report.add_argument(
+        "--html", type=Path, metavar="PATH", help="write one self-contained HTML file to PATH"
+    )
     quarantine = commands.add_parser(
         "quarantine", help="rejected rows and what to fix; `quarantine replay` re-runs them"
     )
@@ -153,7 +162,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "report":
             conn = connect(settings, read_only=True)
             try:
-                print(annual_report(conn, args.country, args.year), end="")
+                if args.html:
+                    written = write_html(conn, args.country, args.year, args.html)
+                    print(f"wrote {written}", file=sys.stderr)
+                if args.report_format or not args.html:
+                    fmt = args.report_format or "text"
+                    print(annual_report(conn, args.country, args.year, fmt), end="")
             finally:
                 conn.close()
     except RelationsEtlError as exc:

@@ -66,9 +66,9 @@ def test_run_then_report_and_sql(cli: Cli) -> None:
     assert (cli.home / "relations.duckdb").is_file()
     report = cli("report", "--country", "KAZ", "--year", "2023").stdout
     assert report.startswith("Kazakhstan (KAZ), 2023")
-    assert "Heads of state or government received                 5" in report
-    assert "Foreign ministers received                            1" in report
-    assert "Secretary of State Antony Blinken (USA)" in report
+    assert re.search(r"Heads of state or government received\s+5\s", report)
+    assert re.search(r"Foreign ministers received\s+1\s", report)
+    assert "Secretary of State Antony Blinken" in report
     summary = cli.sql("SELECT * FROM annual_summary WHERE country = 'KAZ' AND year = 2023")
     assert summary == [
         {
@@ -84,7 +84,7 @@ def test_run_then_report_and_sql(cli: Cli) -> None:
         }
     ]
     quarantine = cli("quarantine").stdout
-    assert "6 row(s) in quarantine" in quarantine
+    assert "7 row(s) in quarantine" in quarantine
     assert "kz-visits-2023: visitor_country 'Atlantis' (country_known): 1 row" in quarantine
     table = cli("sql", "SELECT count(*) AS n FROM relations")
     assert table.returncode == 0 and " 5 " in table.stdout

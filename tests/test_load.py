@@ -20,7 +20,7 @@ from tests.conftest import REPO
 
 
 def test_a_batch_that_fails_to_load_leaves_no_trace(settings: Settings) -> None:
-    visits, memberships, _ = load_sources(REPO / "examples" / "sources.yaml")
+    visits, memberships, *_ = load_sources(REPO / "examples" / "sources.yaml")
     run_source(memberships, settings)
     before = {
         t: run_query(settings, f"SELECT * FROM {t} ORDER BY ALL")
@@ -45,7 +45,7 @@ def test_a_batch_that_fails_to_load_leaves_no_trace(settings: Settings) -> None:
 
 
 def test_a_locked_warehouse_is_a_clear_error(settings: Settings) -> None:
-    _, memberships, _ = load_sources(REPO / "examples" / "sources.yaml")
+    _, memberships, *_ = load_sources(REPO / "examples" / "sources.yaml")
     run_source(memberships, settings)
     holder = subprocess.Popen(
         [

@@ -15,11 +15,12 @@ from relations_etl.errors import ConfigError
 
 
 class Kind(StrEnum):
-    """The three kinds of facts."""
+    """The kinds of facts: three kinds of events and the totals an authority published."""
 
     VISITS = "visits"
     MEMBERSHIPS = "memberships"
     RELATIONS = "relations"
+    REPORTED_TOTALS = "reported_totals"
 
 
 FIELDS: dict[Kind, tuple[str, ...]] = {
@@ -49,9 +50,20 @@ FIELDS: dict[Kind, tuple[str, ...]] = {
         "notes",
     ),
     Kind.RELATIONS: ("country", "counterpart", "event", "event_date", "notes"),
+    Kind.REPORTED_TOTALS: (
+        "country",
+        "year",
+        "metric",
+        "value",
+        "publisher",
+        "published_on",
+        "notes",
+    ),
 }
 """Fields a mapping may fill per kind. `visitor` is a title and name in one text ("Prime Minister
-Mark Rutte"), split through the titles table; `year` is one membership year (see `periods`)."""
+Mark Rutte"), split through the titles table; `year` is one membership year (see `periods`), or
+the year a reported total counts; `publisher` is who published a total (`source` is taken: it
+names the configured list in every lineage column)."""
 
 FORMATS = ("csv", "tsv", "xlsx", "json", "ndjson", "parquet", "hsg-visits-xml")
 

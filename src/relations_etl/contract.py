@@ -7,6 +7,7 @@ from typing import Any
 from relations_etl.config import Kind
 from relations_etl.facts import (
     EVENTS,
+    METRICS,
     PRECISIONS,
     ROLES,
     STATUSES,
@@ -19,7 +20,7 @@ from relations_etl.facts import (
 # Semantic version of the published tables. A removed or retyped column (or table) needs a
 # major bump, an added one at least a minor bump; `relations-etl contracts` then ships
 # schemas/history/<version>.json and tests/test_contract.py checks the bump against it.
-CONTRACT_VERSION = "1.0.0"
+CONTRACT_VERSION = "1.1.0"
 
 REJECTED_ROWS = "rejected_rows"
 # Parquet key-value metadata: the version, the table, and one entry per column.
@@ -60,6 +61,15 @@ DOCS: dict[str, str] = {
     "a period collapsed from yearly rows).",
     "batch_id": "Batch that wrote the row (see load_batches).",
     "loaded_at": "When the row was written (UTC).",
+    "reported_id": "Stable id: <source>:<source_record>.",
+    "year": "Reported totals: the calendar year the total counts.",
+    "metric": "What a reported total counts: the annual_summary column of the same name, one of "
+    + ", ".join(METRICS)
+    + ".",
+    "value": "The total as the authority published it.",
+    "publisher": "Who published the total (e.g. a foreign ministry).",
+    "published_on": _DATE + "; NULL: not known.",
+    "published_precision": f"Precision of published_on: {', '.join(PRECISIONS)}.",
 }
 
 # the quarantine's columns mean something else than the facts' lineage columns of the same name
@@ -137,6 +147,20 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "batch_id": "20261129T035034-kz-relations-aec1e29c",
         "loaded_at": "2026-11-29T03:50:34.101532+00:00",
     },
+    "reported_totals": {
+        "reported_id": "kz-reported-totals:kz-total-02",
+        "country": "KAZ",
+        "metric": "head_visits",
+        "value": 32,
+        "publisher": "Ministry of Foreign Affairs of Kazakhstan",
+        "published_on": "2023-12-25",
+        "published_precision": "day",
+        "notes": 'Same briefing: "welcomed 32 heads of state and government" on official visits.',
+        "source": "kz-reported-totals",
+        "source_record": "kz-total-02",
+        "batch_id": "20261129T041455-kz-reported-totals-1f0c2a7e",
+        "loaded_at": "2026-11-29T04:14:55.210347+00:00",
+    },
     REJECTED_ROWS: {
         "batch_id": "20261129T035033-kz-visits-2023-3858c3bf",
         "source": "kz-visits-2023",
@@ -175,9 +199,16 @@ def partition_column(table: str) -> str:
 
 
 def published_columns(table: str) -> list[str]:
-    """The columns of a published Parquet file, in order (the year is in the folder name)."""
+    """The columns of a published Parquet file, in order (the year is in the folder name).
+
+    A table with a column named `year` of its own (reported_totals) keeps it in the folder name
+    only, as hive layouts do: a file holding it too would clash with the partition key in
+    pyarrow, pandas and Spark.
+    """
     kind = published_tables()[table]
-    return fact_columns(kind) if kind is not None else list(REJECTED_DOCS)
+    if kind is None:
+        return list(REJECTED_DOCS)
+    return [c for c in fact_columns(kind) if c != "year"]
 
 
 def describe(table: str, column: str) -> str:

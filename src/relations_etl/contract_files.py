@@ -93,10 +93,14 @@ def _rules(table: str) -> dict[str, dict[str, Any]]:
                 rules.setdefault(name, {})["enum"] = list(check.statistics["allowed_values"])
             elif check.name == "str_matches":
                 rules.setdefault(name, {})["pattern"] = check.statistics["pattern"]
-            elif check.name == "greater_than_or_equal_to":
-                rules.setdefault(name, {})["x-minimum"] = str(check.statistics["min_value"])
-            elif check.name == "less_than_or_equal_to":
-                rules.setdefault(name, {})["x-maximum"] = str(check.statistics["max_value"])
+            elif check.name in ("greater_than_or_equal_to", "less_than_or_equal_to"):
+                side = "minimum" if check.name == "greater_than_or_equal_to" else "maximum"
+                bound = check.statistics[f"{side[:3]}_value"]
+                # JSON Schema bounds numbers only; a date's bound is documented beside it
+                if isinstance(bound, int | float):
+                    rules.setdefault(name, {})[side] = bound
+                else:
+                    rules.setdefault(name, {})[f"x-{side}"] = str(bound)
     return rules
 
 
@@ -188,9 +192,11 @@ def _allowed(spec: dict[str, Any]) -> str:
         return ", ".join(str(v) for v in spec["enum"] if v is not None)
     if "pattern" in spec:
         return f"`{spec['pattern']}`"
-    if "x-minimum" in spec:
-        return f"{spec['x-minimum']} .. {spec['x-maximum']}"
-    return ""
+    low = spec.get("minimum", spec.get("x-minimum"))
+    high = spec.get("maximum", spec.get("x-maximum"))
+    if low is None and high is None:
+        return ""
+    return f"{'' if low is None else low} .. {'' if high is None else high}".strip()
 
 
 def tables_markdown(schemas: dict[str, pa.Schema]) -> str:
@@ -214,7 +220,9 @@ def tables_markdown(schemas: dict[str, pa.Schema]) -> str:
             "",
             f"## {table}",
             "",
-            f"Partitioned by the year of `{partition_column(table)}`.",
+            f"Partitioned by the year of `{partition_column(table)}`."
+            if partition_column(table) != "year"
+            else "Partitioned by `year`, which only the folder name holds (hive readers add it).",
             "",
             "| column | type | nullable | meaning | allowed values | example |",
             "|---|---|---|---|---|---|",

@@ -11,7 +11,17 @@ VISIT_TYPES = ("state", "official", "working", "private", "transit", "multilater
 STATUSES = ("member", "associate", "observer", "partner", "elected_member", "chair", "vice_chair")
 EVENTS = ("established", "suspended", "severed", "restored")
 PRECISIONS = ("day", "month", "year")
-__all__ = ["EVENTS", "PRECISIONS", "ROLES", "STATUSES", "VISIT_TYPES"]
+# what a reported total counts: the annual_summary column of the same name (see reconciliation)
+METRICS = (
+    "relations_count",
+    "head_visits",
+    "foreign_minister_visits",
+    "organization_head_visits",
+    "outbound_head_visits",
+    "chairmanships",
+    "elected_seats",
+)
+__all__ = ["EVENTS", "METRICS", "PRECISIONS", "ROLES", "STATUSES", "VISIT_TYPES"]
 
 ERROR = pl.Struct(
     {"column": pl.String, "check": pl.String, "value": pl.String, "message": pl.String}
@@ -75,15 +85,44 @@ COLUMNS: dict[Kind, dict[str, pl.DataType]] = {
         "event_precision": pl.String(),
         "notes": pl.String(),
     },
+    Kind.REPORTED_TOTALS: {
+        "reported_id": pl.String(),
+        "country": pl.String(),
+        "year": pl.Int32(),
+        "metric": pl.String(),
+        "value": pl.Int64(),
+        "publisher": pl.String(),
+        "published_on": pl.Date(),
+        "published_precision": pl.String(),
+        "notes": pl.String(),
+    },
 }
 
 ID_COLUMN = {
     Kind.VISITS: "visit_id",
     Kind.MEMBERSHIPS: "membership_id",
     Kind.RELATIONS: "relation_id",
+    Kind.REPORTED_TOTALS: "reported_id",
 }
-TABLE = {Kind.VISITS: "visits", Kind.MEMBERSHIPS: "memberships", Kind.RELATIONS: "relations"}
-YEAR_OF = {Kind.VISITS: "start_date", Kind.MEMBERSHIPS: "start_date", Kind.RELATIONS: "event_date"}
+TABLE = {
+    Kind.VISITS: "visits",
+    Kind.MEMBERSHIPS: "memberships",
+    Kind.RELATIONS: "relations",
+    Kind.REPORTED_TOTALS: "reported_totals",
+}
+# the column a table is partitioned on: a DATE, or an INTEGER that is the year itself
+YEAR_OF = {
+    Kind.VISITS: "start_date",
+    Kind.MEMBERSHIPS: "start_date",
+    Kind.RELATIONS: "event_date",
+    Kind.REPORTED_TOTALS: "year",
+}
+
+
+def year_sql(kind: Kind, alias: str = "") -> str:
+    """The SQL expression of the partition year of a `kind` row (`alias` qualifies the column)."""
+    column = f"{alias}.{YEAR_OF[kind]}" if alias else YEAR_OF[kind]
+    return column if COLUMNS[kind][YEAR_OF[kind]] == pl.Int32() else f"year({column})"
 
 
 def fact_columns(kind: Kind) -> list[str]:

@@ -12,7 +12,7 @@ import polars as pl
 
 from relations_etl.config import Kind
 from relations_etl.errors import WarehouseError, WarehouseLockedError
-from relations_etl.facts import ID_COLUMN, TABLE, YEAR_OF, content_columns, fact_columns
+from relations_etl.facts import ID_COLUMN, TABLE, content_columns, fact_columns, year_sql
 from relations_etl.lock import holder
 from relations_etl.reference import Reference
 from relations_etl.settings import Settings
@@ -149,10 +149,10 @@ def load_batch(
                         WHEN t.row_hash = s.row_hash THEN 'same' ELSE 'changed' END AS status
             FROM _staged AS s LEFT JOIN {table} AS t ON t.{ident} = s.{ident}"""
         )
-        year_of = YEAR_OF[kind]
         years = _years(
             conn,
-            f"SELECT DISTINCT year({year_of}) FROM _staged UNION SELECT DISTINCT year(t.{year_of}) "
+            f"SELECT DISTINCT {year_sql(kind)} FROM _staged UNION SELECT DISTINCT "
+            f"{year_sql(kind, 't')} "
             f"FROM {table} t JOIN _status s ON s.id = t.{ident} AND s.status = 'changed'",
             [],
         )

@@ -11,22 +11,30 @@ import polars as pl
 from relations_etl.config import Kind, Source
 from relations_etl.dates import DateError, Order, parse_date
 from relations_etl.mapping import append_error
+from relations_etl.numbers import parse_whole
 from relations_etl.reference import Reference
 
 DATE_FIELDS: dict[Kind, tuple[tuple[str, bool], ...]] = {
     Kind.VISITS: (("start_date", False), ("end_date", True)),
     Kind.MEMBERSHIPS: (("start_date", False), ("end_date", True)),
     Kind.RELATIONS: (("event_date", False),),
+    Kind.REPORTED_TOTALS: (("published_on", False),),
 }
 COUNTRY_FIELDS: dict[Kind, tuple[str, ...]] = {
     Kind.VISITS: ("host_country", "visitor_country"),
     Kind.MEMBERSHIPS: ("country",),
     Kind.RELATIONS: ("country", "counterpart"),
+    Kind.REPORTED_TOTALS: ("country",),
 }
 ENUM_FIELDS: dict[Kind, tuple[str, ...]] = {
     Kind.VISITS: ("visitor_role", "visit_type"),
     Kind.MEMBERSHIPS: ("status",),
     Kind.RELATIONS: ("event",),
+    Kind.REPORTED_TOTALS: ("metric",),
+}
+# whole-number fields with the range they are read in (a year past Int32 must not break a cast)
+WHOLE_FIELDS: dict[Kind, tuple[tuple[str, int, int], ...]] = {
+    Kind.REPORTED_TOTALS: (("year", 1000, 2999), ("value", 0, 10**15 - 1)),
 }
 RowError = dict[str, str | None]
 Answer = tuple[dict[str, Any], RowError | None]
@@ -78,7 +86,8 @@ def _dates(frame: pl.DataFrame, kind: Kind, source: Source, default_order: Order
             pl.coalesce("end_date", "year").alias("end_date"),
         )
     for field, end in DATE_FIELDS[kind]:
-        precision = field.replace("_date", "_precision")
+        # start_date -> start_precision, published_on -> published_precision
+        precision = field.removesuffix("_date").removesuffix("_on") + "_precision"
 
         def parse(
             text: str | None, field: str = field, end: bool = end, precision: str = precision
@@ -94,6 +103,26 @@ def _dates(frame: pl.DataFrame, kind: Kind, source: Source, default_order: Order
         frame = _lookup(
             frame, [field], {field + "_parsed": pl.Date(), precision: pl.String()}, parse
         )
+        frame = frame.with_columns(pl.col(field + "_parsed").alias(field)).drop(field + "_parsed")
+    return frame
+
+
+def _whole_numbers(frame: pl.DataFrame, kind: Kind) -> pl.DataFrame:
+    for field, low, high in WHOLE_FIELDS.get(kind, ()):
+
+        def parse(text: str | None, field: str = field, low: int = low, high: int = high) -> Answer:
+            if text is None:
+                return {}, None
+            try:
+                number = parse_whole(text)
+            except ValueError as exc:
+                return {}, _error(field, "whole_number", text, str(exc))
+            if not low <= number <= high:
+                message = f"{field} {text!r} is not in {low}..{high}"
+                return {}, _error(field, "in_range", text, message)
+            return {field + "_parsed": number}, None
+
+        frame = _lookup(frame, [field], {field + "_parsed": pl.Int64()}, parse)
         frame = frame.with_columns(pl.col(field + "_parsed").alias(field)).drop(field + "_parsed")
     return frame
 
@@ -240,6 +269,7 @@ def normalize(
             pl.col(field).str.to_lowercase().str.replace_all(r"[\s-]+", "_").alias(field)
         )
     frame = _dates(frame, kind, source, default_order)
+    frame = _whole_numbers(frame, kind)
     frame = _countries(frame, kind, ref)
     frame = _organizations(frame, kind, ref)
     if kind is Kind.VISITS:

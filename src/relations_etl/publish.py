@@ -7,15 +7,20 @@ import os
 import duckdb
 
 from relations_etl.config import Kind
-from relations_etl.contract import kv_metadata_option, sql_literal
-from relations_etl.facts import TABLE, YEAR_OF
+from relations_etl.contract import (
+    REJECTED_ROWS,
+    kv_metadata_option,
+    published_columns,
+    sql_literal,
+)
+from relations_etl.facts import TABLE, year_sql
 from relations_etl.load import connect
 from relations_etl.settings import Settings
 
-# what each published table holds, the column its year partitions on, and its stable order
+# what each published table holds, the year it partitions on (SQL), and its stable order
 _PUBLISHED = {
-    **{TABLE[k]: ("* EXCLUDE (row_hash)", YEAR_OF[k], "ALL") for k in Kind},
-    "rejected_rows": ("*", "rejected_at", "rejected_at, source, source_file, source_row"),
+    **{TABLE[k]: (year_sql(k), "ALL") for k in Kind},
+    REJECTED_ROWS: ("year(rejected_at)", "rejected_at, source, source_file, source_row"),
 }
 TEMPORARY_SUFFIX = ".tmp"
 
@@ -25,7 +30,8 @@ def publish(
 ) -> list[str]:
     """Rewrite parquet/<table>/year=YYYY/data.parquet per year; an emptied year is removed."""
     written = []
-    columns, year_of, order = _PUBLISHED[table]
+    year_of, order = _PUBLISHED[table]
+    columns = ", ".join(f'"{c}"' for c in published_columns(table))
     for year in sorted(years):
         folder = settings.parquet_dir / table / f"year={int(year)}"
         target = folder / "data.parquet"
@@ -33,7 +39,7 @@ def publish(
         # a reader globbing *.parquet never sees this name, and the rename below is atomic
         temporary = folder / f".data.parquet.{os.getpid()}{TEMPORARY_SUFFIX}"
         copied = conn.execute(
-            f"COPY (SELECT {columns} FROM {table} WHERE year({year_of}) = ? ORDER BY {order}) "
+            f"COPY (SELECT {columns} FROM {table} WHERE {year_of} = ? ORDER BY {order}) "
             f"TO {sql_literal(str(temporary))} "
             f"(FORMAT parquet, COMPRESSION zstd, {kv_metadata_option(table)})",
             [int(year)],

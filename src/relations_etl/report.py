@@ -1,21 +1,18 @@
-"""Report: the annual summary of one country as text, and run reports as markdown."""
+"""Report: the annual report of one country (text, markdown, HTML) and run reports as markdown."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import duckdb
 import polars as pl
 
+from relations_etl.errors import RelationsEtlError
 from relations_etl.load import LoadResult
-
-_LINES = (
-    ("relations_count", "Countries with diplomatic relations at year end"),
-    ("head_visits", "Heads of state or government received"),
-    ("foreign_minister_visits", "Foreign ministers received"),
-    ("organization_head_visits", "Heads of international organizations received"),
-    ("outbound_head_visits", "Visits abroad by its head of state or government"),
-    ("chairmanships", "Chairmanships held"),
-    ("elected_seats", "Elected seats held"),
-)
+from relations_etl.report_data import gather
+from relations_etl.report_html import render_html
+from relations_etl.report_text import render_markdown, render_text
 
 
 def markdown_table(frame: pl.DataFrame) -> str:
@@ -66,52 +63,29 @@ def batch_markdown(result: LoadResult, rejected: pl.DataFrame) -> str:
     )
 
 
-def annual_report(conn: duckdb.DuckDBPyConnection, country: str, year: int) -> str:
-    """The annual summary of `country` in `year`, with the visits and seats behind the numbers."""
-    code = country.upper()
-    named = conn.execute("SELECT name FROM countries WHERE code = ?", [code]).fetchone()
-    title = f"{named[0] if named else code} ({code}), {year}"
-    summary = conn.execute(
-        "SELECT * FROM annual_summary WHERE country = ? AND year = ?", [code, year]
-    )
-    row = summary.fetchone()
-    if row is None:
-        return f"{title}\n  No facts recorded for this country and year.\n"
-    values = dict(zip([d[0] for d in summary.description], row, strict=True))
-    width = max(len(label) for _, label in _LINES)
-    lines = [title, "=" * len(title)]
-    lines += [f"{label:<{width}}  {values[name]:>5}" for name, label in _LINES]
-    visits = conn.execute(
-        """SELECT CASE WHEN host_country = ? THEN 'received' ELSE 'abroad' END AS way,
-                  coalesce(visitor_title || ' ', '') || coalesce(visitor_name, '') AS who,
-                  coalesce(visitor_country, visitor_organization) AS origin, host_country,
-                  coalesce(event, '') AS event
-           FROM stg_visits
-           WHERE start_year = ? AND (host_country = ? OR visitor_country = ?)
-             AND visitor_role IN ('head_of_state', 'head_of_government', 'foreign_minister',
-                                  'head_of_organization')
-           ORDER BY way DESC, start_date, who""",
-        [code, year, code, code],
-    ).fetchall()
-    if visits:
-        lines += ["", "Visits behind these numbers:"]
-        lines += [
-            f"  {way:<8} {who} ({origin})"
-            if way == "received"
-            else f"  {way:<8} {who} to {host}{' - ' + event if event else ''}"
-            for way, who, origin, host, event in visits
-        ]
-    seats = conn.execute(
-        """SELECT status, coalesce(body, organization), start_date, end_date FROM memberships
-           WHERE country = ? AND status IN ('chair', 'vice_chair', 'elected_member')
-             AND year(start_date) <= ? AND (end_date IS NULL OR year(end_date) >= ?)
-           ORDER BY 2""",
-        [code, year, year],
-    ).fetchall()
-    if seats:
-        lines += ["", "Chairs and seats:"]
-        lines += [
-            f"  {status:<15} {body} ({start} .. {end or 'current'})"
-            for status, body, start, end in seats
-        ]
-    return "\n".join(lines) + "\n"
+def annual_report(
+    conn: duckdb.DuckDBPyConnection, country: str, year: int, fmt: str = "text"
+) -> str:
+    """The annual report of `country` in `year` as text (rich tables), markdown or HTML."""
+    data = gather(conn, country, year)
+    if fmt == "md":
+        return render_markdown(data)
+    if fmt == "html":
+        return render_html(data)
+    return render_text(data)
+
+
+def write_html(conn: duckdb.DuckDBPyConnection, country: str, year: int, path: Path) -> Path:
+    """Write the HTML report to `path` (through a temporary file, so no half file is left)."""
+    text = annual_report(conn, country, year, "html")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise RelationsEtlError(
+            f"cannot write the report to {path}: {exc.strerror or exc}",
+            hint="Give --html a path in a folder that exists and that you can write to.",
+        ) from exc
+    return path

@@ -14,6 +14,7 @@ from relations_etl.facts import (
     COLUMNS,
     ERRORS,
     EVENTS,
+    METRICS,
     PRECISIONS,
     ROLES,
     STATUSES,
@@ -104,6 +105,26 @@ def schema_for(kind: Kind) -> pa.DataFrameSchema:
             "notes": text,
         }
         checks = [end_after_start]
+    elif kind is Kind.REPORTED_TOTALS:
+        columns = {
+            "country": _code(),
+            "year": pa.Column(pl.Int32, pa.Check.in_range(_EARLIEST.year, 2999)),
+            "metric": pa.Column(pl.String, pa.Check.isin(METRICS)),
+            "value": pa.Column(pl.Int64, pa.Check.ge(0)),
+            "publisher": pa.Column(pl.String),
+            "published_on": pa.Column(pl.Date, _date_range(), nullable=True),
+            "published_precision": precision,
+            "notes": text,
+        }
+        checks = [
+            _row_check(
+                "published_after_year_began",
+                "published_on",
+                pl.col("published_on").is_null()
+                | (pl.col("published_on").dt.year() >= pl.col("year")),
+                "published_on is before the year the total counts",
+            ),
+        ]
     else:
         columns = {
             "country": _code(),

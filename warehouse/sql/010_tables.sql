@@ -70,6 +70,25 @@ CREATE TABLE IF NOT EXISTS relations (
     row_hash         VARCHAR NOT NULL
 );
 
+-- Totals an authority published (a ministry's "relations with 186 countries"), set beside the
+-- counts of the detail rows by the reconciliation view.
+CREATE TABLE IF NOT EXISTS reported_totals (
+    reported_id          VARCHAR PRIMARY KEY,
+    country              VARCHAR NOT NULL,
+    year                 INTEGER NOT NULL,   -- the calendar year the total counts
+    metric               VARCHAR NOT NULL,   -- an annual_summary column: relations_count, head_visits, ...
+    value                BIGINT NOT NULL,
+    publisher            VARCHAR NOT NULL,   -- who published it (`source` is the list's lineage)
+    published_on         DATE,
+    published_precision  VARCHAR,
+    notes                VARCHAR,
+    source               VARCHAR NOT NULL,
+    source_record        VARCHAR NOT NULL,
+    batch_id             VARCHAR NOT NULL,
+    loaded_at            TIMESTAMPTZ NOT NULL,
+    row_hash             VARCHAR NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS rejected_rows (
     batch_id       VARCHAR NOT NULL,
     source         VARCHAR NOT NULL,

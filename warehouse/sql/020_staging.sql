@@ -4,6 +4,8 @@ CREATE OR REPLACE VIEW stg_visits AS
 SELECT
     v.*,
     year(v.start_date) AS start_year,
+    -- a visit known only to the year has no month: NULL, not January
+    CASE WHEN v.start_precision IN ('day', 'month') THEN month(v.start_date) END AS start_month,
     v.visitor_role IN ('head_of_state', 'head_of_government') AS is_head
 FROM visits AS v;
 
@@ -11,8 +13,18 @@ CREATE OR REPLACE VIEW stg_memberships AS
 SELECT
     m.*,
     year(m.start_date) AS first_year,
-    year(m.end_date) AS last_year          -- NULL: still in force
-FROM memberships AS m;
+    year(m.end_date) AS last_year,         -- NULL: still in force
+    o.name AS organization_name,
+    b.name AS body_name
+FROM memberships AS m
+LEFT JOIN organizations AS o ON o.code = m.organization
+LEFT JOIN organizations AS b ON b.code = m.body;
+
+CREATE OR REPLACE VIEW stg_reported_totals AS
+SELECT
+    reported_id, country, year, metric, value AS reported, publisher, published_on,
+    published_precision, notes, source, source_record
+FROM reported_totals;
 
 -- Relations hold between two countries: each event is read from both sides.
 CREATE OR REPLACE VIEW stg_relation_events AS

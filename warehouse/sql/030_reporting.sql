@@ -1,45 +1,184 @@
 -- Reporting: views and table macros analysts query; each reads as named CTEs ending in final.
+-- The views behind each figure of a year-end briefing, for any reporting country and year.
 
--- Pairs of countries with relations in force on a date:
+-- Pairs of countries with relations in force on a date (both ways), for every country:
 --   SELECT count(*) FROM relations_in_force(DATE '2023-12-31') WHERE country = 'KAZ'
-CREATE OR REPLACE MACRO relations_in_force(on_date) AS TABLE
-WITH
-events_until AS (
-    SELECT country, counterpart, event, event_date,
-           -- on one day a later-stage event wins: established < suspended < severed < restored
-           list_position(['established', 'suspended', 'severed', 'restored'], event) AS stage
-    FROM stg_relation_events
-    WHERE event_date <= on_date
+-- or for one country: SELECT * FROM relations_in_force('KAZ', DATE '2023-12-31')
+CREATE OR REPLACE MACRO relations_in_force(on_date) AS TABLE (
+    WITH
+    events_until AS (
+        SELECT country, counterpart, event, event_date,
+               -- on one day a later-stage event wins: established < suspended < severed < restored
+               list_position(['established', 'suspended', 'severed', 'restored'], event) AS stage
+        FROM stg_relation_events
+        WHERE event_date <= on_date
+    ),
+    latest AS (
+        SELECT country, counterpart, arg_max(event, (event_date, stage)) AS last_event,
+               max(event_date) AS since
+        FROM events_until
+        GROUP BY country, counterpart
+    ),
+    final AS (
+        SELECT l.country, l.counterpart, l.last_event, l.since, c.name AS counterpart_name
+        FROM latest AS l
+        LEFT JOIN countries AS c ON c.code = l.counterpart
+        WHERE l.last_event IN ('established', 'restored')
+    )
+    SELECT * FROM final
 ),
-latest AS (
-    SELECT country, counterpart, arg_max(event, (event_date, stage)) AS last_event,
-           max(event_date) AS since
-    FROM events_until
-    GROUP BY country, counterpart
+(reporting_country, on_date) AS TABLE (
+    WITH
+    events_until AS (
+        SELECT country, counterpart, event, event_date,
+               list_position(['established', 'suspended', 'severed', 'restored'], event) AS stage
+        FROM stg_relation_events
+        WHERE country = reporting_country AND event_date <= on_date
+    ),
+    latest AS (
+        SELECT country, counterpart, arg_max(event, (event_date, stage)) AS last_event,
+               max(event_date) AS since
+        FROM events_until
+        GROUP BY country, counterpart
+    ),
+    final AS (
+        SELECT l.country, l.counterpart, l.last_event, l.since, c.name AS counterpart_name
+        FROM latest AS l
+        LEFT JOIN countries AS c ON c.code = l.counterpart
+        WHERE l.last_event IN ('established', 'restored')
+        ORDER BY l.counterpart
+    )
+    SELECT * FROM final
+);
+
+-- Memberships, seats and chairs in force on a date, for every country or for one:
+--   SELECT count(*) FROM memberships_in_force(DATE '1950-06-30') WHERE body = 'UNSC'
+--   SELECT * FROM memberships_in_force('KAZ', DATE '2023-12-31')
+CREATE OR REPLACE MACRO memberships_in_force(on_date) AS TABLE (
+    WITH
+    final AS (
+        SELECT * EXCLUDE (first_year, last_year)
+        FROM stg_memberships
+        WHERE start_date <= on_date AND (end_date IS NULL OR end_date >= on_date)
+    )
+    SELECT * FROM final
+),
+(reporting_country, on_date) AS TABLE (
+    WITH
+    final AS (
+        SELECT * EXCLUDE (first_year, last_year)
+        FROM stg_memberships
+        WHERE country = reporting_country
+          AND start_date <= on_date AND (end_date IS NULL OR end_date >= on_date)
+        ORDER BY organization, body NULLS FIRST, start_date
+    )
+    SELECT * FROM final
+);
+
+-- Visits received, one row per visit of one person, relative to the host (reporting) country.
+CREATE OR REPLACE VIEW visits_inbound AS
+WITH
+received AS (
+    SELECT * FROM stg_visits
 ),
 final AS (
-    SELECT country, counterpart, last_event, since
-    FROM latest
-    WHERE last_event IN ('established', 'restored')
+    SELECT
+        r.host_country AS reporting_country,
+        'inbound' AS direction,
+        r.visit_id,
+        r.start_year AS year,
+        r.start_month AS month,            -- NULL: the list gives only the year
+        r.start_date, r.start_precision, r.end_date, r.end_precision,
+        r.visitor_role, r.is_head, r.visitor_name, r.visitor_title,
+        r.visitor_country AS counterpart_country,
+        r.visitor_organization AS counterpart_organization,
+        coalesce(c.name, o.name, r.visitor_country, r.visitor_organization) AS counterpart_name,
+        r.visit_type, r.city, r.event
+    FROM received AS r
+    LEFT JOIN countries AS c ON c.code = r.visitor_country
+    LEFT JOIN organizations AS o ON o.code = r.visitor_organization
 )
 SELECT * FROM final;
 
--- Memberships, seats and chairs in force on a date:
---   SELECT count(*) FROM memberships_in_force(DATE '1950-06-30') WHERE body = 'UNSC'
-CREATE OR REPLACE MACRO memberships_in_force(on_date) AS TABLE
+-- Visits abroad, one row per visit of one person, relative to the visitor's (reporting) country.
+CREATE OR REPLACE VIEW visits_outbound AS
 WITH
+abroad AS (
+    SELECT * FROM stg_visits WHERE visitor_country IS NOT NULL
+),
 final AS (
-    SELECT *
-    FROM memberships
-    WHERE start_date <= on_date AND (end_date IS NULL OR end_date >= on_date)
+    SELECT
+        a.visitor_country AS reporting_country,
+        'outbound' AS direction,
+        a.visit_id,
+        a.start_year AS year,
+        a.start_month AS month,
+        a.start_date, a.start_precision, a.end_date, a.end_precision,
+        a.visitor_role, a.is_head, a.visitor_name, a.visitor_title,
+        a.host_country AS counterpart_country,
+        NULL::VARCHAR AS counterpart_organization,
+        coalesce(c.name, a.host_country) AS counterpart_name,
+        a.visit_type, a.city, a.event
+    FROM abroad AS a
+    LEFT JOIN countries AS c ON c.code = a.host_country
+)
+SELECT * FROM final;
+
+-- Visits per reporting country, direction, year, month (NULL: month not known) and role.
+CREATE OR REPLACE VIEW visits_by_role_month AS
+WITH
+both_ways AS (
+    SELECT reporting_country, direction, year, month, visitor_role FROM visits_inbound
+    UNION ALL
+    SELECT reporting_country, direction, year, month, visitor_role FROM visits_outbound
+),
+final AS (
+    SELECT reporting_country, direction, year, month, visitor_role, count(*) AS visits
+    FROM both_ways
+    GROUP BY ALL
+    ORDER BY reporting_country, direction, year, month NULLS LAST, visitor_role
+)
+SELECT * FROM final;
+
+-- Heads of state and government received, by date, with the names of their countries.
+CREATE OR REPLACE VIEW notable_visitors AS
+WITH
+heads AS (
+    SELECT * FROM visits_inbound WHERE is_head
+),
+final AS (
+    SELECT
+        reporting_country, year, start_date, start_precision, end_date,
+        visitor_title, visitor_name, visitor_role,
+        counterpart_country AS visitor_country, counterpart_name AS visitor_country_name,
+        visit_type, city, event, visit_id
+    FROM heads
+    ORDER BY reporting_country, start_date, visitor_country_name, visitor_name
+)
+SELECT * FROM final;
+
+-- Chairs and vice-chairs of organizations and their bodies, with names, by period.
+CREATE OR REPLACE VIEW chairmanships AS
+WITH
+chairs AS (
+    SELECT * FROM stg_memberships WHERE status IN ('chair', 'vice_chair')
+),
+final AS (
+    SELECT
+        country, organization, organization_name, body, body_name, status,
+        start_date, start_precision, end_date, end_precision,
+        first_year, last_year,             -- last_year NULL: still in office
+        notes, membership_id
+    FROM chairs
+    ORDER BY country, start_date, organization, body NULLS FIRST
 )
 SELECT * FROM final;
 
 CREATE OR REPLACE VIEW annual_summary AS
 WITH
 visit_years AS (
-    SELECT host_country AS country, start_year AS year FROM stg_visits
-    UNION SELECT visitor_country, start_year FROM stg_visits WHERE visitor_country IS NOT NULL
+    SELECT reporting_country AS country, year FROM visits_inbound
+    UNION SELECT reporting_country, year FROM visits_outbound
 ),
 membership_years AS (
     SELECT m.country, y.year
@@ -72,18 +211,17 @@ relations_at_year_end AS (
     GROUP BY country, year
 ),
 inbound AS (
-    SELECT host_country AS country, start_year AS year,
+    SELECT reporting_country AS country, year,
            count(*) FILTER (WHERE is_head) AS head_visits,
            count(*) FILTER (WHERE visitor_role = 'foreign_minister') AS foreign_minister_visits,
            count(*) FILTER (WHERE visitor_role = 'head_of_organization') AS organization_head_visits
-    FROM stg_visits
+    FROM visits_inbound
     GROUP BY ALL
 ),
 outbound AS (
-    SELECT visitor_country AS country, start_year AS year,
+    SELECT reporting_country AS country, year,
            count(*) FILTER (WHERE is_head) AS outbound_head_visits
-    FROM stg_visits
-    WHERE visitor_country IS NOT NULL
+    FROM visits_outbound
     GROUP BY ALL
 ),
 seats AS (
@@ -113,6 +251,42 @@ final AS (
 )
 SELECT * FROM final;
 
+-- Each published total beside the count of the detail rows, by metric name: the metric of a
+-- reported total is the annual_summary column it is compared with. difference = recorded -
+-- reported (negative: detail rows missing); detail_exceeds_reported flags more detail than the
+-- authority published, which means a wrong figure, a wrong row or a different definition.
+CREATE OR REPLACE VIEW reconciliation AS
+WITH
+reported AS (
+    SELECT * FROM stg_reported_totals
+),
+recorded AS (
+    UNPIVOT annual_summary ON COLUMNS(* EXCLUDE (country, year))
+    INTO NAME metric VALUE recorded
+),
+compared AS (
+    SELECT r.*, coalesce(d.recorded, 0) AS recorded
+    FROM reported AS r
+    LEFT JOIN recorded AS d USING (country, year, metric)
+),
+final AS (
+    SELECT
+        c.country, n.name AS country_name, c.year, c.metric,
+        c.reported, c.recorded,
+        c.recorded - c.reported AS difference,
+        format('{} of {}', c.recorded, c.reported) AS coverage,
+        CASE WHEN c.reported > 0 THEN round(c.recorded / c.reported, 4) END AS coverage_ratio,
+        c.recorded > c.reported AS detail_exceeds_reported,
+        CASE WHEN c.recorded > c.reported THEN 'detail exceeds reported'
+             WHEN c.recorded = c.reported THEN 'complete'
+             ELSE 'partial' END AS status,
+        c.publisher, c.published_on, c.published_precision, c.reported_id, c.source
+    FROM compared AS c
+    LEFT JOIN countries AS n ON n.code = c.country
+    ORDER BY c.country, c.year, c.metric, c.publisher
+)
+SELECT * FROM final;
+
 -- What a data steward should add to the reference data, most frequent first.
 CREATE OR REPLACE VIEW quarantine_summary AS
 WITH
@@ -125,5 +299,22 @@ final AS (
     FROM open_errors
     GROUP BY ALL
     ORDER BY rows DESC, source, "column", value
+)
+SELECT * FROM final;
+
+-- Open rejected rows by reason (source, column, check): a row with two reasons counts under both.
+CREATE OR REPLACE VIEW rejections_by_reason AS
+WITH
+open_errors AS (
+    SELECT source, kind, source_file, source_row, error_column, error_check, error_value
+    FROM stg_rejections
+),
+final AS (
+    SELECT source, kind, error_column AS "column", error_check AS "check",
+           count(DISTINCT (source_file, source_row)) AS rows,
+           string_agg(DISTINCT error_value, ', ' ORDER BY error_value) AS "values"
+    FROM open_errors
+    GROUP BY ALL
+    ORDER BY rows DESC, source, "column", "check"
 )
 SELECT * FROM final;
