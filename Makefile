@@ -20,7 +20,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	PREFECT_HOME=$(CURDIR)/warehouse/.prefect $(BIN)/relations-etl run --config examples/sources.yaml
+	PREFECT_HOME=$(CURDIR)/warehouse/.prefect RELATIONS_ETL_REPORT_COUNTRY=KAZ \
+		$(BIN)/relations-etl run --config examples/sources.yaml
 	$(BIN)/relations-etl report --country KAZ --year 2023
 
 lint: $(STAMP)

@@ -8,7 +8,11 @@ from typing import Any
 
 import polars as pl
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
@@ -29,7 +33,7 @@ from relations_etl.pipeline import (
 from relations_etl.publish import publish_pending
 from relations_etl.quarantine import prepare_replay, sources_with_open_rows
 from relations_etl.reference import Reference
-from relations_etl.report import batch_markdown, markdown_table
+from relations_etl.report import batch_markdown, markdown_table, write_configured_report
 from relations_etl.settings import Settings
 
 
@@ -185,6 +189,7 @@ def nightly(
             else:
                 failures.append(f"{source.name}: {state.message}")
         gone = unconfigured_sources(settings, [s.name for s in sources])
+        report = write_configured_report(settings)
     summary = pl.DataFrame(
         [
             {
@@ -208,6 +213,14 @@ def nightly(
         get_run_logger().warning(
             "no longer configured, rows kept: %s", ", ".join(gone["source"].to_list())
         )
+    if report is not None:
+        markdown += f"\n\n## Report\n\n[{report.name}]({report.as_uri()}) (`{report}`)"
+        create_link_artifact(
+            key="nightly-report", link=report.as_uri(), link_text=f"Annual report {report.stem}"
+        )
+    create_table_artifact(
+        key="nightly-counts", table=summary.to_dicts(), description="Rows per source, this run"
+    )
     create_markdown_artifact(key="nightly-summary", markdown=markdown)
     if failures:
         raise RuntimeError(f"{len(failures)} source(s) failed: " + "; ".join(failures))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from prefect.artifacts import Artifact
@@ -135,3 +138,26 @@ def test_a_mapping_that_names_a_missing_column_is_audited(
     (row,) = run_query(settings, "SELECT status, rows_read, error FROM load_batches").rows()
     assert row[:2] == ("failed", 0)
     assert "['Nation']" in row[2] and "['Country', 'Year']" in row[2]
+
+
+def test_nightly_artifacts_count_every_source_and_link_the_report(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RELATIONS_ETL_REPORT_COUNTRY", "kaz")
+    results = nightly(config=str(SAMPLES), home=str(settings.home))
+    counts = Artifact.get("nightly-counts")
+    assert counts is not None
+    rows = json.loads(str(counts.data))
+    assert [(r["source"], r["read"], r["loaded"], r["rejected"]) for r in rows] == [
+        (r.source, r.rows_read, r.rows_loaded, r.rows_rejected) for r in results
+    ]
+    link = Artifact.get("nightly-report")
+    assert link is not None
+    uri = re.fullmatch(r"\[Annual report KAZ-2023\]\((file:.*)\)", str(link.data))
+    assert uri is not None, link.data
+    report = Path(urlparse(uri.group(1)).path)
+    # the latest year with facts for KAZ in the sample lists is the briefing's year
+    assert report == settings.reports_dir / "KAZ-2023.html"
+    assert "Kazakhstan" in report.read_text(encoding="utf-8")
+    summary = Artifact.get("nightly-summary")
+    assert summary is not None and str(report) in str(summary.data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 
@@ -9,10 +10,11 @@ import duckdb
 import polars as pl
 
 from relations_etl.errors import RelationsEtlError
-from relations_etl.load import LoadResult
+from relations_etl.load import LoadResult, connect
 from relations_etl.report_data import gather
 from relations_etl.report_html import render_html
 from relations_etl.report_text import render_markdown, render_text
+from relations_etl.settings import Settings
 
 
 def markdown_table(frame: pl.DataFrame) -> str:
@@ -89,3 +91,27 @@ def write_html(conn: duckdb.DuckDBPyConnection, country: str, year: int, path: P
             hint="Give --html a path in a folder that exists and that you can write to.",
         ) from exc
     return path
+
+
+def write_configured_report(settings: Settings) -> Path | None:
+    """Write the HTML report of `settings.report_country` into the reports folder, if set."""
+    if not settings.report_country:
+        return None
+    country = settings.report_country.upper()
+    conn = connect(settings, read_only=True)
+    try:
+        year = settings.report_year
+        if year is None:
+            (latest,) = conn.execute(
+                """SELECT max(year) FROM (
+                    SELECT year FROM visits_inbound WHERE reporting_country = $c
+                    UNION ALL SELECT year FROM visits_outbound WHERE reporting_country = $c
+                    UNION ALL SELECT year FROM reported_totals WHERE country = $c
+                ) WHERE year <= $y""",
+                {"c": country, "y": dt.date.today().year},
+            ).fetchall()[0]
+            year = int(latest) if latest is not None else dt.date.today().year
+        settings.reports_dir.mkdir(parents=True, exist_ok=True)
+        return write_html(conn, country, year, settings.reports_dir / f"{country}-{year}.html")
+    finally:
+        conn.close()

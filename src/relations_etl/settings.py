@@ -43,6 +43,16 @@ class Settings(BaseSettings):
     preview_rows: int = Field(
         default=10, description="Rejected rows shown in run reports and Prefect artifacts."
     )
+    report_country: str | None = Field(
+        default=None,
+        description="Alpha-3 code whose annual HTML report the nightly run writes to "
+        "<home>/reports/ and links from its Prefect artifacts (none when unset).",
+    )
+    report_year: int | None = Field(
+        default=None,
+        description="Year of that report; default: the latest year up to now with visits or "
+        "published totals for the country.",
+    )
     lock_timeout: float = Field(
         default=300.0,
         description="Seconds a run waits for another run's lock on the warehouse, and `sql` "
@@ -68,6 +78,11 @@ class Settings(BaseSettings):
     def user_reference_dir(self) -> Path:
         """Reference rows added by users; same file names as the shipped ones, and they win."""
         return self.home / "reference"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Where the nightly run writes its HTML reports."""
+        return self.home / "reports"
 
     @property
     def sql_dir(self) -> Path:
