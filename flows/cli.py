@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
+import traceback
 from pathlib import Path
 
 import polars as pl
+from pydantic import ValidationError
 
 from relations_etl.config import Kind, source_for
-from relations_etl.errors import RelationsEtlError
+from relations_etl.errors import EX_CONFIG, EX_SOFTWARE, RelationsEtlError
 from relations_etl.load import LoadResult, connect
 from relations_etl.quarantine import describe, open_rejections, unresolved_summary
 from relations_etl.query import run_query
@@ -56,9 +59,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# a spreadsheet runs a cell that starts with one of these as a formula (CSV injection)
+_FORMULA_START = r"^[=+\-@\t\r]"
+
+
+def neutralize(frame: pl.DataFrame) -> pl.DataFrame:
+    """Prefix text values that a spreadsheet would run as a formula with a single quote."""
+    return frame.with_columns(
+        pl.when(pl.col(name).str.contains(_FORMULA_START))
+        .then(pl.concat_str(pl.lit("'"), pl.col(name)))
+        .otherwise(pl.col(name))
+        .alias(name)
+        for name, dtype in frame.schema.items()
+        if dtype == pl.String
+    )
+
+
 def _print_frame(frame: pl.DataFrame, as_csv: bool) -> None:
     if as_csv:
-        sys.stdout.write(frame.write_csv())
+        sys.stdout.write(neutralize(frame).write_csv())
         return
     with pl.Config(
         tbl_rows=-1,
@@ -84,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # at the terminal the command prints its own summary; Prefect's run chatter stays in the API
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"relations-etl: error: a RELATIONS_ETL_* setting is invalid: {exc}", file=sys.stderr)
+        return EX_CONFIG
     try:
         if args.command == "run":
             from flows.ingest import nightly
@@ -99,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "ingest":
             from flows.ingest import ingest_source
 
-            source = source_for(Kind(args.kind), args.source, args.fmt, args.mapping, args.name)
+            source = source_for(
+                Kind(args.kind), args.source, args.fmt, args.mapping, args.name, settings
+            )
             _print_results([ingest_source(source, home=str(settings.home))])
         elif args.command == "sql":
             _print_frame(run_query(settings, args.query), args.csv)
@@ -125,8 +150,28 @@ def main(argv: list[str] | None = None) -> int:
                 conn.close()
     except RelationsEtlError as exc:
         print(f"relations-etl: error: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_code
+    except Exception as exc:  # a bug: one paragraph at the terminal, the traceback in a file
+        log = _write_traceback(settings)
+        print(
+            f"relations-etl: internal error: {type(exc).__name__}: {exc}. This is a bug in "
+            f"relations-etl, not in your data; the traceback is in {log}.",
+            file=sys.stderr,
+        )
+        return EX_SOFTWARE
     return 0
+
+
+def _write_traceback(settings: Settings) -> Path:
+    """Keep the traceback of an unexpected error where a maintainer can read it."""
+    folder = settings.home / "logs"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"error-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{os.getpid()}.txt"
+        path.write_text(traceback.format_exc(), encoding="utf-8")
+    except OSError:
+        path = Path(os.devnull)
+    return path
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 
 from relations_etl.config import Source, load_sources
-from relations_etl.errors import RelationsEtlError
+from relations_etl.errors import RelationsEtlError, SourcesFailedError
 from relations_etl.extract import RawTable, extract
 from relations_etl.load import LoadResult, record_failure
 from relations_etl.pipeline import Prepared, load_source, new_batch, prepare
@@ -169,5 +169,5 @@ def nightly(config: str | None = None, home: str | None = None) -> list[LoadResu
         + ("\n\n## Failed sources\n\n" + "\n".join(f"- {f}" for f in failures) if failures else ""),
     )
     if failures:
-        raise RuntimeError(f"{len(failures)} source(s) failed: " + "; ".join(failures))
+        raise SourcesFailedError(f"{len(failures)} source(s) failed: " + "; ".join(failures))
     return results

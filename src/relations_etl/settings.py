@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     preview_rows: int = Field(
         default=10, description="Rejected rows shown in run reports and Prefect artifacts."
     )
+    http_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds an HTTP(S) read may take before it fails as a transient error.",
+    )
+    allowed_schemes: tuple[str, ...] = Field(
+        default=("file", "http", "https", "s3"),
+        description="URI schemes a source may use; a sources file may narrow them.",
+    )
 
     @property
     def db_path(self) -> Path:
