@@ -15,6 +15,7 @@ import xlsxwriter
 from relations_etl.config import Kind, Source
 from relations_etl.errors import SourceReadError
 from relations_etl.extract import FILE, RAW, ROW, ROW_ERRORS, RawTable, as_text_table, extract
+from relations_etl.readers.hsg_visits import read_hsg_visits
 from tests.conftest import NoListingHandler, QuietHandler, Serve
 
 NBSP = "\u00a0"
@@ -351,7 +352,16 @@ def hsg_dir(tmp_path: Path) -> Path:
 
 
 def _hsg(uri: str) -> list[RawTable]:
-    return list(extract(_source(uri, "hsg-visits-xml")))
+    return list(read_hsg_visits(uri, "test-source"))
+
+
+def test_hsg_files_are_extracted_as_one_table(hsg_dir: Path) -> None:
+    per_file = _hsg(str(hsg_dir))
+    [table] = extract(_source(str(hsg_dir), "hsg-visits-xml"))
+    assert table.file == str(hsg_dir)
+    assert table.frame.equals(pl.concat([t.frame for t in per_file]))
+    digest = "".join(t.content_hash for t in per_file).encode()
+    assert table.content_hash == hashlib.sha256(digest).hexdigest()
 
 
 def test_hsg_local_folder(hsg_dir: Path) -> None:

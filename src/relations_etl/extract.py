@@ -33,8 +33,8 @@ _NESTED = (pl.List, pl.Array, pl.Struct)
 
 @dataclass(frozen=True)
 class RawTable:
-    """One file (or chunk) of a raw list: every value as text, plus `_row`, `_file`, `_raw` and
-    `_row_errors` (what went wrong reading that row, usually nothing)."""
+    """A raw list: every value as text, plus `_row` and `_file` (each row's own file and row),
+    `_raw` and `_row_errors` (what went wrong reading that row, usually nothing)."""
 
     frame: pl.DataFrame
     file: str
@@ -234,15 +234,29 @@ def _read_table(
     raise SourceReadError(f"no reader for format {fmt!r}", source=source, file=uri)
 
 
+def combine(tables: list[RawTable], uri: str) -> RawTable:
+    """The files of one source as one table, so that record ids are checked across files.
+
+    `_file` and `_row` still name each row's own file and row; the content hash is the same
+    digest of the files' hashes that a batch of several tables records.
+    """
+    if len(tables) == 1:
+        return tables[0]
+    columns = tuple(dict.fromkeys(c for t in tables for c in t.columns))
+    frame = pl.concat([t.frame for t in tables], how="diagonal_relaxed")
+    digest = hashlib.sha256("".join(t.content_hash for t in tables).encode()).hexdigest()
+    return RawTable(frame, uri, digest, columns)
+
+
 def extract(source: Source, settings: Settings | None = None) -> Iterator[RawTable]:
-    """Yield the raw tables of a source, one per file, in a stable order."""
+    """Yield the raw table of a source (a list of several files is read as one table)."""
     settings = settings or Settings()
     check_uri(source.name, source.uri, settings.allowed_schemes, source.landing)
     fmt = source.resolved_format
     if fmt == "hsg-visits-xml":
         from relations_etl.readers.hsg_visits import read_hsg_visits
 
-        yield from read_hsg_visits(source.uri, source.name, settings)
+        yield combine(list(read_hsg_visits(source.uri, source.name, settings)), source.uri)
         return
     data = read_bytes(source.uri, source.name, settings)
     frame, row_errors = _read_table(data, fmt, source.mapping.options, source.uri, source.name)

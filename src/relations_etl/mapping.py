@@ -47,9 +47,10 @@ def _record_expr(raw: RawTable, source: Source, many_files: bool) -> pl.Expr:
     if ids:
         return pl.concat_str([pl.col(c).fill_null("") for c in ids], separator="|").alias(RECORD)
     row = pl.col(ROW).cast(pl.String)
-    if many_files:
-        stem = raw.file.rstrip("/").rsplit("/", 1)[-1]
-        return pl.concat_str([pl.lit(stem + ":"), row]).alias(RECORD)
+    if many_files or raw.frame.get_column(FILE).n_unique() > 1:
+        # rows are numbered per file: the file's name keeps the ids of several files apart
+        stem = pl.col(FILE).str.extract(r"([^/]*)/*$")
+        return pl.concat_str([stem, pl.lit(":"), row]).alias(RECORD)
     return row.alias(RECORD)
 
 

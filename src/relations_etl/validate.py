@@ -136,7 +136,13 @@ def duplicate_records(frame: pl.DataFrame, kind: Kind) -> pl.DataFrame:
     people = pl.struct(PERSON, *content_columns(kind)).hash()
     signature = people.sort().over([FILE, ROW], mapping_strategy="join").hash()
     differs = signature.n_unique().over(RECORD) > 1
-    rows = pl.col(ROW).unique().sort().cast(pl.String).str.join(", ").over(RECORD)
+    several = frame.get_column(FILE).n_unique() > 1
+    where = (
+        pl.format("{}#{}", pl.col(FILE).str.extract(r"([^/]*)$"), pl.col(ROW))
+        if several
+        else pl.col(ROW).cast(pl.String)
+    )
+    rows = where.unique().sort().str.join(", ").over(RECORD)
     return append_error(
         frame,
         differs,

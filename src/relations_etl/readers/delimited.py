@@ -25,7 +25,15 @@ RowErrors = list[list[dict[str, str | None]]]
 _QUOTED = r'"(?:[^"]|"")*"'
 
 
-def decode(data: bytes, encoding: str | None, *, uri: str, source: str, skip_lines: int = 0) -> str:
+def decode(
+    data: bytes,
+    encoding: str | None,
+    *,
+    uri: str,
+    source: str,
+    skip_lines: int = 0,
+    separator: str | None = None,
+) -> str:
     """Bytes to text: UTF-8 (a BOM is dropped) unless `encoding` says otherwise; never lossy
     unless asked (`utf8-lossy`); an undecodable byte is named by line and column."""
     name = (encoding or "utf-8").lower().replace("_", "-")
@@ -44,16 +52,34 @@ def decode(data: bytes, encoding: str | None, *, uri: str, source: str, skip_lin
         return data.decode(codec, errors)
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        prefix = data[line_start : exc.start].decode(codec, "replace")
+        field = _field_at(data, prefix, separator, skip_lines) if separator is not None else None
         raise SourceReadError(
-            f"byte 0x{data[exc.start]:02X} at line {line}, character {column} is not "
+            f"byte 0x{data[exc.start]:02X} at line {line}, character {len(prefix) + 1} is not "
             f"{codec.removesuffix('-sig').upper()}",
             source=source,
             file=uri,
             row=max(line - 1 - skip_lines, 0) or None,
+            column=field,
             hint="Set options.encoding in the mapping to the file's encoding (cp1251 for "
             "Windows Cyrillic, latin-1 for Western European lists); nothing was loaded.",
         ) from exc
+
+
+def _field_at(data: bytes, prefix: str, separator: str, skip_lines: int) -> str | None:
+    """The header name of the field a line prefix ends in (None when it cannot be told)."""
+    header_line = data.split(b"\n", skip_lines + 1)[skip_lines : skip_lines + 1]
+    if not header_line:
+        return None
+    header = next(
+        csv.reader(
+            [header_line[0].decode("utf-8", "replace").strip("\r\ufeff")], delimiter=separator
+        ),
+        [],
+    )
+    position = len(next(csv.reader([prefix], delimiter=separator), [""])) - 1
+    return header[position] if 0 <= position < len(header) else None
 
 
 def _text(value: str) -> str | None:
@@ -97,7 +123,7 @@ def read_delimited(
     source: str,
 ) -> tuple[pl.DataFrame, RowErrors | None]:
     """Read a delimited file as text columns; returns the rows and, per row, its read errors."""
-    text = decode(data, encoding, uri=uri, source=source, skip_lines=skip_rows)
+    text = decode(data, encoding, uri=uri, source=source, skip_lines=skip_rows, separator=separator)
     if "\r" in text:  # \r\n, \n and a lone \r (old Mac exports) may all end a line
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     lines = text.split("\n", skip_rows)
