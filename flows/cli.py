@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import os
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 
@@ -103,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # at the terminal the command prints its own summary; Prefect's run chatter stays in the API
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # a failed run's traceback still goes to the Prefect API; the terminal gets one paragraph
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -164,14 +167,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _write_traceback(settings: Settings) -> Path:
     """Keep the traceback of an unexpected error where a maintainer can read it."""
-    folder = settings.home / "logs"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"error-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{os.getpid()}.txt"
-        path.write_text(traceback.format_exc(), encoding="utf-8")
-    except OSError:
-        path = Path(os.devnull)
-    return path
+    name = f"relations-etl-error-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{os.getpid()}.txt"
+    for folder in (settings.home / "logs", Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(traceback.format_exc(), encoding="utf-8")
+            return folder / name
+        except OSError:
+            continue  # the home itself may be what is broken
+    return Path(os.devnull)
 
 
 if __name__ == "__main__":
