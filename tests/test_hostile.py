@@ -431,6 +431,23 @@ def test_link_planted_after_the_config_was_read_is_refused_at_read_time(landing:
         list(extract(source))
 
 
+def test_link_out_of_the_landing_folder_inside_a_listed_folder_is_refused(landing: Path) -> None:
+    folder = landing / "decades"
+    folder.mkdir()
+    shutil.copy(CASES_DIR / "xml_folder" / "1990.xml", folder / "1990.xml")
+    outside = landing.parent.parent / "2000.xml"
+    shutil.copy(CASES_DIR / "xml_folder" / "2000.xml", outside)
+    (folder / "2000.xml").symlink_to(outside)
+    path = _sources_file(
+        landing.parent,
+        "landing: landing\nsources:\n"
+        "  - {name: landed, kind: visits, uri: decades, format: hsg-visits-xml}\n",
+    )
+    [source] = load_sources(path, Settings(home=landing.parent))
+    with pytest.raises(errors.ConfigError, match=r"2000\.xml.*outside the landing folder"):
+        list(extract(source))
+
+
 def test_confinement_can_be_switched_off(landing: Path) -> None:
     [source] = _landing_sources(landing, "../../secret.csv", "confine_to_landing: false\n")
     assert source.landing is None

@@ -256,7 +256,8 @@ def extract(source: Source, settings: Settings | None = None) -> Iterator[RawTab
     if fmt == "hsg-visits-xml":
         from relations_etl.readers.hsg_visits import read_hsg_visits
 
-        yield combine(list(read_hsg_visits(source.uri, source.name, settings)), source.uri)
+        tables = read_hsg_visits(source.uri, source.name, settings, source.landing)
+        yield combine(list(tables), source.uri)
         return
     data = read_bytes(source.uri, source.name, settings)
     frame, row_errors = _read_table(data, fmt, source.mapping.options, source.uri, source.name)

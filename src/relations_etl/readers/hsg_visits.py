@@ -12,6 +12,7 @@ import fsspec
 import polars as pl
 from defusedxml import DefusedXmlException
 
+from relations_etl.config import check_uri
 from relations_etl.errors import SourceReadError
 from relations_etl.extract import RawTable, as_text_table, read_bytes
 from relations_etl.settings import Settings
@@ -92,9 +93,17 @@ def parse_visits(data: bytes, file: str, source: str) -> pl.DataFrame:
     return pl.DataFrame(columns, schema={name: pl.String for name in FIELDS})
 
 
-def read_hsg_visits(uri: str, source: str, settings: Settings | None = None) -> Iterator[RawTable]:
-    """Yield one raw table per decade file of the visits list."""
+def read_hsg_visits(
+    uri: str, source: str, settings: Settings | None = None, landing: str | None = None
+) -> Iterator[RawTable]:
+    """Yield one raw table per decade file of the visits list.
+
+    With a `landing` folder, every listed file must resolve inside it (a decade file may be a
+    link out of the folder).
+    """
+    settings = settings or Settings()
     for file in _files(uri, source):
+        check_uri(source, file, settings.allowed_schemes, landing)
         data = read_bytes(file, source, settings)
         frame = parse_visits(data, file, source)
         yield as_text_table(frame, file, hashlib.sha256(data).hexdigest())
