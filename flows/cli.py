@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
 import polars as pl
+from pydantic import ValidationError
 
 from relations_etl.config import Kind, source_for
-from relations_etl.errors import RelationsEtlError
+from relations_etl.errors import EX_CONFIG, EX_SOFTWARE, RelationsEtlError
 from relations_etl.load import LoadResult, connect
 from relations_etl.quarantine import describe, open_rejections, unresolved_summary
 from relations_etl.query import run_query
@@ -85,9 +89,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# a spreadsheet runs a cell that starts with one of these as a formula (CSV injection)
+_FORMULA_START = r"^[=+\-@\t\r]"
+
+
+def neutralize(frame: pl.DataFrame) -> pl.DataFrame:
+    """Prefix text values that a spreadsheet would run as a formula with a single quote."""
+    return frame.with_columns(
+        pl.when(pl.col(name).str.contains(_FORMULA_START))
+        .then(pl.concat_str(pl.lit("'"), pl.col(name)))
+        .otherwise(pl.col(name))
+        .alias(name)
+        for name, dtype in frame.schema.items()
+        if dtype == pl.String
+    )
+
+
 def _print_frame(frame: pl.DataFrame, as_csv: bool) -> None:
     if as_csv:
-        sys.stdout.write(frame.write_csv())
+        sys.stdout.write(neutralize(frame).write_csv())
         return
     with pl.Config(
         tbl_rows=-1,
@@ -116,7 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # at the terminal the command prints its own summary; Prefect's run chatter stays in the API
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    settings = Settings()
+    # a failed run's traceback still goes to the Prefect API; the terminal gets one paragraph
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"relations-etl: error: a RELATIONS_ETL_* setting is invalid: {exc}", file=sys.stderr)
+        return EX_CONFIG
     try:
         if args.command in ("run", "ingest"):
             from flows import progress
@@ -129,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                     results = nightly(config=config, home=str(settings.home), force=args.force)
                 else:
                     source = source_for(
-                        Kind(args.kind), args.source, args.fmt, args.mapping, args.name
+                        Kind(args.kind), args.source, args.fmt, args.mapping, args.name, settings
                     )
                     results = [ingest_source(source, home=str(settings.home), force=args.force)]
             _print_results(results)
@@ -172,8 +198,29 @@ def main(argv: list[str] | None = None) -> int:
                 conn.close()
     except RelationsEtlError as exc:
         print(f"relations-etl: error: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_code
+    except Exception as exc:  # a bug: one paragraph at the terminal, the traceback in a file
+        log = _write_traceback(settings)
+        print(
+            f"relations-etl: internal error: {type(exc).__name__}: {exc}. This is a bug in "
+            f"relations-etl, not in your data; the traceback is in {log}.",
+            file=sys.stderr,
+        )
+        return EX_SOFTWARE
     return 0
+
+
+def _write_traceback(settings: Settings) -> Path:
+    """Keep the traceback of an unexpected error where a maintainer can read it."""
+    name = f"relations-etl-error-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{os.getpid()}.txt"
+    for folder in (settings.home / "logs", Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(traceback.format_exc(), encoding="utf-8")
+            return folder / name
+        except OSError:
+            continue  # the home itself may be what is broken
+    return Path(os.devnull)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from prefect.runtime import flow_run
 
 from flows import progress
 from relations_etl.config import Source, load_sources
-from relations_etl.errors import RelationsEtlError
+from relations_etl.errors import RelationsEtlError, SourcesFailedError
 from relations_etl.extract import RawTable, extract
 from relations_etl.load import Batch, LoadResult, record_failure, unconfigured_sources
 from relations_etl.lock import run_lock
@@ -54,9 +54,9 @@ def _transient_only(task: Any, task_run: Any, state: State[Any]) -> bool:
     retry_condition_fn=_transient_only,
     cache_policy=NO_CACHE,
 )
-def extract_source(source: Source) -> list[RawTable]:
+def extract_source(source: Source, settings: Settings) -> list[RawTable]:
     """Read every file of the source (I/O: retried when the failure is transient)."""
-    return list(extract(source))
+    return list(extract(source, settings))
 
 
 @task(cache_policy=NO_CACHE)
@@ -104,7 +104,7 @@ def ingest_source(source: Source, home: str | None = None, force: bool = False) 
             progress.stage(source.name, "extract")
             tables = extract_source.with_options(
                 retries=len(settings.retry_delays), retry_delay_seconds=settings.retry_delays
-            )(source)
+            )(source, settings)
             skipped = None if force else skip_if_unchanged(settings, batch, tables, source, ref)
             if skipped is None:
                 progress.stage(source.name, "transform")
@@ -178,7 +178,7 @@ def nightly(
     `force`; sources that loaded before and are no longer configured are reported, rows kept.
     """
     settings = _settings(home)
-    sources = load_sources(Path(config) if config else settings.config)
+    sources = load_sources(Path(config) if config else settings.config, settings)
     results: list[LoadResult] = []
     failures: list[str] = []
     with run_lock(settings, f"nightly (flow run {_run_id()})"):
@@ -223,5 +223,5 @@ def nightly(
     )
     create_markdown_artifact(key="nightly-summary", markdown=markdown)
     if failures:
-        raise RuntimeError(f"{len(failures)} source(s) failed: " + "; ".join(failures))
+        raise SourcesFailedError(f"{len(failures)} source(s) failed: " + "; ".join(failures))
     return results

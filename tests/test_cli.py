@@ -89,28 +89,28 @@ def test_run_then_report_and_sql(cli: Cli) -> None:
     table = cli("sql", "SELECT count(*) AS n FROM relations")
     assert table.returncode == 0 and " 5 " in table.stdout
     refused = cli("sql", "DELETE FROM visits")
-    assert refused.returncode == 1 and "read-only" in refused.stderr
+    assert refused.returncode == 74 and "read-only" in refused.stderr
 
 
 def test_errors_name_what_to_fix(cli: Cli, tmp_path: Path) -> None:
     nothing = cli("sql", "SELECT 1")
-    assert nothing.returncode == 1 and "no warehouse at" in nothing.stderr
+    assert nothing.returncode == 74 and "no warehouse at" in nothing.stderr
     listing = tmp_path / "list.csv"
     listing.write_text("Country,Year\nFrance,2020\n", encoding="utf-8")
     mapping = tmp_path / "mapping.yaml"
     mapping.write_text("columns:\n  Nation: country\n  Year: year\n", encoding="utf-8")
     done = cli("ingest", "memberships", str(listing), "--mapping", str(mapping))
-    assert done.returncode == 1
+    assert done.returncode == 65  # the list and its mapping disagree: data error
     assert "['Nation']" in done.stderr and "['Country', 'Year']" in done.stderr
     assert str(listing) in done.stderr
     (audit,) = cli.sql("SELECT source, status, error FROM load_batches")
     assert (audit["source"], audit["status"]) == ("list", "failed")
     assert "['Nation']" in audit["error"]
     absent = cli("ingest", "relations", str(listing), "--mapping", str(tmp_path / "none.yaml"))
-    assert absent.returncode == 1 and "none.yaml does not exist" in absent.stderr
+    assert absent.returncode == 78 and "none.yaml does not exist" in absent.stderr
     assert cli("run", "--config", str(REPO / "examples" / "sources.yaml")).returncode == 0
     missing = cli("sql", "SELECT * FROM no_such_table")
-    assert missing.returncode == 1 and "no_such_table" in missing.stderr
+    assert missing.returncode == 74 and "no_such_table" in missing.stderr
 
 
 @pytest.mark.shared_data

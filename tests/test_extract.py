@@ -14,7 +14,8 @@ import xlsxwriter
 
 from relations_etl.config import Kind, Source
 from relations_etl.errors import SourceReadError
-from relations_etl.extract import FILE, RAW, ROW, RawTable, as_text_table, extract
+from relations_etl.extract import FILE, RAW, ROW, ROW_ERRORS, RawTable, as_text_table, extract
+from relations_etl.readers.hsg_visits import read_hsg_visits
 from tests.conftest import NoListingHandler, QuietHandler, Serve
 
 NBSP = "\u00a0"
@@ -88,12 +89,19 @@ def test_tsv(tmp_path: Path) -> None:
     assert table.content_hash == _sha(path)
 
 
-def test_csv_ragged_line_is_a_read_error(tmp_path: Path) -> None:
+def _row_errors(table: RawTable) -> list[list[str]]:
+    return [[e["check"] for e in errors] for errors in table.frame.get_column(ROW_ERRORS).to_list()]
+
+
+def test_csv_ragged_lines_are_row_errors_not_file_errors(tmp_path: Path) -> None:
     path = tmp_path / "bad.csv"
-    path.write_text("a,b\n1,2\n3,4,5,6\n", encoding="utf-8")
-    with pytest.raises(SourceReadError) as info:
-        list(extract(_source(path)))
-    assert info.value.file == str(path)
+    path.write_text("a,b\n1,2\n3,4,5,6\n7\n8,9\n", encoding="utf-8")
+    table = _one(_source(path))
+    _assert_text_only(table)
+    assert table.frame.select("a", "b").rows() == [("1", "2"), ("3", "4"), ("7", None), ("8", "9")]
+    assert _row_errors(table) == [[], ["field_count"], ["field_count"], []]
+    message = table.frame.get_column(ROW_ERRORS)[1][0]["message"]
+    assert message == "row 2 (line 3) has 4 field(s), the header has 2"
 
 
 # --- XLSX ------------------------------------------------------------------------------------
@@ -178,13 +186,13 @@ def test_json_booleans_are_json_text(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ['{"not": "a list"', '[{"a": 1}, 2]', '"just a string"'],
-    ids=["truncated", "not-all-objects", "scalar"],
+    ['{"not": "a list"', '{"not": "a list"}', '"just a string"'],
+    ids=["truncated", "object-without-records", "scalar"],
 )
 def test_malformed_json(tmp_path: Path, text: str) -> None:
     path = tmp_path / "bad.json"
     path.write_text(text, encoding="utf-8")
-    with pytest.raises(SourceReadError, match="json") as info:
+    with pytest.raises(SourceReadError, match="JSON") as info:
         list(extract(_source(path)))
     assert info.value.file == str(path)
     assert info.value.source == "test-source"
@@ -199,11 +207,23 @@ def test_ndjson(tmp_path: Path) -> None:
     assert table.content_hash == _sha(path)
 
 
-def test_malformed_ndjson(tmp_path: Path) -> None:
+def test_json_record_that_is_no_object_is_a_row_error(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.json"
+    path.write_text('[{"a": 1}, 2]', encoding="utf-8")
+    table = _one(_source(path))
+    assert table.frame.get_column("a").to_list() == ["1", None]
+    assert _row_errors(table) == [[], ["json_record"]]
+
+
+def test_malformed_ndjson_line_is_a_row_error(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
-    path.write_text('{"a": 1}\n{"a": \n', encoding="utf-8")
-    with pytest.raises(SourceReadError, match="ndjson"):
-        list(extract(_source(path)))
+    path.write_text('{"a": 1}\n{"a": \n{"a": 3}\n', encoding="utf-8")
+    table = _one(_source(path))
+    assert table.frame.get_column("a").to_list() == ["1", None, "3"]
+    assert _row_errors(table) == [[], ["json_line"], []]
+    error = table.frame.get_column(ROW_ERRORS)[1][0]
+    assert error["value"] == '{"a": '
+    assert error["message"].startswith("line 2 is not valid JSON")
 
 
 # --- Parquet ---------------------------------------------------------------------------------
@@ -332,7 +352,16 @@ def hsg_dir(tmp_path: Path) -> Path:
 
 
 def _hsg(uri: str) -> list[RawTable]:
-    return list(extract(_source(uri, "hsg-visits-xml")))
+    return list(read_hsg_visits(uri, "test-source"))
+
+
+def test_hsg_files_are_extracted_as_one_table(hsg_dir: Path) -> None:
+    per_file = _hsg(str(hsg_dir))
+    [table] = extract(_source(str(hsg_dir), "hsg-visits-xml"))
+    assert table.file == str(hsg_dir)
+    assert table.frame.equals(pl.concat([t.frame for t in per_file]))
+    digest = "".join(t.content_hash for t in per_file).encode()
+    assert table.content_hash == hashlib.sha256(digest).hexdigest()
 
 
 def test_hsg_local_folder(hsg_dir: Path) -> None:

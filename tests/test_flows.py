@@ -14,6 +14,7 @@ from prefect.client.orchestration import get_client
 
 from flows.ingest import ingest_source, nightly, replay_quarantine
 from relations_etl.config import Kind, Source, load_sources
+from relations_etl.errors import SourcesFailedError
 from relations_etl.query import run_query
 from relations_etl.settings import Settings
 from tests.conftest import REPO
@@ -54,7 +55,7 @@ def test_a_missing_source_fails_alone_and_is_audited(settings: Settings, tmp_pat
     config.write_text(
         SAMPLES.read_text().replace("data/kz_relations.csv", "data/missing.csv"), encoding="utf-8"
     )
-    with pytest.raises(RuntimeError, match="kz-relations"):
+    with pytest.raises(SourcesFailedError, match="kz-relations"):
         nightly(config=str(config), home=str(settings.home))
     batches = {
         source: (status, error)
@@ -70,7 +71,7 @@ def test_a_missing_source_fails_alone_and_is_audited(settings: Settings, tmp_pat
 
 def test_bad_data_is_not_retried(settings: Settings, tmp_path: Path) -> None:
     broken = tmp_path / "broken.csv"
-    broken.write_bytes(b"a,b\n1,2,3,4\n")
+    broken.write_bytes(b'a,b\n1,"a quote never closed\n')
     source = Source(name="broken", kind=Kind.RELATIONS, uri=str(broken), format="csv")
     state = ingest_source(source, home=str(settings.home), return_state=True)
     assert state.is_failed()

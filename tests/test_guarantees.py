@@ -3,6 +3,9 @@ a read-only `sql`, and no SQL built from input values or names."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +13,7 @@ from prefect.artifacts import Artifact
 
 from flows.ingest import nightly
 from relations_etl.config import Kind, Source, load_sources
-from relations_etl.errors import ConfigError, SourceReadError, WarehouseError
+from relations_etl.errors import ConfigError, QueryError, SourceReadError
 from relations_etl.pipeline import run_source
 from relations_etl.quarantine import open_rejections
 from relations_etl.query import run_query
@@ -176,10 +179,27 @@ def test_sql_refuses_every_statement_that_is_not_a_query(
     config = sample_lists(tmp_path / "lists")
     run_all(config, settings)
     before = table_digests(settings)
-    with pytest.raises(WarehouseError, match=r"read-only|one statement"):
+    with pytest.raises(QueryError, match=r"read-only|one statement"):
         run_query(settings, statement.format(tmp=tmp_path))
     assert table_digests(settings) == before
     assert not (tmp_path / "out.csv").exists() and not (tmp_path / "other.duckdb").exists()
+    assert run_query(settings, "SELECT count(*) FROM visits").item() > 0
+
+
+def test_a_refused_query_is_a_usage_error_at_the_command_line(
+    settings: Settings, tmp_path: Path
+) -> None:
+    run_all(sample_lists(tmp_path / "lists"), settings)
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "relations-etl"), "sql", "DROP TABLE visits"],
+        env={**os.environ, "RELATIONS_ETL_HOME": str(settings.home)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 64
+    assert "read-only: a DROP statement is refused" in done.stderr
+    assert "Traceback" not in done.stderr
     assert run_query(settings, "SELECT count(*) FROM visits").item() > 0
 
 

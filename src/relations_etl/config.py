@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping as AbcMapping
+from collections.abc import Sequence
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
@@ -12,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from relations_etl.errors import ConfigError
+from relations_etl.settings import Settings
 
 
 class Kind(StrEnum):
@@ -154,6 +157,8 @@ class Source(_Strict):
     uri: str
     format: str | None = None
     mapping: Mapping = Field(default_factory=Mapping)
+    landing: str | None = None
+    """Folder a local URI must stay inside (checked again when read); None: not confined."""
 
     @model_validator(mode="after")
     def _known_format(self) -> Source:
@@ -236,17 +241,98 @@ def builtin_mapping(fmt: str, kind: Kind) -> Mapping:
     return mapping
 
 
-def load_sources(path: Path) -> list[Source]:
-    """Read a sources file; relative URIs and mapping files are taken from the file's folder."""
+_TOP_LEVEL = {"sources", "allowed_schemes", "landing", "confine_to_landing"}
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
+
+
+def uri_scheme(uri: str) -> str:
+    """The scheme of a URI; a plain path (or a Windows drive letter) is `file`."""
+    found = _SCHEME.match(uri)
+    return found.group(1).lower() if found else "file"
+
+
+def local_path(uri: str) -> Path | None:
+    """The local path a URI names, or None for a remote one."""
+    if uri_scheme(uri) != "file":
+        return None
+    return Path(uri[len("file://") :] if uri.startswith("file://") else uri)
+
+
+def check_uri(
+    name: str, uri: str, allowed: Sequence[str], landing: str | None = None
+) -> None:
+    """Refuse a URI whose scheme is not allowed, or a local path that leaves its landing folder.
+
+    The path is resolved with its links, so `../..` and a symlink pointing outside both fail.
+    """
+    scheme = uri_scheme(uri)
+    if scheme not in allowed:
+        raise ConfigError(
+            f"URI scheme {scheme!r} of {uri!r} is not allowed; allowed: {sorted(allowed)}",
+            source=name,
+            hint="Use an allowed scheme, or add it to allowed_schemes in the sources file "
+            "and to RELATIONS_ETL_ALLOWED_SCHEMES.",
+        )
+    path = local_path(uri)
+    if landing is None or path is None:
+        return
+    root = Path(landing).resolve()
+    target = (root / path).resolve()
+    if not target.is_relative_to(root):
+        raise ConfigError(
+            f"{uri!r} resolves to {target}, outside the landing folder {root}",
+            source=name,
+            hint="Put the file inside the landing folder; `..` and links out of it are refused.",
+        )
+
+
+def _allowed(data: AbcMapping[str, Any], path: Path, settings: Settings) -> tuple[str, ...]:
+    """The sources file may narrow the schemes the settings allow, never widen them."""
+    listed = data.get("allowed_schemes")
+    if listed is None:
+        return settings.allowed_schemes
+    if not isinstance(listed, list) or not all(isinstance(x, str) for x in listed):
+        raise ConfigError(f"configuration file {path}: allowed_schemes must be a list of names")
+    wider = sorted({x.lower() for x in listed} - set(settings.allowed_schemes))
+    if wider:
+        raise ConfigError(
+            f"configuration file {path}: allowed_schemes {wider} are not allowed by the settings "
+            f"(RELATIONS_ETL_ALLOWED_SCHEMES: {list(settings.allowed_schemes)})"
+        )
+    return tuple(x.lower() for x in listed)
+
+
+def _landing(value: Any, base: Path, where: str) -> Path | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: landing must be a folder path")
+    return (base / value).resolve()
+
+
+def load_sources(path: Path, settings: Settings | None = None) -> list[Source]:
+    """Read a sources file; relative URIs and mapping files are taken from the file's folder.
+
+    Top-level `landing` (a folder) is where relative local URIs are taken from instead; with
+    `confine_to_landing` (default true) no local URI may leave it. `allowed_schemes` narrows
+    the URI schemes of the settings.
+    """
+    settings = settings or Settings()
     data = _read_yaml(path)
     if not isinstance(data, AbcMapping) or not isinstance(data.get("sources"), list):
         raise ConfigError(f"configuration file {path} must have a top-level 'sources:' list")
-    unknown = sorted(set(data) - {"sources"})
+    unknown = sorted(set(data) - _TOP_LEVEL)
     if unknown:
         raise ConfigError(
-            f"configuration file {path}: unknown top-level key(s) {unknown}; only 'sources' is read"
+            f"configuration file {path}: unknown top-level key(s) {unknown}; "
+            f"only {sorted(_TOP_LEVEL)} are read"
         )
+    allowed = _allowed(data, path, settings)
+    confine = data.get("confine_to_landing", True)
+    if not isinstance(confine, bool):
+        raise ConfigError(f"configuration file {path}: confine_to_landing must be true or false")
     base = path.parent
+    top_landing = _landing(data.get("landing"), base, str(path))
     sources: list[Source] = []
     for position, entry in enumerate(data["sources"], start=1):
         if not isinstance(entry, AbcMapping):
@@ -255,8 +341,14 @@ def load_sources(path: Path) -> list[Source]:
         where = f"{path}: source {entry.get('name', position)!r}"
         if isinstance(entry.get("mapping"), str):
             entry["mapping"] = _read_yaml(base / entry["mapping"]) or {}
+        landing = _landing(entry.get("landing"), base, where) or top_landing
+        entry.pop("landing", None)
         if isinstance(entry.get("uri"), str):
-            entry["uri"] = resolve_uri(entry["uri"], base)
+            check_uri(str(entry.get("name", position)), entry["uri"], allowed)
+            entry["uri"] = resolve_uri(entry["uri"], landing or base)
+            if landing is not None and confine:
+                entry["landing"] = str(landing)
+                check_uri(str(entry.get("name", position)), entry["uri"], allowed, str(landing))
         try:
             source = Source.model_validate(entry)
         except ValidationError as exc:
@@ -272,15 +364,21 @@ def load_sources(path: Path) -> list[Source]:
 
 def resolve_uri(uri: str, base: Path) -> str:
     """Make a relative local path absolute against `base`; URLs pass through."""
-    if "://" in uri or Path(uri).is_absolute():
+    if uri_scheme(uri) != "file" or uri.startswith("file://") or Path(uri).is_absolute():
         return uri
     return str((base / uri).resolve())
 
 
 def source_for(
-    kind: Kind, uri: str, fmt: str | None, mapping_path: Path | None, name: str | None = None
+    kind: Kind,
+    uri: str,
+    fmt: str | None,
+    mapping_path: Path | None,
+    name: str | None = None,
+    settings: Settings | None = None,
 ) -> Source:
     """Build the Source for a one-off `ingest` from its command-line parts."""
+    check_uri(name or uri, uri, (settings or Settings()).allowed_schemes)
     mapping = load_mapping(mapping_path, kind) if mapping_path else None
     resolved = fmt or (mapping.format if mapping and mapping.format else guess_format(uri))
     if mapping is None:

@@ -1,6 +1,20 @@
-"""One exception root; every error carries the ids a user needs and says what to do."""
+"""One exception root: every error carries the ids a user needs, a hint and an exit code.
+
+Exit codes follow sysexits(3), so a scheduler can tell "retry later" (75) from "fix the data"
+(65), "the input is not there" (66) and "fix the configuration" (78); see README "Exit codes".
+"""
 
 from __future__ import annotations
+
+EX_SOURCES_FAILED = 1
+EX_USAGE = 64
+EX_DATAERR = 65
+EX_NOINPUT = 66
+EX_SOFTWARE = 70
+EX_CANTCREAT = 73
+EX_IOERR = 74
+EX_TEMPFAIL = 75
+EX_CONFIG = 78
 
 
 class RelationsEtlError(Exception):
@@ -8,6 +22,7 @@ class RelationsEtlError(Exception):
 
     transient = False
     hint = ""
+    exit_code = EX_SOFTWARE
 
     def __init__(
         self,
@@ -50,38 +65,72 @@ class ConfigError(RelationsEtlError):
     """A source configuration or mapping file is wrong."""
 
     hint = "Fix the configuration or mapping file; see the README section 'Sources and mappings'."
+    exit_code = EX_CONFIG
 
 
 class SourceReadError(RelationsEtlError):
-    """A raw list could not be read at all (missing file, unreadable format)."""
+    """A raw list could not be read at all (unreadable format, broken file)."""
 
     hint = "Check the source URI and format; nothing was loaded for this source."
+    exit_code = EX_DATAERR
+
+
+class SourceMissingError(SourceReadError):
+    """The raw list is not there: no such file, or the server answered 404/410."""
+
+    hint = "Check that the file or URL exists; nothing was loaded for this source."
+    exit_code = EX_NOINPUT
+
+
+class ColumnsMissingError(SourceReadError, ConfigError):
+    """The list lacks columns its mapping needs: either the list or the mapping is wrong."""
+
+    hint = "Fix the mapping's column names, or ask for the list with those columns."
+    exit_code = EX_DATAERR
 
 
 class TransientSourceError(SourceReadError):
-    """A network read failed in a way that may succeed on retry."""
+    """A read failed in a way that may succeed on retry (network, server error, file in flux)."""
 
     transient = True
     hint = "The read is retried; if it keeps failing check the network and the server."
+    exit_code = EX_TEMPFAIL
 
 
 class ReferenceDataError(RelationsEtlError):
     """A reference data file (aliases, titles, organizations) is malformed."""
 
     hint = "Fix the named reference file; rows are documented in warehouse/reference/README.md."
+    exit_code = EX_CONFIG
 
 
 class WarehouseError(RelationsEtlError):
     """The warehouse could not be read or written."""
 
     hint = "Nothing of this batch was committed; rerun once the cause is fixed."
+    exit_code = EX_IOERR
+
+
+class SourcesFailedError(RelationsEtlError):
+    """Some sources of a nightly run failed; the others were loaded."""
+
+    hint = "The other sources were loaded; see each failed source's message and the audit table."
+    exit_code = EX_SOURCES_FAILED
 
 
 class WarehouseLockedError(WarehouseError):
     """Another run holds the warehouse."""
 
     transient = True
+    exit_code = EX_TEMPFAIL
     hint = (
         "Nothing was changed; rerun when the other run has finished, or raise "
         "RELATIONS_ETL_LOCK_TIMEOUT to wait longer."
     )
+
+
+class QueryError(RelationsEtlError):
+    """An analyst's query was refused (not read-only) or failed; the warehouse is unchanged."""
+
+    hint = "Check the SQL: `sql` runs one read-only query (SELECT, WITH, DESCRIBE, SHOW, EXPLAIN)."
+    exit_code = EX_USAGE

@@ -7,8 +7,8 @@ import re
 import polars as pl
 
 from relations_etl.config import FIELDS, Kind, Source
-from relations_etl.errors import ConfigError
-from relations_etl.extract import FILE, RAW, ROW, RawTable
+from relations_etl.errors import ColumnsMissingError, ConfigError
+from relations_etl.extract import FILE, RAW, ROW, ROW_ERRORS, RawTable
 from relations_etl.facts import ERRORS, error_struct
 from relations_etl.reference import Reference
 from relations_etl.text import clean, clean_expr
@@ -23,9 +23,10 @@ def _check_columns(raw: RawTable, source: Source) -> None:
     wanted = [*source.mapping.columns, *source.mapping.record_id]
     missing = [c for c in wanted if c not in raw.columns]
     if missing:
-        raise ConfigError(
-            f"the mapping names column(s) {missing} that the list does not have; its columns "
+        raise ColumnsMissingError(
+            f"the list lacks column(s) {missing} that the mapping needs; its columns "
             f"are {list(raw.columns)}",
+            column=missing[0],
             source=source.name,
             file=raw.file,
         )
@@ -46,9 +47,10 @@ def _record_expr(raw: RawTable, source: Source, many_files: bool) -> pl.Expr:
     if ids:
         return pl.concat_str([pl.col(c).fill_null("") for c in ids], separator="|").alias(RECORD)
     row = pl.col(ROW).cast(pl.String)
-    if many_files:
-        stem = raw.file.rstrip("/").rsplit("/", 1)[-1]
-        return pl.concat_str([pl.lit(stem + ":"), row]).alias(RECORD)
+    if many_files or raw.frame.get_column(FILE).n_unique() > 1:
+        # rows are numbered per file: the file's name keeps the ids of several files apart
+        stem = pl.col(FILE).str.extract(r"([^/]*)/*$")
+        return pl.concat_str([stem, pl.lit(":"), row]).alias(RECORD)
     return row.alias(RECORD)
 
 
@@ -86,8 +88,19 @@ def apply_mapping(
     kind = source.kind
     frame = raw.frame.with_columns([clean_expr(c) for c in {*mapping.columns, *mapping.record_id}])
     selected = [pl.col(column).alias(field) for column, field in mapping.columns.items()]
+    # errors found while reading (a ragged line) travel with the row; a replayed row has none
+    read_errors = (
+        pl.col(ROW_ERRORS)
+        if ROW_ERRORS in raw.frame.columns
+        else pl.lit([], dtype=ERRORS).alias(ROW_ERRORS)
+    )
     frame = frame.select(
-        *selected, pl.col(ROW), pl.col(FILE), pl.col(RAW), _record_expr(raw, source, many_files)
+        *selected,
+        pl.col(ROW),
+        pl.col(FILE),
+        pl.col(RAW),
+        _record_expr(raw, source, many_files),
+        read_errors,
     )
     frame = frame.with_columns(
         pl.lit(None, dtype=pl.String).alias(field)
@@ -120,7 +133,7 @@ def apply_mapping(
                 .otherwise(derived)
             )
         frame = frame.with_columns(pl.coalesce(pl.col(field), derived).alias(field))
-    frame = frame.with_columns(pl.lit([], dtype=ERRORS).alias(ERRORS_COLUMN))
+    frame = frame.with_columns(pl.col(ROW_ERRORS).alias(ERRORS_COLUMN)).drop(ROW_ERRORS)
     if kind is Kind.VISITS:
         return _split_people(frame, mapping.people_separator, ref.for_source(mapping))
     return frame.with_columns(pl.lit(1, dtype=pl.Int32).alias(PERSON))

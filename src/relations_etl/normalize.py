@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +37,13 @@ ENUM_FIELDS: dict[Kind, tuple[str, ...]] = {
 WHOLE_FIELDS: dict[Kind, tuple[tuple[str, int, int], ...]] = {
     Kind.REPORTED_TOTALS: (("year", 1000, 2999), ("value", 0, 10**15 - 1)),
 }
+# a visit or an event is a fact that happened: a date after today is a typo or a plan
+FUTURE_FIELDS: dict[Kind, tuple[str, ...]] = {
+    Kind.VISITS: ("start_date",),
+    Kind.MEMBERSHIPS: (),
+    Kind.RELATIONS: ("event_date",),
+}
+_TWO_DIGIT_YEAR = re.compile(r"^\d{1,2}[-/.]\d{1,2}[-/.]\d{2}$")
 RowError = dict[str, str | None]
 Answer = tuple[dict[str, Any], RowError | None]
 _ERROR_FIELDS = ("column", "check", "value", "message")
@@ -97,6 +105,13 @@ def _dates(frame: pl.DataFrame, kind: Kind, source: Source, default_order: Order
             try:
                 parsed = parse_date(text, order=order, excel_serial=excel, end=end)
             except DateError as exc:
+                if _TWO_DIGIT_YEAR.match(text.strip()):
+                    return {}, _error(
+                        field,
+                        "date_format",
+                        text,
+                        f"{text!r} has a two-digit year (19xx or 20xx?); write the year in full",
+                    )
                 return {}, _error(field, "date_format", text, str(exc))
             return {field + "_parsed": parsed.date, precision: parsed.precision}, None
 
@@ -104,6 +119,22 @@ def _dates(frame: pl.DataFrame, kind: Kind, source: Source, default_order: Order
             frame, [field], {field + "_parsed": pl.Date(), precision: pl.String()}, parse
         )
         frame = frame.with_columns(pl.col(field + "_parsed").alias(field)).drop(field + "_parsed")
+    return _not_in_future(frame, kind)
+
+
+def _not_in_future(frame: pl.DataFrame, kind: Kind) -> pl.DataFrame:
+    # one day of slack: a list kept east of UTC may already be on tomorrow's date
+    latest = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
+    for field in FUTURE_FIELDS[kind]:
+        frame = append_error(
+            frame,
+            pl.col(field) > pl.lit(latest),
+            pl.lit(field),
+            pl.lit("not_in_future"),
+            pl.col(field).cast(pl.String),
+            pl.format("{} {} is after today; a list records what happened", pl.lit(field),
+                      pl.col(field)),
+        )
     return frame
 
 

@@ -150,7 +150,7 @@ def run_source(
         batch = start_batch(settings, source, flow_run_id)
         try:
             reference = ref or Reference.load(settings)
-            tables = list(extract(source))
+            tables = list(extract(source, settings))
             skipped = (
                 None if force else skip_if_unchanged(settings, batch, tables, source, reference)
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
-from relations_etl.errors import WarehouseError
+from relations_etl.errors import QueryError, RelationsEtlError
 from relations_etl.load import connect
 from relations_etl.settings import Settings
 
@@ -21,29 +21,27 @@ def run_query(settings: Settings, query: str) -> pl.DataFrame:
         try:
             statements = conn.extract_statements(query)
         except duckdb.Error as exc:
-            raise WarehouseError(f"query failed: {exc}", hint="Check the SQL.") from exc
+            raise QueryError(f"query failed: {exc}") from exc
         if len(statements) != 1:
-            raise WarehouseError(
+            raise QueryError(
                 f"`sql` runs one statement, got {len(statements)}",
                 hint="Send the statements one at a time.",
             )
         kind = statements[0].type
         if kind not in _ALLOWED:
-            raise WarehouseError(
+            raise QueryError(
                 f"`sql` is read-only: a {kind.name} statement is refused",
                 hint="Use a SELECT query; the warehouse is changed only by the flows "
                 "(`relations-etl run`, `ingest`, `quarantine replay`).",
             )
         result = conn.sql(query)
         if result is None:
-            raise WarehouseError("the statement returned no rows; `sql` is for queries")
+            raise QueryError("the statement returned no rows; `sql` is for queries")
         frame: pl.DataFrame = result.pl()
         return frame
-    except WarehouseError:
+    except RelationsEtlError:
         raise
     except Exception as exc:
-        raise WarehouseError(
-            f"query failed: {exc}", hint="The warehouse is opened read-only; check the SQL."
-        ) from exc
+        raise QueryError(f"query failed: {exc}") from exc
     finally:
         conn.close()

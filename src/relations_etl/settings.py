@@ -63,6 +63,15 @@ class Settings(BaseSettings):
         description="Seconds between retries of a read that failed in a transient way (HTTP 5xx, "
         "timeout, connection reset); one retry per entry. JSON list in the environment.",
     )
+    http_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds an HTTP(S) read may take before it fails as a transient error.",
+    )
+    allowed_schemes: tuple[str, ...] = Field(
+        default=("file", "http", "https", "s3"),
+        description="URI schemes a source may use; a sources file may narrow them.",
+    )
 
     @property
     def db_path(self) -> Path:

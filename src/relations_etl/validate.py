@@ -10,6 +10,7 @@ import polars as pl
 from pandera.api.polars.types import PolarsData
 
 from relations_etl.config import Kind
+from relations_etl.extract import FILE, ROW
 from relations_etl.facts import (
     COLUMNS,
     ERRORS,
@@ -21,7 +22,7 @@ from relations_etl.facts import (
     VISIT_TYPES,
     content_columns,
 )
-from relations_etl.mapping import ERRORS_COLUMN
+from relations_etl.mapping import ERRORS_COLUMN, PERSON, RECORD, append_error
 
 _CODE = r"^[A-Z]{3}$"
 _EARLIEST = dt.date(1000, 1, 1)
@@ -146,8 +147,36 @@ def schema_for(kind: Kind) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(columns, checks=checks, name=kind.value, strict=True)
 
 
+def duplicate_records(frame: pl.DataFrame, kind: Kind) -> pl.DataFrame:
+    """Rows of one list that share a record id but differ in content: all of them are rejected.
+
+    Which of them is right is for a steward to say; identical repeats are left to the split,
+    which counts them as deduplicated.
+    """
+    # a raw row's signature covers all of its people, so "A and B" vs "A and C" differ
+    people = pl.struct(PERSON, *content_columns(kind)).hash()
+    signature = people.sort().over([FILE, ROW], mapping_strategy="join").hash()
+    differs = signature.n_unique().over(RECORD) > 1
+    several = frame.get_column(FILE).n_unique() > 1
+    where = (
+        pl.format("{}#{}", pl.col(FILE).str.extract(r"([^/]*)$"), pl.col(ROW))
+        if several
+        else pl.col(ROW).cast(pl.String)
+    )
+    rows = where.unique().sort().str.join(", ").over(RECORD)
+    return append_error(
+        frame,
+        differs,
+        pl.lit("source_record"),
+        pl.lit("duplicate_record"),
+        pl.col(RECORD),
+        pl.format("record id {} is used by rows {} with different content", pl.col(RECORD), rows),
+    )
+
+
 def validate(frame: pl.DataFrame, kind: Kind) -> pl.DataFrame:
     """Run the schema lazily; every failure joins the row's `_errors`."""
+    frame = duplicate_records(frame, kind)
     schema = schema_for(kind)
     data = frame.select([pl.col(c).cast(COLUMNS[kind][c]) for c in content_columns(kind)])
     try:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from xml.etree.ElementTree import ParseError
 
+import defusedxml.ElementTree as SafeET
 import fsspec
 import polars as pl
+from defusedxml import DefusedXmlException
 
+from relations_etl.config import check_uri
 from relations_etl.errors import SourceReadError
 from relations_etl.extract import RawTable, as_text_table, read_bytes
+from relations_etl.settings import Settings
 
 FIELDS = ("id", "start-date", "end-date", "visitor", "from", "from-id", "description")
 FIRST_DECADE = 1870
@@ -54,12 +58,27 @@ def _files(uri: str, source: str) -> list[str]:
 
 
 def parse_visits(data: bytes, file: str, source: str) -> pl.DataFrame:
-    """Parse one visits XML document into text columns, one row per <visit>."""
+    """Parse one visits XML document into text columns, one row per <visit>.
+
+    The parser is defusedxml's with DTDs forbidden: a document that declares a DOCTYPE, an
+    entity (an expansion bomb) or an external reference is refused, never resolved.
+    """
     try:
-        root = ET.fromstring(data)
-    except ET.ParseError as exc:
+        root = SafeET.fromstring(data, forbid_dtd=True)
+    except DefusedXmlException as exc:
         raise SourceReadError(
-            f"{file} is not well-formed XML: {exc}", source=source, file=file
+            f"refused: the XML declares a DTD or entities ({type(exc).__name__}); they are never "
+            "resolved",
+            source=source,
+            file=file,
+            hint="Remove the DOCTYPE from the file; this list format does not use one.",
+        ) from exc
+    except ParseError as exc:
+        line, column = exc.position
+        raise SourceReadError(
+            f"{file} is not well-formed XML at line {line}, column {column + 1}: {exc}",
+            source=source,
+            file=file,
         ) from exc
     columns: dict[str, list[str | None]] = {name: [] for name in FIELDS}
     for visit in root.iter("visit"):
@@ -74,9 +93,17 @@ def parse_visits(data: bytes, file: str, source: str) -> pl.DataFrame:
     return pl.DataFrame(columns, schema={name: pl.String for name in FIELDS})
 
 
-def read_hsg_visits(uri: str, source: str) -> Iterator[RawTable]:
-    """Yield one raw table per decade file of the visits list."""
+def read_hsg_visits(
+    uri: str, source: str, settings: Settings | None = None, landing: str | None = None
+) -> Iterator[RawTable]:
+    """Yield one raw table per decade file of the visits list.
+
+    With a `landing` folder, every listed file must resolve inside it (a decade file may be a
+    link out of the folder).
+    """
+    settings = settings or Settings()
     for file in _files(uri, source):
-        data = read_bytes(file, source)
+        check_uri(source, file, settings.allowed_schemes, landing)
+        data = read_bytes(file, source, settings)
         frame = parse_visits(data, file, source)
         yield as_text_table(frame, file, hashlib.sha256(data).hexdigest())

@@ -1,0 +1,215 @@
+"""CSV and TSV: strict decoding, checked headers, and ragged lines kept as rejected rows.
+
+polars reads a well-formed file fast; a file whose lines do not all have the header's number of
+fields (or that quotes across lines) is read by Python's csv module instead, which says which
+line is wrong. A wrong field count is a row error, not a file error.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import sys
+from typing import Any
+
+import polars as pl
+
+from relations_etl.errors import ConfigError, SourceReadError
+
+# one field may be a whole document (10 MB and more); the csv module's default cap is 128 KiB
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+RowErrors = list[list[dict[str, str | None]]]
+_QUOTED = r'"(?:[^"]|"")*"'
+
+
+def decode(
+    data: bytes,
+    encoding: str | None,
+    *,
+    uri: str,
+    source: str,
+    skip_lines: int = 0,
+    separator: str | None = None,
+) -> str:
+    """Bytes to text: UTF-8 (a BOM is dropped) unless `encoding` says otherwise; never lossy
+    unless asked (`utf8-lossy`); an undecodable byte is named by line and column."""
+    name = (encoding or "utf-8").lower().replace("_", "-")
+    errors = "strict"
+    if name in ("utf8-lossy", "utf-8-lossy"):
+        name, errors = "utf-8", "replace"
+    try:
+        codec = codecs.lookup(name).name
+    except LookupError as exc:
+        raise ConfigError(
+            f"unknown encoding {encoding!r} in options.encoding", source=source, file=uri
+        ) from exc
+    if codec == "utf-8":
+        codec = "utf-8-sig"
+    try:
+        return data.decode(codec, errors)
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        prefix = data[line_start : exc.start].decode(codec, "replace")
+        field = _field_at(data, prefix, separator, skip_lines) if separator is not None else None
+        raise SourceReadError(
+            f"byte 0x{data[exc.start]:02X} at line {line}, character {len(prefix) + 1} is not "
+            f"{codec.removesuffix('-sig').upper()}",
+            source=source,
+            file=uri,
+            row=max(line - 1 - skip_lines, 0) or None,
+            column=field,
+            hint="Set options.encoding in the mapping to the file's encoding (cp1251 for "
+            "Windows Cyrillic, latin-1 for Western European lists); nothing was loaded.",
+        ) from exc
+
+
+def _field_at(data: bytes, prefix: str, separator: str, skip_lines: int) -> str | None:
+    """The header name of the field a line prefix ends in (None when it cannot be told)."""
+    header_line = data.split(b"\n", skip_lines + 1)[skip_lines : skip_lines + 1]
+    if not header_line:
+        return None
+    header = next(
+        csv.reader(
+            [header_line[0].decode("utf-8", "replace").strip("\r\ufeff")], delimiter=separator
+        ),
+        [],
+    )
+    position = len(next(csv.reader([prefix], delimiter=separator), [""])) - 1
+    return header[position] if 0 <= position < len(header) else None
+
+
+def _text(value: str) -> str | None:
+    return value if value != "" else None
+
+
+def _header(fields: list[str], uri: str, source: str, line: int) -> list[str]:
+    names = [f.strip() or f"column_{n}" for n, f in enumerate(fields, start=1)]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        positions = {n: [i + 1 for i, m in enumerate(names) if m == n] for n in repeated}
+        raise SourceReadError(
+            f"header (line {line}) repeats column name(s) "
+            + ", ".join(f"{n!r} at positions {positions[n]}" for n in repeated),
+            source=source,
+            file=uri,
+            column=repeated[0],
+            hint="Rename the repeated columns in the file; a mapping cannot tell them apart.",
+        )
+    return names
+
+
+def _regular(body: str, separator: str, width: int) -> bool:
+    """True when every line has exactly the header's field count and no field spans lines."""
+    lines = pl.Series(body.split("\n"), dtype=pl.String)
+    quotes = lines.str.count_matches('"', literal=True)
+    if (quotes % 2 == 1).any():
+        return False
+    fields = lines.str.replace_all(_QUOTED, "").str.count_matches(separator, literal=True) + 1
+    blank = lines.str.strip_chars() == ""
+    return bool(((fields == width) | blank).all())
+
+
+def read_delimited(
+    data: bytes,
+    *,
+    separator: str,
+    encoding: str | None,
+    skip_rows: int,
+    uri: str,
+    source: str,
+) -> tuple[pl.DataFrame, RowErrors | None]:
+    """Read a delimited file as text columns; returns the rows and, per row, its read errors."""
+    text = decode(data, encoding, uri=uri, source=source, skip_lines=skip_rows, separator=separator)
+    if "\r" in text:  # \r\n, \n and a lone \r (old Mac exports) may all end a line
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n", skip_rows)
+    body = lines[-1] if len(lines) > skip_rows else ""
+    offset = skip_rows  # lines before the header
+    while body.startswith("\n"):
+        body, offset = body[1:], offset + 1
+    if not body.strip():
+        raise SourceReadError(
+            "the file is empty: no header and no rows",
+            source=source,
+            file=uri,
+            hint="Check the export that wrote it; nothing was loaded for this source.",
+        )
+    reader = csv.reader(io.StringIO(body), delimiter=separator, strict=True)
+    try:
+        header = _header(next(reader), uri, source, offset + 1)
+    except csv.Error as exc:
+        raise SourceReadError(
+            f"the header (line {offset + 1}) is not valid CSV: {exc}", source=source, file=uri
+        ) from exc
+    header_lines = reader.line_num
+    width = len(header)
+    if _regular(body, separator, width):
+        try:
+            frame = pl.read_csv(
+                io.BytesIO(body.encode("utf-8")),
+                separator=separator,
+                infer_schema=False,
+                new_columns=header,
+                truncate_ragged_lines=False,
+            )
+            # a line of nothing (blank, or separators only) is not a record
+            return frame.filter(~pl.all_horizontal(pl.all().is_null())), None
+        except pl.exceptions.PolarsError:
+            pass  # the csv module below says which line is wrong
+    return _read_slowly(reader, header, header_lines, offset, uri, source)
+
+
+def _read_slowly(
+    reader: Any,
+    header: list[str],
+    header_lines: int,
+    offset: int,
+    uri: str,
+    source: str,
+) -> tuple[pl.DataFrame, RowErrors]:
+    width = len(header)
+    columns: list[list[str | None]] = [[] for _ in header]
+    errors: RowErrors = []
+    line = header_lines
+    while True:
+        start = offset + line + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise SourceReadError(
+                f"line {start}: {exc}: a quote is opened and never closed, or stands inside an "
+                "unquoted field",
+                source=source,
+                file=uri,
+                row=len(errors) + 1,
+                hint="Fix the quoting in the file (a quote inside a field is written twice: "
+                '""); nothing was loaded for this source.',
+            ) from exc
+        line = reader.line_num
+        if not any(fields):
+            continue
+        problems: list[dict[str, str | None]] = []
+        if len(fields) != width:
+            problems.append(
+                {
+                    "column": "_row",
+                    "check": "field_count",
+                    "value": json.dumps(fields, ensure_ascii=False),
+                    "message": f"row {len(errors) + 1} (line {start}) has {len(fields)} "
+                    f"field(s), the header has {width}",
+                }
+            )
+        padded = [*fields[:width], *[""] * (width - len(fields))]
+        for column, value in zip(columns, padded, strict=True):
+            column.append(_text(value))
+        errors.append(problems)
+    frame = pl.DataFrame(
+        dict(zip(header, columns, strict=True)), schema={name: pl.String for name in header}
+    )
+    return frame, errors

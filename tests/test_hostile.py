@@ -1,0 +1,628 @@
+"""The hostile corpus (tests/cases/hostile): every broken or malicious list fails clearly or is
+quarantined row by row, and nothing already loaded is lost."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from http.server import SimpleHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+import yaml
+
+from flows.cli import main
+from relations_etl import errors
+from relations_etl.config import Kind, Mapping, Source, builtin_mapping, load_sources
+from relations_etl.extract import extract
+from relations_etl.pipeline import run_source
+from relations_etl.reference import Reference
+from relations_etl.settings import Settings
+from tests.conftest import QuietHandler, Serve
+
+CASES_DIR = Path(__file__).parent / "cases" / "hostile"
+SPEC = yaml.safe_load((CASES_DIR / "cases.yaml").read_text(encoding="utf-8"))
+CASES: list[dict[str, Any]] = SPEC["cases"]
+NAME = "hostile"
+GOOD = ["g1", "g2", "g3"]
+
+
+def _case_id(case: dict[str, Any]) -> str:
+    extra = "+".join(f"{k}={v}" for k, v in {**case.get("options", {})}.items())
+    return (
+        case["file"] + (f"[{extra}]" if extra else "") + ("[mapping]" if "mapping" in case else "")
+    )
+
+
+def hostile_source(case: dict[str, Any], name: str = NAME) -> Source:
+    """The Source a case describes: the base mapping with the case's mapping and options."""
+    fmt = case.get("format")
+    if fmt == "hsg-visits-xml":
+        mapping = builtin_mapping(fmt, Kind.VISITS)
+    else:
+        data = {**SPEC["base_mapping"], **case.get("mapping", {})}
+        data["options"] = {**data.get("options", {}), **case.get("options", {})}
+        mapping = Mapping.model_validate(data)
+    return Source(
+        name=name,
+        kind=Kind.VISITS,
+        uri=str(CASES_DIR / case["file"]),
+        format=fmt,
+        mapping=mapping,
+    )
+
+
+@pytest.fixture(scope="module")
+def ref() -> Reference:
+    return Reference.load(Settings())
+
+
+def _good_rows(settings: Settings) -> list[tuple[Any, ...]]:
+    conn = duckdb.connect(str(settings.db_path), read_only=True)
+    try:
+        return conn.execute(
+            "SELECT visit_id, visitor_name, visitor_country, start_date, end_date, batch_id "
+            "FROM visits WHERE source = ? AND source_record IN ('g1', 'g2', 'g3') ORDER BY 1",
+            [NAME],
+        ).fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def loaded(tmp_path: Path, ref: Reference) -> tuple[Settings, list[tuple[Any, ...]]]:
+    """A warehouse that already holds good.csv as source `hostile`."""
+    settings = Settings(home=tmp_path / "warehouse")
+    result = run_source(hostile_source({"file": "good.csv"}), settings, ref=ref)
+    assert (result.rows_loaded, result.rows_rejected) == (3, 0)
+    before = _good_rows(settings)
+    assert len(before) == 3
+    return settings, before
+
+
+def test_corpus_is_big_enough() -> None:
+    files = [p for p in CASES_DIR.rglob("*") if p.is_file() and p.suffix not in (".py", ".yaml")]
+    assert len(files) >= 40
+    named = {c["file"] for c in CASES}
+    unused = sorted(
+        str(p.relative_to(CASES_DIR))
+        for p in files
+        if p.name != "good.csv" and p.name not in named and p.parent.name not in named
+    )
+    assert unused == [], "every corpus file has a case"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
+def test_case(
+    case: dict[str, Any], loaded: tuple[Settings, list[tuple[Any, ...]]], ref: Reference
+) -> None:
+    settings, before = loaded
+    source = hostile_source(case)
+    if "error" in case:
+        expected = case["error"]
+        with pytest.raises(errors.RelationsEtlError) as info:
+            run_source(source, settings, ref=ref)
+        error = info.value
+        assert isinstance(error, getattr(errors, expected["class"])), repr(error)
+        assert error.exit_code == expected["exit_code"]
+        for attribute in expected["names"]:
+            assert getattr(error, attribute) is not None, f"{attribute} missing from {error}"
+        assert error.source == NAME
+        assert expected["says"] in str(error)
+        assert "\n" not in str(error), "one paragraph"
+        _assert_failure_audited(settings, str(error))
+    else:
+        result = run_source(source, settings, ref=ref)
+        counts = (
+            result.rows_read,
+            result.rows_loaded,
+            result.rows_rejected,
+            result.rows_deduplicated,
+        )
+        assert counts == (case["read"], case["loaded"], case["rejected"], case["deduplicated"])
+        assert result.rows_read == (
+            result.rows_loaded + result.rows_rejected + result.rows_deduplicated
+        )
+        _assert_rejections(settings, result.batch_id, case)
+        _assert_values(settings, result.batch_id, case.get("values", {}))
+    assert _good_rows(settings) == before, "rows already loaded must survive"
+
+
+def _assert_failure_audited(settings: Settings, message: str) -> None:
+    conn = duckdb.connect(str(settings.db_path), read_only=True)
+    try:
+        status, error = conn.execute(
+            "SELECT status, error FROM load_batches WHERE source = ? ORDER BY started_at DESC "
+            "LIMIT 1",
+            [NAME],
+        ).fetchone() or (None, None)
+    finally:
+        conn.close()
+    assert (status, error) == ("failed", message)
+
+
+def _rejected(settings: Settings, batch_id: str) -> list[dict[str, Any]]:
+    conn = duckdb.connect(str(settings.db_path), read_only=True)
+    try:
+        rows = conn.execute(
+            "SELECT source_row, source_record, CAST(raw AS VARCHAR), "
+            "list_transform(errors, lambda e: e['check']), "
+            "list_transform(errors, lambda e: e.message) "
+            "FROM rejected_rows WHERE batch_id = ? ORDER BY source_file, source_row",
+            [batch_id],
+        ).fetchall()
+    finally:
+        conn.close()
+    return [
+        {"row": r[0], "record": r[1], "raw": json.loads(r[2]), "checks": r[3], "messages": r[4]}
+        for r in rows
+    ]
+
+
+def _assert_rejections(settings: Settings, batch_id: str, case: dict[str, Any]) -> None:
+    rejected = _rejected(settings, batch_id)
+    assert len(rejected) == case["rejected"]
+    by_row = {r["row"]: r for r in rejected}
+    for row, checks in case.get("rejects", {}).items():
+        assert row in by_row, f"row {row} not quarantined: {rejected}"
+        assert set(checks) <= set(by_row[row]["checks"]), by_row[row]
+    for record, checks in case.get("rejected_records", {}).items():
+        entries = [r for r in rejected if r["record"] == record]
+        assert entries, f"record {record} not quarantined: {rejected}"
+        for entry in entries:
+            assert set(checks) <= set(entry["checks"]), entry
+    for key in case.get("raw_keys", []):
+        assert all(key in r["raw"] for r in rejected), rejected
+    messages = " | ".join(m for r in rejected for m in r["messages"])
+    for text in case.get("messages", []):
+        assert text in messages
+
+
+def _assert_values(settings: Settings, batch_id: str, values: dict[str, list[str]]) -> None:
+    conn = duckdb.connect(str(settings.db_path), read_only=True)
+    try:
+        for field, wanted in values.items():
+            found = {
+                str(v[0])
+                for v in conn.execute(
+                    f"SELECT {field} FROM visits WHERE batch_id = ?", [batch_id]
+                ).fetchall()
+            }
+            assert set(wanted) <= found, (field, found)
+    finally:
+        conn.close()
+
+
+# --- a 10 MB field, generated here rather than committed --------------------------------------
+
+
+@pytest.mark.parametrize("ragged", [False, True], ids=["polars", "csv-module"])
+def test_ten_megabyte_field_reads_whole(
+    tmp_path: Path, loaded: tuple[Settings, list[tuple[Any, ...]]], ref: Reference, ragged: bool
+) -> None:
+    settings, before = loaded
+    big = "x" * 10_000_000
+    path = tmp_path / "big.csv"
+    # a ragged second line sends the file through the csv module, whose field cap is raised
+    tail = "h2,King Philippe\n" if ragged else ""
+    path.write_text(
+        f"id,visitor,country,start,end,notes\nh1,King Philippe,Belgium,2023-03-01,,{big}\n{tail}",
+        encoding="utf-8",
+    )
+    result = run_source(hostile_source({"file": str(path)}), settings, ref=ref)
+    assert (result.rows_loaded, result.rows_rejected) == (1, 1 if ragged else 0)
+    conn = duckdb.connect(str(settings.db_path), read_only=True)
+    try:
+        length = conn.execute(
+            "SELECT length(notes) FROM visits WHERE batch_id = ?", [result.batch_id]
+        ).fetchone()
+    finally:
+        conn.close()
+    assert length == (10_000_000,)
+    assert _good_rows(settings) == before
+
+
+# --- sources over HTTP: terminal, transient, and a body cut short ------------------------------
+
+
+class HostileHandler(QuietHandler):
+    """Serves the corpus, plus paths that fail the way real servers do."""
+
+    def do_GET(self) -> None:
+        self.requested.append(self.path)
+        if self.path == "/error-500.csv":
+            self.send_error(500, "database is down")
+        elif self.path == "/busy-503.csv":
+            self.send_error(503, "try later")
+        elif self.path.startswith("/loop"):
+            self.send_response(302)
+            self.send_header(
+                "Location", "/loop-b.csv" if self.path == "/loop-a.csv" else "/loop-a.csv"
+            )
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif self.path == "/silent.csv":
+            time.sleep(3)  # longer than the test's RELATIONS_ETL_HTTP_TIMEOUT
+        elif self.path == "/shrinking.csv":
+            # the file was replaced by a shorter one while it was sent: fewer bytes than announced
+            body = (CASES_DIR / "good.csv").read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body) + 100))
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = True
+        else:
+            SimpleHTTPRequestHandler.do_GET(self)
+
+
+HTTP_CASES = [
+    ("missing.csv", errors.SourceMissingError, 66, "404"),
+    ("error-500.csv", errors.TransientSourceError, 75, "500"),
+    ("busy-503.csv", errors.TransientSourceError, 75, "503"),
+    ("loop-a.csv", errors.SourceMissingError, 66, "redirects in a loop"),
+    ("silent.csv", errors.TransientSourceError, 75, "did not answer within 0.5 s"),
+    ("shrinking.csv", errors.TransientSourceError, 75, "fewer bytes than announced"),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "kind", "code", "says"), HTTP_CASES, ids=[c[0] for c in HTTP_CASES]
+)
+def test_http_failures(
+    path: str,
+    kind: type[errors.RelationsEtlError],
+    code: int,
+    says: str,
+    loaded: tuple[Settings, list[tuple[Any, ...]]],
+    ref: Reference,
+    serve: Serve,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings, before = loaded
+    monkeypatch.setenv("RELATIONS_ETL_HTTP_TIMEOUT", "0.5")
+    url, _ = serve(CASES_DIR, HostileHandler)
+    source = hostile_source({"file": "good.csv"}).model_copy(update={"uri": url + path})
+    started = time.monotonic()
+    with pytest.raises(errors.RelationsEtlError) as info:
+        run_source(source, settings, ref=ref)
+    assert time.monotonic() - started < 2.5
+    assert type(info.value) is kind
+    assert info.value.exit_code == code
+    assert info.value.transient is (code == 75)
+    assert (info.value.source, info.value.file) == (NAME, url + path)
+    assert says in str(info.value)
+    assert _good_rows(settings) == before
+
+
+def test_http_source_that_answers_loads(
+    loaded: tuple[Settings, list[tuple[Any, ...]]], ref: Reference, serve: Serve
+) -> None:
+    settings, _ = loaded
+    url, requested = serve(CASES_DIR, HostileHandler)
+    source = hostile_source({"file": "ragged.csv"}).model_copy(update={"uri": url + "ragged.csv"})
+    result = run_source(source, settings, ref=ref)
+    assert (result.rows_loaded, result.rows_rejected) == (2, 2)
+    assert requested == ["/ragged.csv"]
+
+
+def test_local_file_that_changes_while_read_is_transient(
+    tmp_path: Path, loaded: tuple[Settings, list[tuple[Any, ...]]], ref: Reference
+) -> None:
+    # A pipe is a file whose content arrives while it is read: its size when the read starts
+    # (0) is not what was read, exactly what a producer still writing a file looks like.
+    settings, before = loaded
+    path = tmp_path / "growing.csv"
+    os.mkfifo(path)
+    content = (CASES_DIR / "good.csv").read_bytes()
+
+    def produce() -> None:
+        with open(path, "wb") as pipe:
+            pipe.write(content)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    try:
+        with pytest.raises(errors.TransientSourceError, match="changed while it was read") as info:
+            run_source(hostile_source({"file": str(path)}), settings, ref=ref)
+    finally:
+        producer.join(timeout=5)
+    assert info.value.exit_code == 75
+    assert f"0 bytes before, {len(content)} read" in str(info.value)
+    assert _good_rows(settings) == before
+
+
+# --- where sources may come from --------------------------------------------------------------
+
+
+def _sources_file(folder: Path, text: str) -> Path:
+    path = folder / "sources.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    "uri", ["ftp://example.org/visits.csv", "data:text/csv,id%0A1", "memory://visits.csv"]
+)
+def test_scheme_outside_the_allowlist_is_a_config_error(tmp_path: Path, uri: str) -> None:
+    path = _sources_file(
+        tmp_path, f"sources:\n  - {{name: odd-one, kind: visits, uri: '{uri}', format: csv}}\n"
+    )
+    with pytest.raises(errors.ConfigError, match="is not allowed") as info:
+        load_sources(path, Settings(home=tmp_path))
+    assert info.value.source == "odd-one"
+    assert info.value.exit_code == 78
+
+
+def test_sources_file_narrows_the_schemes(tmp_path: Path) -> None:
+    narrowed = _sources_file(
+        tmp_path,
+        "allowed_schemes: [file]\n"
+        "sources:\n  - {name: remote, kind: visits, uri: 'https://example.org/v.csv'}\n",
+    )
+    with pytest.raises(errors.ConfigError, match=r"scheme 'https'.*allowed: \['file'\]"):
+        load_sources(narrowed, Settings(home=tmp_path))
+    widened = _sources_file(
+        tmp_path,
+        "allowed_schemes: [file, gopher]\nsources:\n  - {name: a, kind: visits, uri: a.csv}\n",
+    )
+    with pytest.raises(errors.ConfigError, match="gopher"):
+        load_sources(widened, Settings(home=tmp_path))
+
+
+def test_extract_refuses_a_scheme_the_settings_do_not_allow(tmp_path: Path) -> None:
+    source = hostile_source({"file": "good.csv"}).model_copy(update={"uri": "memory://good.csv"})
+    with pytest.raises(errors.ConfigError, match="'memory'"):
+        list(extract(source, Settings(home=tmp_path)))
+
+
+@pytest.fixture
+def landing(tmp_path: Path) -> Path:
+    """A config folder with a landing folder inside, and a secret outside it."""
+    folder = tmp_path / "config" / "landing"
+    folder.mkdir(parents=True)
+    shutil.copy(CASES_DIR / "good.csv", folder / "good.csv")
+    (tmp_path / "secret.csv").write_text("id\nsecret\n", encoding="utf-8")
+    return folder
+
+
+def _landing_sources(landing: Path, uri: str, confine: str = "") -> list[Source]:
+    path = _sources_file(
+        landing.parent,
+        f"landing: landing\n{confine}"
+        f"sources:\n  - {{name: landed, kind: visits, uri: '{uri}', format: csv}}\n",
+    )
+    return load_sources(path, Settings(home=landing.parent))
+
+
+def test_landing_folder_holds_relative_uris(landing: Path) -> None:
+    [source] = _landing_sources(landing, "good.csv")
+    assert source.uri == str(landing / "good.csv")
+    assert source.landing == str(landing)
+    [table] = extract(source)
+    assert table.frame.height == 3
+
+
+@pytest.mark.parametrize("uri", ["../../secret.csv", "../../../../../../etc/passwd", "/etc/passwd"])
+def test_path_out_of_the_landing_folder_is_refused(landing: Path, uri: str) -> None:
+    with pytest.raises(errors.ConfigError, match="outside the landing folder") as info:
+        _landing_sources(landing, uri)
+    assert info.value.source == "landed"
+
+
+def test_link_out_of_the_landing_folder_is_refused(landing: Path) -> None:
+    (landing / "innocent.csv").symlink_to(landing.parent.parent / "secret.csv")
+    with pytest.raises(errors.ConfigError, match="outside the landing folder"):
+        _landing_sources(landing, "innocent.csv")
+
+
+def test_link_planted_after_the_config_was_read_is_refused_at_read_time(landing: Path) -> None:
+    [source] = _landing_sources(landing, "later.csv")
+    (landing / "later.csv").symlink_to(landing.parent.parent / "secret.csv")
+    with pytest.raises(errors.ConfigError, match="outside the landing folder"):
+        list(extract(source))
+
+
+def test_link_out_of_the_landing_folder_inside_a_listed_folder_is_refused(landing: Path) -> None:
+    folder = landing / "decades"
+    folder.mkdir()
+    shutil.copy(CASES_DIR / "xml_folder" / "1990.xml", folder / "1990.xml")
+    outside = landing.parent.parent / "2000.xml"
+    shutil.copy(CASES_DIR / "xml_folder" / "2000.xml", outside)
+    (folder / "2000.xml").symlink_to(outside)
+    path = _sources_file(
+        landing.parent,
+        "landing: landing\nsources:\n"
+        "  - {name: landed, kind: visits, uri: decades, format: hsg-visits-xml}\n",
+    )
+    [source] = load_sources(path, Settings(home=landing.parent))
+    with pytest.raises(errors.ConfigError, match=r"2000\.xml.*outside the landing folder"):
+        list(extract(source))
+
+
+def test_confinement_can_be_switched_off(landing: Path) -> None:
+    [source] = _landing_sources(landing, "../../secret.csv", "confine_to_landing: false\n")
+    assert source.landing is None
+    [table] = extract(source)
+    assert table.frame.get_column("id").to_list() == ["secret"]
+
+
+# --- values a spreadsheet would run ------------------------------------------------------------
+
+
+FORMULAS = ["=1+2", "+44 20 7946 0000", "-5", "@SUM(A1)"]
+
+
+def test_formula_like_values_are_kept_and_neutralized_in_csv_exports(
+    tmp_path: Path,
+    loaded: tuple[Settings, list[tuple[Any, ...]]],
+    ref: Reference,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings, _ = loaded
+    run_source(hostile_source({"file": "formula_like.csv"}), settings, ref=ref)
+    rejected = tmp_path / "rejected.csv"
+    rejected.write_text(
+        'id,visitor,country,start,end,notes\n=HYPERLINK("x"),Wizard Merlin,France,2023-01-01,,\n',
+        encoding="utf-8",
+    )
+    run_source(hostile_source({"file": str(rejected)}), settings, ref=ref)
+    conn = duckdb.connect(str(settings.db_path), read_only=True)
+    try:
+        stored = conn.execute(
+            "SELECT notes FROM visits WHERE source_record IN ('h1', 'h2', 'h3', 'h4') ORDER BY 1"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert sorted(v for (v,) in stored) == sorted(FORMULAS)  # the warehouse keeps them as text
+
+    monkeypatch.setenv("RELATIONS_ETL_HOME", str(settings.home))
+    query = (
+        "SELECT notes, -5 AS number FROM visits WHERE source_record IN ('h1','h2','h3','h4') "
+        "ORDER BY notes"
+    )
+    assert main(["sql", query, "--csv"]) == 0
+    exported = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert exported[0] == ["notes", "number"]
+    assert sorted(row[0] for row in exported[1:]) == sorted("'" + v for v in FORMULAS)
+    assert {row[1] for row in exported[1:]} == {"-5"}  # a number is not text: left alone
+
+    assert main(["quarantine", "--source", NAME, "--csv"]) == 0
+    quarantine = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [row["source_record"] for row in quarantine] == ['\'=HYPERLINK("x")']
+
+
+# --- the command line, as a scheduler runs it ---------------------------------------------------
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, prefect_server: None) -> dict[str, str]:
+    from prefect.settings import get_current_settings
+
+    return {
+        **os.environ,
+        "RELATIONS_ETL_HOME": str(tmp_path / "warehouse"),
+        "PREFECT_API_URL": str(get_current_settings().api.url),
+    }
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    script = Path(sys.executable).parent / "relations-etl"
+    return subprocess.run(
+        [str(script), *args], capture_output=True, text=True, env=env, check=False, timeout=300
+    )
+
+
+def _one_paragraph(stderr: str) -> str:
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("relations-etl: ")
+    return lines[0]
+
+
+def test_cli_exit_codes(
+    cli_env: dict[str, str], serve: Serve, tmp_path: Path, ref: Reference
+) -> None:
+    settings = Settings(home=Path(cli_env["RELATIONS_ETL_HOME"]))
+    run_source(hostile_source({"file": "good.csv"}), settings, ref=ref)
+    before = _good_rows(settings)
+    url, _ = serve(CASES_DIR, HostileHandler)
+    mapping = str(_mapping_file(tmp_path))
+    runs = [
+        (str(CASES_DIR / "empty.csv"), 65, "the file is empty"),
+        (f"{url}missing.csv", 66, "404"),
+        (str(CASES_DIR / "cp1251.csv"), 65, "Set options.encoding"),
+        ("ftp://example.org/visits.csv", 78, "scheme 'ftp'"),
+    ]
+    # started together: each is a whole interpreter with Prefect, and they do not share state
+    script = Path(sys.executable).parent / "relations-etl"
+    started = [
+        subprocess.Popen(
+            [
+                str(script),
+                "ingest",
+                "visits",
+                uri,
+                "--name",
+                NAME,
+                "--format",
+                "csv",
+                "--mapping",
+                mapping,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env,
+        )
+        for uri, _, _ in runs
+    ]
+    for (uri, code, says), process in zip(runs, started, strict=True):
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == code, (uri, stderr)
+        assert says in _one_paragraph(stderr), uri
+    assert _good_rows(settings) == before  # nothing already loaded was lost
+
+
+def test_cli_nightly_with_one_failing_source_exits_1(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    shutil.copy(CASES_DIR / "good.csv", tmp_path / "good.csv")
+    shutil.copy(CASES_DIR / "empty.csv", tmp_path / "empty.csv")
+    mapping = _mapping_file(tmp_path)
+    config = _sources_file(
+        tmp_path,
+        "sources:\n"
+        f"  - {{name: fine, kind: visits, uri: good.csv, mapping: {mapping.name}}}\n"
+        f"  - {{name: broken, kind: visits, uri: empty.csv, mapping: {mapping.name}}}\n",
+    )
+    done = _cli(cli_env, "run", "--config", str(config))
+    assert done.returncode == 1
+    assert "fine: read 3, loaded 3" not in done.stdout  # the run raised before printing
+    assert "1 source(s) failed: broken" in _one_paragraph(done.stderr)
+    conn = duckdb.connect(str(Path(cli_env["RELATIONS_ETL_HOME"]) / "relations.duckdb"))
+    try:
+        loaded = conn.execute("SELECT source, count(*) FROM visits GROUP BY 1").fetchall()
+        audit = conn.execute("SELECT source, status FROM load_batches ORDER BY 1").fetchall()
+    finally:
+        conn.close()
+    assert loaded == [("fine", 3)]
+    assert audit == [("broken", "failed"), ("fine", "succeeded")]
+
+
+def test_cli_unexpected_error_exits_70_with_where_to_look(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    home = tmp_path / "not-a-folder"
+    home.write_text("a file where the warehouse folder should be\n", encoding="utf-8")
+    env = {**cli_env, "RELATIONS_ETL_HOME": str(home)}
+    done = _cli(
+        env,
+        "ingest",
+        "visits",
+        str(CASES_DIR / "good.csv"),
+        "--mapping",
+        str(_mapping_file(tmp_path)),
+    )
+    assert done.returncode == 70
+    paragraph = _one_paragraph(done.stderr)
+    assert "internal error" in paragraph
+    log = Path(paragraph.rsplit("the traceback is in ", 1)[1].rstrip("."))
+    assert "Traceback" in log.read_text(encoding="utf-8")
+    log.unlink()
+
+
+def _mapping_file(folder: Path) -> Path:
+    path = folder / "hostile-mapping.yaml"
+    path.write_text(yaml.safe_dump(SPEC["base_mapping"]), encoding="utf-8")
+    return path
