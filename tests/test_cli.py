@@ -89,7 +89,7 @@ def test_run_then_report_and_sql(cli: Cli) -> None:
     table = cli("sql", "SELECT count(*) AS n FROM relations")
     assert table.returncode == 0 and " 5 " in table.stdout
     refused = cli("sql", "DELETE FROM visits")
-    assert refused.returncode == 74 and "read-only" in refused.stderr
+    assert refused.returncode == 64 and "read-only" in refused.stderr
 
 
 def test_errors_name_what_to_fix(cli: Cli, tmp_path: Path) -> None:
@@ -110,7 +110,7 @@ def test_errors_name_what_to_fix(cli: Cli, tmp_path: Path) -> None:
     assert absent.returncode == 78 and "none.yaml does not exist" in absent.stderr
     assert cli("run", "--config", str(REPO / "examples" / "sources.yaml")).returncode == 0
     missing = cli("sql", "SELECT * FROM no_such_table")
-    assert missing.returncode == 74 and "no_such_table" in missing.stderr
+    assert missing.returncode == 64 and "no_such_table" in missing.stderr
 
 
 @pytest.mark.shared_data

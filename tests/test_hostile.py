@@ -285,10 +285,9 @@ def test_http_failures(
     loaded: tuple[Settings, list[tuple[Any, ...]]],
     ref: Reference,
     serve: Serve,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings, before = loaded
-    monkeypatch.setenv("RELATIONS_ETL_HTTP_TIMEOUT", "0.5")
+    settings = settings.model_copy(update={"http_timeout": 0.5})
     url, _ = serve(CASES_DIR, HostileHandler)
     source = hostile_source({"file": "good.csv"}).model_copy(update={"uri": url + path})
     started = time.monotonic()

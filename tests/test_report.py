@@ -379,9 +379,9 @@ def test_report_command_writes_html_and_prints_markdown(
                 str(tmp_path / "missing" / "kaz.html"),
             ]
         )
-        == 1
+        == 73
     )
-    assert "Give --html a path in a folder that exists" in capsys.readouterr().err
+    assert "Give a path in a folder that exists" in capsys.readouterr().err
 
 
 def test_a_year_without_facts_says_so(demo: Settings) -> None:

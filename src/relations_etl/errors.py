@@ -58,7 +58,7 @@ class RelationsEtlError(Exception):
             if value is not None
         ]
         text = f"{self.message} [{', '.join(where)}]" if where else self.message
-        return f"{text}. {self.hint}" if self.hint else text
+        return f"{text.rstrip('.')}. {self.hint}" if self.hint else text
 
 
 class ConfigError(RelationsEtlError):
@@ -134,3 +134,10 @@ class QueryError(RelationsEtlError):
 
     hint = "Check the SQL: `sql` runs one read-only query (SELECT, WITH, DESCRIBE, SHOW, EXPLAIN)."
     exit_code = EX_USAGE
+
+
+class OutputError(RelationsEtlError):
+    """A file the user asked for (a report) could not be written."""
+
+    hint = "Give a path in a folder that exists and that you can write to."
+    exit_code = EX_CANTCREAT

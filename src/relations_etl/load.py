@@ -240,10 +240,9 @@ def load_batch(
             )
         # the outbox of publish: committed with the data, emptied only once the Parquet is written,
         # so a crash between this commit and the publish is repaired by the next run
-        conn.executemany(
-            "INSERT OR IGNORE INTO publish_queue VALUES (?, ?, ?)",
-            [[t, y, batch.batch_id] for t, ys in result.years.items() for y in sorted(ys)],
-        )
+        queued = [[t, y, batch.batch_id] for t, ys in result.years.items() for y in sorted(ys)]
+        if queued:
+            conn.executemany("INSERT OR IGNORE INTO publish_queue VALUES (?, ?, ?)", queued)
         _audit(conn, batch, result, "succeeded", now, content_hash, fingerprint)
         conn.commit()
         return result

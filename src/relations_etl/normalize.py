@@ -42,6 +42,7 @@ FUTURE_FIELDS: dict[Kind, tuple[str, ...]] = {
     Kind.VISITS: ("start_date",),
     Kind.MEMBERSHIPS: (),
     Kind.RELATIONS: ("event_date",),
+    Kind.REPORTED_TOTALS: ("published_on",),
 }
 _TWO_DIGIT_YEAR = re.compile(r"^\d{1,2}[-/.]\d{1,2}[-/.]\d{2}$")
 RowError = dict[str, str | None]

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from relations_etl.errors import RelationsEtlError
+from relations_etl.errors import OutputError
 from relations_etl.load import LoadResult, connect
 from relations_etl.report_data import gather
 from relations_etl.report_html import render_html
@@ -86,10 +86,7 @@ def write_html(conn: duckdb.DuckDBPyConnection, country: str, year: int, path: P
         os.replace(temporary, path)
     except OSError as exc:
         temporary.unlink(missing_ok=True)
-        raise RelationsEtlError(
-            f"cannot write the report to {path}: {exc.strerror or exc}",
-            hint="Give --html a path in a folder that exists and that you can write to.",
-        ) from exc
+        raise OutputError(f"cannot write the report to {path}: {exc.strerror or exc}") from exc
     return path
 
 
