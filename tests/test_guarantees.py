@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from prefect.artifacts import Artifact
 
-from flows.ingest import nightly
+from flows.ingest import nightly, replay_quarantine
 from relations_etl.config import Kind, Source, load_sources
 from relations_etl.errors import (
     ConfigError,
@@ -252,3 +252,28 @@ def test_hostile_names_and_values_never_become_sql(tmp_path: Path) -> None:
         "visits",
         "rejected_rows",
     }
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_line_read_wrong_stays_in_quarantine_on_replay(
+    settings: Settings, tmp_path: Path
+) -> None:
+    listing = tmp_path / "relations.csv"
+    listing.write_text(
+        "country,counterpart,event,date\n"
+        "Kazakhstan,China,established,1992-01-03\n"
+        "Kazakhstan,Japan,established,1992-01-26,an extra field\n",
+        encoding="utf-8",
+    )
+    source = Source(name="r", kind=Kind.RELATIONS, uri=str(listing), mapping={"columns": COLUMNS})
+    first = run_source(source, settings)
+    assert (first.rows_loaded, first.rows_rejected) == (1, 1)
+    (replayed,) = replay_quarantine(home=str(settings.home))
+    assert (replayed.rows_loaded, replayed.rows_rejected) == (0, 1)
+    checks = run_query(
+        settings,
+        'SELECT list_transform(errors, lambda e: e."check") FROM rejected_rows '
+        "WHERE resolved_batch_id IS NULL",
+    ).item()
+    assert "field_count" in checks.to_list()
+    assert run_query(settings, "SELECT count(*) FROM relations").item() == 1

@@ -28,6 +28,8 @@ ROW = "_row"
 FILE = "_file"
 RAW = "_raw"
 ROW_ERRORS = "_row_errors"
+# checks of rows that could not be read as written (readers/delimited.py, readers/records.py)
+READ_CHECKS = ("field_count", "json_line", "json_record")
 _NESTED = (pl.List, pl.Array, pl.Struct)
 
 

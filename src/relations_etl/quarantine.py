@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
 from relations_etl.config import Source
 from relations_etl.errors import WarehouseError
-from relations_etl.extract import FILE, RAW, ROW, RawTable
+from relations_etl.extract import FILE, RAW, READ_CHECKS, ROW, ROW_ERRORS, RawTable
+from relations_etl.facts import ERRORS
 from relations_etl.load import connect
 from relations_etl.mapping import RECORD
 from relations_etl.settings import Settings
@@ -93,10 +95,11 @@ def prepare_replay(settings: Settings, source_name: str) -> Replay:
             [source_name],
         ).fetchone()
         rows = conn.execute(
-            """SELECT source_file, source_row, source_record, CAST(raw AS VARCHAR)
+            """SELECT source_file, source_row, source_record, CAST(raw AS VARCHAR),
+                list_filter(errors, lambda e: list_contains(?, e."check")) AS read_errors
             FROM rejected_rows WHERE resolved_batch_id IS NULL AND source = ?
             ORDER BY source_file, source_row""",
-            [source_name],
+            [list(READ_CHECKS), source_name],
         ).fetchall()
     finally:
         conn.close()
@@ -107,23 +110,26 @@ def prepare_replay(settings: Settings, source_name: str) -> Replay:
             hint="Run the source once before a replay.",
         )
     source = Source.model_validate_json(config[0])
-    by_file: dict[str, list[tuple[int, str | None, str]]] = {}
-    for file, row, record, raw in rows:
-        by_file.setdefault(file, []).append((row, record, raw))
+    by_file: dict[str, list[tuple[int, str | None, str, list[Any]]]] = {}
+    for file, row, record, raw, read_errors in rows:
+        by_file.setdefault(file, []).append((row, record, raw, read_errors))
     tables = []
     for file, entries in by_file.items():
-        records = [json.loads(raw) for _, _, raw in entries]
+        records = [json.loads(raw) for _, _, raw, _ in entries]
         names = list(dict.fromkeys(k for r in records for k in r))
         frame = pl.DataFrame(
             {n: [None if r.get(n) is None else str(r.get(n)) for r in records] for n in names},
             schema={n: pl.String for n in names},
         ).with_columns(
-            pl.Series(RAW, [raw for _, _, raw in entries], dtype=pl.String),
-            pl.Series(ROW, [row for row, _, _ in entries], dtype=pl.Int64),
+            pl.Series(RAW, [raw for _, _, raw, _ in entries], dtype=pl.String),
+            pl.Series(ROW, [row for row, _, _, _ in entries], dtype=pl.Int64),
             pl.lit(file).alias(FILE),
-            pl.Series(RECORD, [record for _, record, _ in entries], dtype=pl.String),
+            pl.Series(RECORD, [record for _, record, _, _ in entries], dtype=pl.String),
+            # a line read wrong (too many fields, not JSON) looks whole once stored: keep its
+            # read errors, so only a corrected list can load it
+            pl.Series(ROW_ERRORS, [errs for _, _, _, errs in entries], dtype=ERRORS),
         )
-        digest = hashlib.sha256("".join(raw for _, _, raw in entries).encode()).hexdigest()
+        digest = hashlib.sha256("".join(raw for _, _, raw, _ in entries).encode()).hexdigest()
         tables.append(RawTable(frame, file, digest, tuple(names)))
-    keys = [f"{file}#{row}" for file, row, _, _ in rows]
+    keys = [f"{file}#{row}" for file, row, _, _, _ in rows]
     return Replay(source, tables, keys)
