@@ -12,7 +12,7 @@ import pytest
 from prefect.artifacts import Artifact
 
 from flows.ingest import nightly, replay_quarantine
-from relations_etl.config import Kind, Source, load_sources
+from relations_etl.config import Kind, Source, load_sources, source_for
 from relations_etl.errors import (
     ConfigError,
     QueryError,
@@ -23,6 +23,7 @@ from relations_etl.pipeline import run_source
 from relations_etl.quarantine import open_rejections
 from relations_etl.query import run_query
 from relations_etl.settings import Settings
+from tests.conftest import REPO
 from tests.state import (
     edit_relations,
     parquet_digests,
@@ -277,3 +278,22 @@ def test_a_line_read_wrong_stays_in_quarantine_on_replay(
     ).item()
     assert "field_count" in checks.to_list()
     assert run_query(settings, "SELECT count(*) FROM relations").item() == 1
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_record_repeated_across_files_stays_a_duplicate_on_replay(settings: Settings) -> None:
+    folder = REPO / "tests" / "cases" / "hostile" / "xml_folder"
+    source = source_for(Kind.VISITS, str(folder), "hsg-visits-xml", None)
+    first = run_source(source, settings)
+    assert first.rows_rejected == 2
+    (replayed,) = replay_quarantine(home=str(settings.home))
+    assert (replayed.rows_loaded, replayed.rows_rejected) == (0, 2)
+    still = run_query(
+        settings,
+        'SELECT source_record, list_transform(errors, lambda e: e."check") AS checks '
+        "FROM rejected_rows WHERE resolved_batch_id IS NULL ORDER BY source_file",
+    ).rows()
+    assert [(record, "duplicate_record" in checks) for record, checks in still] == [
+        ("x2", True),
+        ("x2", True),
+    ]
