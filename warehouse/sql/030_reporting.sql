@@ -4,7 +4,8 @@
 -- Pairs of countries with relations in force on a date (both ways), for every country:
 --   SELECT count(*) FROM relations_in_force(DATE '2023-12-31') WHERE country = 'KAZ'
 -- or for one country: SELECT * FROM relations_in_force('KAZ', DATE '2023-12-31')
-CREATE OR REPLACE MACRO relations_in_force(on_date) AS TABLE (
+-- pairs with relations in force on a date, every country (relations_in_force reads it)
+CREATE OR REPLACE MACRO relations_in_force_all(on_date) AS TABLE (
     WITH
     events_until AS (
         SELECT country, counterpart, event, event_date,
@@ -26,27 +27,17 @@ CREATE OR REPLACE MACRO relations_in_force(on_date) AS TABLE (
         WHERE l.last_event IN ('established', 'restored')
     )
     SELECT * FROM final
+);
+
+CREATE OR REPLACE MACRO relations_in_force(on_date) AS TABLE (
+    SELECT * FROM relations_in_force_all(on_date)
 ),
 (reporting_country, on_date) AS TABLE (
     WITH
-    events_until AS (
-        SELECT country, counterpart, event, event_date,
-               list_position(['established', 'suspended', 'severed', 'restored'], event) AS stage
-        FROM stg_relation_events
-        WHERE country = reporting_country AND event_date <= on_date
-    ),
-    latest AS (
-        SELECT country, counterpart, arg_max(event, (event_date, stage)) AS last_event,
-               max(event_date) AS since
-        FROM events_until
-        GROUP BY country, counterpart
-    ),
     final AS (
-        SELECT l.country, l.counterpart, l.last_event, l.since, c.name AS counterpart_name
-        FROM latest AS l
-        LEFT JOIN countries AS c ON c.code = l.counterpart
-        WHERE l.last_event IN ('established', 'restored')
-        ORDER BY l.counterpart
+        SELECT * FROM relations_in_force_all(on_date)
+        WHERE country = reporting_country
+        ORDER BY counterpart
     )
     SELECT * FROM final
 );
