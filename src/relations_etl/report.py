@@ -109,6 +109,7 @@ def write_configured_report(settings: Settings) -> Path | None:
             ).fetchall()[0]
             year = int(latest) if latest is not None else dt.date.today().year
         settings.reports_dir.mkdir(parents=True, exist_ok=True)
-        return write_html(conn, country, year, settings.reports_dir / f"{country}-{year}.html")
+        target = settings.reports_dir.resolve() / f"{country}-{year}.html"
+        return write_html(conn, country, year, target)
     finally:
         conn.close()
