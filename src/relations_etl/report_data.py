@@ -186,6 +186,8 @@ def gather(conn: duckdb.DuckDBPyConnection, country: str, year: int) -> ReportDa
         """SELECT source, kind, status, rows_read, rows_loaded, rows_rejected, rows_deduplicated,
                   finished_at
            FROM load_batches
+           -- the batch that last read the list: a skipped one read nothing, it only checked
+           WHERE status IN ('succeeded', 'failed')
            QUALIFY row_number() OVER (PARTITION BY source ORDER BY started_at DESC) = 1
            ORDER BY source""",
         [],
@@ -343,7 +345,7 @@ def tables(data: ReportData) -> list[Table]:
         ),
         Table(
             "batches",
-            "Data quality: last batch of each source",
+            "Data quality: last batch that read each source",
             ["source", "kind", "status", "read", "loaded", "rejected", "deduplicated", "finished"],
             [[_text(v) for v in row] for row in data.batches.rows()],
         ),
