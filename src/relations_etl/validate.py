@@ -153,10 +153,16 @@ def duplicate_records(frame: pl.DataFrame, kind: Kind) -> pl.DataFrame:
     Which of them is right is for a steward to say; identical repeats are left to the split,
     which counts them as deduplicated.
     """
+    # only records that more than one raw row uses can clash: find those first, cheaply, so the
+    # window expressions below run on a handful of rows, not on every row of a large list
+    raw_rows = frame.group_by(RECORD).agg(pl.struct(FILE, ROW).n_unique().alias("_raw_rows"))
+    shared = raw_rows.filter(pl.col("_raw_rows") > 1).select(RECORD)
+    if shared.is_empty():
+        return frame
+    suspects = frame.join(shared, on=RECORD, how="semi")
     # a raw row's signature covers all of its people, so "A and B" vs "A and C" differ
     people = pl.struct(PERSON, *content_columns(kind)).hash()
     signature = people.sort().over([FILE, ROW], mapping_strategy="join").hash()
-    differs = signature.n_unique().over(RECORD) > 1
     several = frame.get_column(FILE).n_unique() > 1
     where = (
         pl.format("{}#{}", pl.col(FILE).str.extract(r"([^/]*)$"), pl.col(ROW))
@@ -164,14 +170,26 @@ def duplicate_records(frame: pl.DataFrame, kind: Kind) -> pl.DataFrame:
         else pl.col(ROW).cast(pl.String)
     )
     rows = where.unique().sort().str.join(", ").over(RECORD)
+    clashes = (
+        suspects.filter(signature.n_unique().over(RECORD) > 1)
+        .select(
+            FILE,
+            ROW,
+            pl.format(
+                "record id {} is used by rows {} with different content", pl.col(RECORD), rows
+            ).alias("_clash"),
+        )
+        .unique([FILE, ROW])
+    )
+    flagged = frame.join(clashes, on=[FILE, ROW], how="left", maintain_order="left")
     return append_error(
-        frame,
-        differs,
+        flagged,
+        pl.col("_clash").is_not_null(),
         pl.lit("source_record"),
         pl.lit("duplicate_record"),
         pl.col(RECORD),
-        pl.format("record id {} is used by rows {} with different content", pl.col(RECORD), rows),
-    )
+        pl.col("_clash"),
+    ).drop("_clash")
 
 
 def validate(frame: pl.DataFrame, kind: Kind) -> pl.DataFrame:
