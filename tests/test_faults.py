@@ -155,6 +155,11 @@ class FlakyHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.requests.append(self.path)
         if len(self.requests) <= self.failures:
+            if self.mode == "silent":
+                # answer nothing for longer than the client's timeout
+                time.sleep(2)
+                self.close_connection = True
+                return
             if self.mode == "reset":
                 # close the socket without an answer: the client sees a reset connection
                 self.close_connection = True
@@ -196,7 +201,7 @@ def _extract_runs(flow_run_id: object) -> list[int]:
     ("mode", "failures", "attempts"),
     # aiohttp itself resends a request once when the server drops the connection, so three
     # resets take two attempts of the task
-    [("503", 2, 3), ("500", 2, 3), ("reset", 3, 2), ("404", 1, 1)],
+    [("503", 2, 3), ("500", 2, 3), ("reset", 3, 2), ("silent", 1, 2), ("404", 1, 1)],
 )
 def test_transient_failures_are_retried_with_back_off_bad_answers_are_not(
     tmp_path: Path,
@@ -207,6 +212,7 @@ def test_transient_failures_are_retried_with_back_off_bad_answers_are_not(
     attempts: int,
 ) -> None:
     monkeypatch.setenv("RELATIONS_ETL_RETRY_DELAYS", "[0.2, 0.4, 0.8]")
+    monkeypatch.setenv("RELATIONS_ETL_HTTP_TIMEOUT", "0.5")
     flaky.mode, flaky.failures = mode, failures
     source = Source(
         name="flaky",
