@@ -147,3 +147,25 @@ def test_month_end_is_last_day_of_month(y: int, m: int) -> None:
     assert end.precision == "month"
     assert end.date.month == m
     assert (end.date + dt.timedelta(days=1)).day == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "pivot", "expected"),
+    [
+        ("31/12/99", 30, dt.date(1999, 12, 31)),
+        ("01/02/05", 30, dt.date(2005, 2, 1)),
+        ("01/02/30", 30, dt.date(1930, 2, 1)),
+        ("01/02/29", 30, dt.date(2029, 2, 1)),
+        ("31/12/99", 100, dt.date(2099, 12, 31)),
+        ("31/12/1999", None, dt.date(1999, 12, 31)),
+    ],
+)
+def test_two_digit_years_follow_the_lists_pivot(
+    text: str, pivot: int | None, expected: dt.date
+) -> None:
+    assert parse_date(text, order="dmy", century_pivot=pivot).date == expected
+
+
+def test_a_two_digit_year_without_a_pivot_says_how_to_fix_it() -> None:
+    with pytest.raises(DateError, match=r"two-digit year .*dates\.century_pivot"):
+        parse_date("31/12/99", order="dmy")

@@ -95,6 +95,8 @@ class DateOptions(_Strict):
 
     order: Literal["ymd", "dmy", "mdy"] | None = None
     excel_serial: bool = False
+    century_pivot: int | None = Field(default=None, ge=0, le=100)
+    """Two-digit years (31/12/99): below the pivot 20xx, from it 19xx; unset, a row error."""
 
 
 DEFAULT_PEOPLE_SEPARATOR = r"\s+(?:and|&)\s+|\s*[,;]\s+"

@@ -23,7 +23,7 @@ _ISO = re.compile(
     r"^(\d{4})(?:[-/.](\d{1,2})(?:[-/.](\d{1,2}))?)?"
     r"(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$"
 )
-_NUMERIC = re.compile(r"^(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})$")
+_NUMERIC = re.compile(r"^(\d{1,2})[-/.](\d{1,2})[-/.](\d{4}|\d{2})$")
 _MONTH_YEAR = re.compile(r"^(\d{1,2})[-/.](\d{4})$")
 _WORDS = re.compile(r"^(?:(\d{1,2})\s+)?([A-Za-z]+)\.?(?:\s+(\d{1,2}))?,?\s+(\d{4})$")
 _NUMBER = re.compile(r"^[+]?(\d+(?:\.\d*)?|\.\d+)(?:[eE][+]?\d+)?$")
@@ -65,8 +65,26 @@ def _number(raw: str, excel_serial: bool, end: bool) -> ParsedDate:
     raise DateError(f"number {raw!r} is not a year (set dates.excel_serial for Excel days)")
 
 
+def _full_year(digits: str, pivot: int | None, text: str) -> int:
+    """A year as written; two digits need the list's pivot: below it 20xx, from it 19xx."""
+    if len(digits) == 4:
+        return int(digits)
+    if pivot is None:
+        raise DateError(
+            f"{text!r} has a two-digit year (19xx or 20xx?); write the year in full or set "
+            "dates.century_pivot in the mapping"
+        )
+    short = int(digits)
+    return 2000 + short if short < pivot else 1900 + short
+
+
 def parse_date(
-    text: str, *, order: Order = "ymd", excel_serial: bool = False, end: bool = False
+    text: str,
+    *,
+    order: Order = "ymd",
+    excel_serial: bool = False,
+    end: bool = False,
+    century_pivot: int | None = None,
 ) -> ParsedDate:
     """Parse one raw date; `end` makes a month or year stand for its last day, not its first."""
     raw = text.strip()
@@ -78,7 +96,8 @@ def parse_date(
         year, month, day = (int(g) if g else None for g in m.groups())
         return _build(year or 0, month, day, end, raw)
     if m := _NUMERIC.match(raw):
-        a, b, year = (int(g) for g in m.groups())
+        a, b = int(m.group(1)), int(m.group(2))
+        year = _full_year(m.group(3), century_pivot, raw)
         if order == "ymd":
             raise DateError(
                 f"{raw!r} could be day-first or month-first; set dates.order to dmy or mdy"

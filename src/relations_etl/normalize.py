@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -44,7 +43,6 @@ FUTURE_FIELDS: dict[Kind, tuple[str, ...]] = {
     Kind.RELATIONS: ("event_date",),
     Kind.REPORTED_TOTALS: ("published_on",),
 }
-_TWO_DIGIT_YEAR = re.compile(r"^\d{1,2}[-/.]\d{1,2}[-/.]\d{2}$")
 RowError = dict[str, str | None]
 Answer = tuple[dict[str, Any], RowError | None]
 _ERROR_FIELDS = ("column", "check", "value", "message")
@@ -89,6 +87,7 @@ def _lookup(
 def _dates(frame: pl.DataFrame, kind: Kind, source: Source, default_order: Order) -> pl.DataFrame:
     order: Order = source.mapping.dates.order or default_order
     excel = source.mapping.dates.excel_serial
+    pivot = source.mapping.dates.century_pivot
     if kind is Kind.MEMBERSHIPS:  # a `year` fills both ends of a membership
         frame = frame.with_columns(
             pl.coalesce("start_date", "year").alias("start_date"),
@@ -104,15 +103,10 @@ def _dates(frame: pl.DataFrame, kind: Kind, source: Source, default_order: Order
             if text is None:
                 return {}, None
             try:
-                parsed = parse_date(text, order=order, excel_serial=excel, end=end)
+                parsed = parse_date(
+                    text, order=order, excel_serial=excel, end=end, century_pivot=pivot
+                )
             except DateError as exc:
-                if _TWO_DIGIT_YEAR.match(text.strip()):
-                    return {}, _error(
-                        field,
-                        "date_format",
-                        text,
-                        f"{text!r} has a two-digit year (19xx or 20xx?); write the year in full",
-                    )
                 return {}, _error(field, "date_format", text, str(exc))
             return {field + "_parsed": parsed.date, precision: parsed.precision}, None
 
