@@ -260,9 +260,7 @@ def local_path(uri: str) -> Path | None:
     return Path(uri[len("file://") :] if uri.startswith("file://") else uri)
 
 
-def check_uri(
-    name: str, uri: str, allowed: Sequence[str], landing: str | None = None
-) -> None:
+def check_uri(name: str, uri: str, allowed: Sequence[str], landing: str | None = None) -> None:
     """Refuse a URI whose scheme is not allowed, or a local path that leaves its landing folder.
 
     The path is resolved with its links, so `../..` and a symlink pointing outside both fail.

@@ -239,8 +239,8 @@ def _read_table(
 def combine(tables: list[RawTable], uri: str) -> RawTable:
     """The files of one source as one table, so that record ids are checked across files.
 
-    `_file` and `_row` still name each row's own file and row; the content hash is the same
-    digest of the files' hashes that a batch of several tables records.
+    `_file` and `_row` still name each row's own file and row; the content hash is a digest of
+    the files' hashes.
     """
     if len(tables) == 1:
         return tables[0]

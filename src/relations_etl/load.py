@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,9 +80,22 @@ def connect(settings: Settings, *, read_only: bool = False) -> duckdb.DuckDBPyCo
 
 
 def apply_sql(conn: duckdb.DuckDBPyConnection, sql_dir: Path) -> None:
-    """Create tables and (re)create views from the layered SQL files, in name order."""
-    for script in sorted(sql_dir.glob("*.sql")):
-        conn.execute(script.read_text(encoding="utf-8"))
+    """Create tables and (re)create views from the layered SQL files, in name order.
+
+    A warehouse that already has these exact scripts applied (their digest is recorded in
+    `schema_applied`) is left alone: every writer connects, and re-running all of the DDL on
+    each connection cost more than the statements the connection was opened for.
+    """
+    scripts = [p.read_text(encoding="utf-8") for p in sorted(sql_dir.glob("*.sql"))]
+    digest = hashlib.sha256("\0".join(scripts).encode()).hexdigest()
+    try:
+        if conn.execute("SELECT digest FROM schema_applied").fetchall() == [(digest,)]:
+            return
+    except duckdb.CatalogException:
+        pass  # a new warehouse, or one made before the digest was recorded
+    for script in scripts:
+        conn.execute(script)
+    conn.execute("CREATE OR REPLACE TABLE schema_applied AS SELECT ? AS digest", [digest])
 
 
 def refresh_reference(conn: duckdb.DuckDBPyConnection, ref: Reference) -> None:
@@ -337,8 +351,7 @@ def unconfigured_sources(settings: Settings, configured: list[str]) -> pl.DataFr
             "_configured", pl.DataFrame({"source": configured}, schema={"source": pl.String})
         )
         counts = " UNION ALL ".join(
-            f"SELECT source, '{table}' AS tbl, count(*) AS n FROM {table} GROUP BY source"
-            for table in TABLE.values()
+            f"SELECT source, count(*) AS n FROM {table} GROUP BY source" for table in TABLE.values()
         )
         frame: pl.DataFrame = conn.sql(
             f"""WITH kept AS ({counts}),

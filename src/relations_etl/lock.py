@@ -17,8 +17,8 @@ from relations_etl.errors import WarehouseLockedError
 from relations_etl.settings import Settings
 
 # flock belongs to an open file, so nested runs in one process (nightly -> ingest-source) must
-# share the holder's descriptor instead of opening the file again and waiting on themselves
-_held: dict[Path, tuple[int, int]] = {}
+# not open the file again and wait on themselves: the outermost run holds it for all of them
+_held: set[Path] = set()
 _guard = threading.Lock()
 
 
@@ -44,19 +44,12 @@ def holder(settings: Settings) -> str:
 @contextmanager
 def run_lock(settings: Settings, what: str) -> Iterator[None]:
     """Hold the warehouse's run lock; wait up to `settings.lock_timeout` seconds for it."""
-    path = lock_path(settings)
+    path = lock_path(settings).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     with _guard:
-        nested = _held.get(path)
-        if nested:
-            _held[path] = (nested[0], nested[1] + 1)
+        nested = path in _held
     if nested:
-        try:
-            yield
-        finally:
-            with _guard:
-                fd, depth = _held[path]
-                _held[path] = (fd, depth - 1)
+        yield
         return
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     deadline = time.monotonic() + settings.lock_timeout
@@ -80,12 +73,12 @@ def run_lock(settings: Settings, what: str) -> Iterator[None]:
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(info).encode(), 0)
     with _guard:
-        _held[path] = (fd, 1)
+        _held.add(path)
     try:
         yield
     finally:
         with _guard:
-            del _held[path]
+            _held.discard(path)
         # the kernel also drops the lock if this process is killed, so a crash never leaves
         # a stale lock behind
         os.ftruncate(fd, 0)

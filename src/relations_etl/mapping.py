@@ -40,14 +40,14 @@ def _check_columns(raw: RawTable, source: Source) -> None:
             )
 
 
-def _record_expr(raw: RawTable, source: Source, many_files: bool) -> pl.Expr:
+def _record_expr(raw: RawTable, source: Source) -> pl.Expr:
     if RECORD in raw.frame.columns:  # a replayed quarantine row keeps the record id it had
         return pl.col(RECORD)
     ids = source.mapping.record_id
     if ids:
         return pl.concat_str([pl.col(c).fill_null("") for c in ids], separator="|").alias(RECORD)
     row = pl.col(ROW).cast(pl.String)
-    if many_files or raw.frame.get_column(FILE).n_unique() > 1:
+    if raw.frame.get_column(FILE).n_unique() > 1:
         # rows are numbered per file: the file's name keeps the ids of several files apart
         stem = pl.col(FILE).str.extract(r"([^/]*)/*$")
         return pl.concat_str([stem, pl.lit(":"), row]).alias(RECORD)
@@ -79,9 +79,7 @@ def _people(
     return [(title, name, problem)]
 
 
-def apply_mapping(
-    raw: RawTable, source: Source, ref: Reference, *, many_files: bool = False
-) -> pl.DataFrame:
+def apply_mapping(raw: RawTable, source: Source, ref: Reference) -> pl.DataFrame:
     """Turn one raw table into rows of `source.kind` fields (text), one row per person."""
     _check_columns(raw, source)
     mapping = source.mapping
@@ -99,7 +97,7 @@ def apply_mapping(
         pl.col(ROW),
         pl.col(FILE),
         pl.col(RAW),
-        _record_expr(raw, source, many_files),
+        _record_expr(raw, source),
         read_errors,
     )
     frame = frame.with_columns(

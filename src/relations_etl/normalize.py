@@ -127,8 +127,9 @@ def _not_in_future(frame: pl.DataFrame, kind: Kind) -> pl.DataFrame:
             pl.lit(field),
             pl.lit("not_in_future"),
             pl.col(field).cast(pl.String),
-            pl.format("{} {} is after today; a list records what happened", pl.lit(field),
-                      pl.col(field)),
+            pl.format(
+                "{} {} is after today; a list records what happened", pl.lit(field), pl.col(field)
+            ),
         )
     return frame
 

@@ -12,7 +12,7 @@ import polars as pl
 
 import relations_etl
 from relations_etl.config import Kind, Source
-from relations_etl.extract import RawTable, extract
+from relations_etl.extract import RawTable, combine, extract
 from relations_etl.load import (
     Batch,
     LoadResult,
@@ -29,7 +29,7 @@ from relations_etl.periods import collapse_years
 from relations_etl.publish import publish_pending
 from relations_etl.reference import Reference
 from relations_etl.settings import Settings
-from relations_etl.split import REJECTED_SCHEMA, Split, split
+from relations_etl.split import Split, split
 from relations_etl.validate import validate
 
 
@@ -60,11 +60,9 @@ def new_batch(source: Source, flow_run_id: str | None = None) -> Batch:
     )
 
 
-def transform(
-    raw: RawTable, source: Source, ref: Reference, settings: Settings, *, many_files: bool = False
-) -> Split:
+def transform(raw: RawTable, source: Source, ref: Reference, settings: Settings) -> Split:
     """map -> normalize -> validate -> split, for one raw table."""
-    mapped = apply_mapping(raw, source, ref, many_files=many_files)
+    mapped = apply_mapping(raw, source, ref)
     normalized = normalize(mapped, source, ref, default_order=settings.date_order)
     validated = validate(normalized, source.kind)
     return split(validated, source.kind, source.name)
@@ -73,41 +71,30 @@ def transform(
 def prepare(
     tables: Iterable[RawTable], source: Source, ref: Reference, settings: Settings
 ) -> Prepared:
-    """Transform every raw table of a source and gather facts, rejects and counts."""
-    tables = list(tables)
-    many = len(tables) > 1
-    parts = [transform(t, source, ref, settings, many_files=many) for t in tables]
-    facts = pl.concat([p.facts for p in parts]) if parts else pl.DataFrame()
-    rejected = (
-        pl.concat([p.rejected for p in parts]) if parts else pl.DataFrame(schema=REJECTED_SCHEMA)
-    )
+    """Transform the raw tables of a source as one table and gather facts, rejects and counts."""
+    raw = combine(list(tables), source.uri)
+    part = transform(raw, source, ref, settings)
+    facts = part.facts
     if source.kind is Kind.MEMBERSHIPS and source.mapping.periods == "yearly":
         facts = collapse_years(facts)
     return Prepared(
         facts,
-        rejected,
-        sum(t.frame.height for t in tables),
-        sum(p.repeated for p in parts),
-        content_hash(tables),
-        fingerprint(tables, source, ref),
+        part.rejected,
+        raw.frame.height,
+        part.repeated,
+        raw.content_hash,
+        fingerprint(raw, source, ref),
     )
 
 
-def content_hash(tables: list[RawTable]) -> str:
-    """The hash of a source's files: the file's own hash when there is one file."""
-    if len(tables) == 1:
-        return tables[0].content_hash
-    return hashlib.sha256("".join(t.content_hash for t in tables).encode()).hexdigest()
-
-
-def fingerprint(tables: list[RawTable], source: Source, ref: Reference) -> str:
+def fingerprint(raw: RawTable, source: Source, ref: Reference) -> str:
     """Everything a batch's result depends on: files, source entry, reference data, code."""
     digest = hashlib.sha256()
     for part in (
         relations_etl.__version__,
         source.model_dump_json(by_alias=True),
         ref.digest,
-        *(f"{t.file}={t.content_hash}" for t in tables),
+        f"{raw.file}={raw.content_hash}",
     ):
         digest.update(part.encode())
         digest.update(b"\0")
@@ -125,12 +112,12 @@ def skip_if_unchanged(
     settings: Settings, batch: Batch, tables: list[RawTable], source: Source, ref: Reference
 ) -> LoadResult | None:
     """Audit and return a skipped batch when the inputs equal the last successful batch's."""
+    raw = combine(tables, source.uri)
+    inputs = fingerprint(raw, source, ref)
     last = last_fingerprint(settings, source.name)
-    if last is None or last[1] != fingerprint(tables, source, ref):
+    if last is None or last[1] != inputs:
         return None
-    return record_skip(
-        settings, batch, last[0], content_hash(tables), fingerprint(tables, source, ref)
-    )
+    return record_skip(settings, batch, last[0], raw.content_hash, inputs)
 
 
 def run_source(

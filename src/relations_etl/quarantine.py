@@ -11,7 +11,7 @@ import polars as pl
 
 from relations_etl.config import Source
 from relations_etl.errors import WarehouseError
-from relations_etl.extract import FILE, RAW, READ_CHECKS, ROW, ROW_ERRORS, RawTable, combine
+from relations_etl.extract import FILE, RAW, READ_CHECKS, ROW, ROW_ERRORS, RawTable
 from relations_etl.facts import ERRORS
 from relations_etl.load import connect
 from relations_etl.mapping import RECORD
@@ -132,5 +132,6 @@ def prepare_replay(settings: Settings, source_name: str) -> Replay:
         digest = hashlib.sha256("".join(raw for _, _, raw, _ in entries).encode()).hexdigest()
         tables.append(RawTable(frame, file, digest, tuple(names)))
     keys = [f"{file}#{row}" for file, row, _, _, _ in rows]
-    # one table, as extract reads a source, so a record id repeated across files stays a duplicate
-    return Replay(source, [combine(tables, source.uri)] if tables else [], keys)
+    # prepare reads them as one table, as it does a source, so a record id repeated across files
+    # stays a duplicate
+    return Replay(source, tables, keys)
