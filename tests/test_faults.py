@@ -16,8 +16,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from prefect.client.orchestration import get_client
+from relations_etl_flows.ingest import ingest_source
 
-from flows.ingest import ingest_source
 from relations_etl.config import Kind, Source, load_sources
 from relations_etl.errors import WarehouseLockedError
 from relations_etl.pipeline import run_source

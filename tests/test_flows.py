@@ -11,8 +11,8 @@ from urllib.parse import urlparse
 import pytest
 from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client
+from relations_etl_flows.ingest import ingest_source, nightly, replay_quarantine
 
-from flows.ingest import ingest_source, nightly, replay_quarantine
 from relations_etl.config import Kind, Source, load_sources
 from relations_etl.errors import SourcesFailedError
 from relations_etl.query import run_query

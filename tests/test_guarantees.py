@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from prefect.artifacts import Artifact
+from relations_etl_flows.ingest import nightly, replay_quarantine
 
-from flows.ingest import nightly, replay_quarantine
 from relations_etl.config import Kind, Source, load_sources, source_for
 from relations_etl.errors import (
     ConfigError,

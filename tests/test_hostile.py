@@ -19,8 +19,8 @@ from typing import Any
 import duckdb
 import pytest
 import yaml
+from relations_etl_flows.cli import main
 
-from flows.cli import main
 from relations_etl import errors
 from relations_etl.config import Kind, Mapping, Source, builtin_mapping, load_sources
 from relations_etl.extract import extract

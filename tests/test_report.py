@@ -9,8 +9,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from relations_etl_flows.cli import main
 
-from flows.cli import main
 from relations_etl.config import Kind, load_sources, source_for
 from relations_etl.load import connect
 from relations_etl.pipeline import run_source

@@ -17,7 +17,6 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 
-from flows import progress
 from relations_etl.config import Source, load_sources
 from relations_etl.errors import RelationsEtlError, SourcesFailedError
 from relations_etl.extract import RawTable, extract
@@ -35,6 +34,7 @@ from relations_etl.quarantine import prepare_replay, sources_with_open_rows
 from relations_etl.reference import Reference
 from relations_etl.report import batch_markdown, markdown_table, write_configured_report
 from relations_etl.settings import Settings
+from relations_etl_flows import progress
 
 
 def _transient_only(task: Any, task_run: Any, state: State[Any]) -> bool:

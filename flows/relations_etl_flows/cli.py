@@ -10,16 +10,16 @@ import tempfile
 import traceback
 from pathlib import Path
 
-import polars as pl
 from pydantic import ValidationError
 
 from relations_etl.config import Kind, source_for
 from relations_etl.errors import EX_CONFIG, EX_SOFTWARE, RelationsEtlError
-from relations_etl.load import LoadResult, connect
+from relations_etl.load import connect
 from relations_etl.quarantine import describe, open_rejections, unresolved_summary
 from relations_etl.query import run_query
 from relations_etl.report import annual_report, write_html
 from relations_etl.settings import Settings
+from relations_etl_flows.output import print_frame, print_results
 
 
 def _add_progress(command: argparse.ArgumentParser) -> None:
@@ -89,48 +89,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-# a spreadsheet runs a cell that starts with one of these as a formula (CSV injection)
-_FORMULA_START = r"^[=+\-@\t\r]"
-
-
-def neutralize(frame: pl.DataFrame) -> pl.DataFrame:
-    """Prefix text values that a spreadsheet would run as a formula with a single quote."""
-    return frame.with_columns(
-        pl.when(pl.col(name).str.contains(_FORMULA_START))
-        .then(pl.concat_str(pl.lit("'"), pl.col(name)))
-        .otherwise(pl.col(name))
-        .alias(name)
-        for name, dtype in frame.schema.items()
-        if dtype == pl.String
-    )
-
-
-def _print_frame(frame: pl.DataFrame, as_csv: bool) -> None:
-    if as_csv:
-        sys.stdout.write(neutralize(frame).write_csv())
-        return
-    with pl.Config(
-        tbl_rows=-1,
-        tbl_cols=-1,
-        fmt_str_lengths=80,
-        tbl_width_chars=200,
-        tbl_hide_dataframe_shape=True,
-        tbl_hide_column_data_types=True,
-    ):
-        print(frame)
-
-
-def _print_results(results: list[LoadResult]) -> None:
-    for r in results:
-        if r.unchanged_since:
-            print(f"{r.source}: unchanged since batch {r.unchanged_since}, skipped")
-            continue
-        print(
-            f"{r.source}: read {r.rows_read}, loaded {r.rows_loaded}, "
-            f"rejected {r.rows_rejected}, deduplicated {r.rows_deduplicated}"
-        )
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     args = _parser().parse_args(argv)
@@ -145,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         return EX_CONFIG
     try:
         if args.command in ("run", "ingest"):
-            from flows import progress
-            from flows.ingest import ingest_source, nightly
+            from relations_etl_flows import progress
+            from relations_etl_flows.ingest import ingest_source, nightly
 
             show = sys.stderr.isatty() if args.progress is None else args.progress
             with progress.shown(show):
@@ -158,19 +116,19 @@ def main(argv: list[str] | None = None) -> int:
                         Kind(args.kind), args.source, args.fmt, args.mapping, args.name, settings
                     )
                     results = [ingest_source(source, home=str(settings.home), force=args.force)]
-            _print_results(results)
+            print_results(results)
         elif args.command == "sql":
-            _print_frame(run_query(settings, args.query), args.csv)
+            print_frame(run_query(settings, args.query), args.csv)
         elif args.command == "quarantine" and args.action == "replay":
-            from flows.ingest import replay_quarantine
+            from relations_etl_flows.ingest import replay_quarantine
 
             results = replay_quarantine(source=args.source, home=str(settings.home))
             if not results:
                 print("quarantine is empty: nothing to replay")
-            _print_results(results)
+            print_results(results)
         elif args.command == "quarantine":
             rows = open_rejections(settings, args.source)
-            _print_frame(rows, args.csv)
+            print_frame(rows, args.csv)
             if not args.csv:
                 print(f"\n{rows.height} row(s) in quarantine. Values that stopped them:")
                 for line in describe(unresolved_summary(settings, args.source)):
