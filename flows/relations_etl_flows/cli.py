@@ -13,8 +13,13 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from relations_etl.config import Kind, source_for
-from relations_etl.errors import EX_CONFIG, EX_SOFTWARE, RelationsEtlError
-from relations_etl.load import connect
+from relations_etl.errors import (
+    EX_CONFIG,
+    EX_SOFTWARE,
+    PrefectUnavailableError,
+    RelationsEtlError,
+)
+from relations_etl.load import LoadResult, connect
 from relations_etl.quarantine import describe, open_rejections, unresolved_summary
 from relations_etl.query import run_query
 from relations_etl.report import annual_report, write_html
@@ -89,6 +94,44 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _load(args: argparse.Namespace, settings: Settings) -> None:
+    """run (the nightly Prefect flow), or ingest and replay in this process, with no Prefect."""
+    from relations_etl import pipeline
+    from relations_etl_flows import progress
+
+    shown = getattr(args, "progress", None)
+    show = sys.stderr.isatty() if shown is None else shown
+    steps = pipeline.Steps(stage=progress.stage)
+    with progress.shown(show):
+        if args.command == "run":
+            results = _nightly(args, settings)
+        elif args.command == "ingest":
+            source = source_for(
+                Kind(args.kind), args.source, args.fmt, args.mapping, args.name, settings
+            )
+            results = [pipeline.run_source(source, settings, force=args.force, steps=steps)]
+        else:
+            results = pipeline.replay(settings, args.source, steps=steps)
+            if not results:
+                print("quarantine is empty: nothing to replay")
+    print_results(results)
+
+
+def _nightly(args: argparse.Namespace, settings: Settings) -> list[LoadResult]:
+    """The nightly flow, as a deployment runs it, reporting to a Prefect API."""
+    import httpx
+
+    from relations_etl_flows.ingest import nightly
+    from relations_etl_flows.server import prefect_api
+
+    config = str(args.config) if args.config else None
+    with prefect_api(settings) as api_url:
+        try:
+            return nightly(config=config, home=str(settings.home), force=args.force)
+        except httpx.TransportError as exc:
+            raise PrefectUnavailableError(f"lost the Prefect API at {api_url}: {exc}") from exc
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     args = _parser().parse_args(argv)
@@ -102,30 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"relations-etl: error: a RELATIONS_ETL_* setting is invalid: {exc}", file=sys.stderr)
         return EX_CONFIG
     try:
-        if args.command in ("run", "ingest"):
-            from relations_etl_flows import progress
-            from relations_etl_flows.ingest import ingest_source, nightly
-
-            show = sys.stderr.isatty() if args.progress is None else args.progress
-            with progress.shown(show):
-                if args.command == "run":
-                    config = str(args.config) if args.config else None
-                    results = nightly(config=config, home=str(settings.home), force=args.force)
-                else:
-                    source = source_for(
-                        Kind(args.kind), args.source, args.fmt, args.mapping, args.name, settings
-                    )
-                    results = [ingest_source(source, home=str(settings.home), force=args.force)]
-            print_results(results)
+        if args.command in ("run", "ingest") or getattr(args, "action", None) == "replay":
+            _load(args, settings)
         elif args.command == "sql":
             print_frame(run_query(settings, args.query), args.csv)
-        elif args.command == "quarantine" and args.action == "replay":
-            from relations_etl_flows.ingest import replay_quarantine
-
-            results = replay_quarantine(source=args.source, home=str(settings.home))
-            if not results:
-                print("quarantine is empty: nothing to replay")
-            print_results(results)
         elif args.command == "quarantine":
             rows = open_rejections(settings, args.source)
             print_frame(rows, args.csv)

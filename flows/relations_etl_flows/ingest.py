@@ -1,8 +1,11 @@
-"""Flows: one source end to end (ingest_source) and every configured source (nightly)."""
+"""Flows: one source end to end (ingest_source), every configured source (nightly), replays.
+
+The stage sequence lives in `relations_etl.pipeline`; these flows hand it Prefect tasks that
+call the same stage functions, adding retries on I/O, run history and artifacts.
+"""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,22 +20,15 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 
+from relations_etl import pipeline
 from relations_etl.config import Source, load_sources
 from relations_etl.errors import RelationsEtlError, SourcesFailedError
-from relations_etl.extract import RawTable, extract
-from relations_etl.load import Batch, LoadResult, record_failure, unconfigured_sources
-from relations_etl.lock import run_lock
-from relations_etl.pipeline import (
-    Prepared,
-    load_source,
-    prepare,
-    skip_if_unchanged,
-    start_batch,
-)
+from relations_etl.extract import RawTable
+from relations_etl.load import Batch, LoadResult
+from relations_etl.pipeline import Prepared, Steps
 from relations_etl.publish import publish_pending
-from relations_etl.quarantine import prepare_replay, sources_with_open_rows
 from relations_etl.reference import Reference
-from relations_etl.report import batch_markdown, markdown_table, write_configured_report
+from relations_etl.report import batch_markdown, markdown_table
 from relations_etl.settings import Settings
 from relations_etl_flows import progress
 
@@ -56,7 +52,7 @@ def _transient_only(task: Any, task_run: Any, state: State[Any]) -> bool:
 )
 def extract_source(source: Source, settings: Settings) -> list[RawTable]:
     """Read every file of the source (I/O: retried when the failure is transient)."""
-    return list(extract(source, settings))
+    return pipeline.read_source(source, settings)
 
 
 @task(cache_policy=NO_CACHE)
@@ -64,7 +60,7 @@ def transform_source(
     tables: list[RawTable], source: Source, ref: Reference, settings: Settings
 ) -> Prepared:
     """map, normalize, validate and split the raw tables."""
-    return prepare(tables, source, ref, settings)
+    return pipeline.prepare(tables, source, ref, settings)
 
 
 @task(cache_policy=NO_CACHE)
@@ -76,13 +72,28 @@ def load_prepared(
     replayed: list[str] | None = None,
 ) -> LoadResult:
     """Load in one transaction with the audit row; a failure is audited, never retried."""
-    return load_source(settings, batch, prepared, ref, replayed)
+    result = pipeline.load_source(settings, batch, prepared, ref, replayed)
+    _report(settings, result, prepared)
+    return result
 
 
 @task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def publish(settings: Settings) -> list[str]:
     """Write the Parquet years committed and not yet published (I/O: retried)."""
     return publish_pending(settings)
+
+
+def _steps(settings: Settings) -> Steps:
+    """The pipeline's steps as this flow's tasks, with the retry delays of the settings."""
+    return Steps(
+        extract=extract_source.with_options(
+            retries=len(settings.retry_delays), retry_delay_seconds=settings.retry_delays
+        ),
+        transform=transform_source,
+        load=load_prepared,
+        publish=publish,
+        stage=progress.stage,
+    )
 
 
 def _settings(home: str | None) -> Settings:
@@ -97,45 +108,25 @@ def _run_id() -> str | None:
 def ingest_source(source: Source, home: str | None = None, force: bool = False) -> LoadResult:
     """Run one raw list through extract, transform, load and publish; skip it when unchanged."""
     settings = _settings(home)
-    with run_lock(settings, f"ingest-source {source.name} (flow run {_run_id()})"):
-        batch = start_batch(settings, source, _run_id())
-        try:
-            ref = Reference.load(settings)
-            progress.stage(source.name, "extract")
-            tables = extract_source.with_options(
-                retries=len(settings.retry_delays), retry_delay_seconds=settings.retry_delays
-            )(source, settings)
-            skipped = None if force else skip_if_unchanged(settings, batch, tables, source, ref)
-            if skipped is None:
-                progress.stage(source.name, "transform")
-                prepared = transform_source(tables, source, ref, settings)
-                progress.stage(source.name, "load")
-                result = load_prepared(settings, batch, prepared, ref)
-        except Exception as exc:
-            record_failure(settings, batch, exc)
-            progress.stage(source.name, "failed")
-            raise
-        progress.stage(source.name, "publish")
-        publish(settings)
-    progress.stage(source.name, "unchanged: skipped" if skipped else "done")
-    if skipped is not None:
+    result = pipeline.run_source(
+        source, settings, flow_run_id=_run_id(), force=force, steps=_steps(settings)
+    )
+    if result.unchanged_since:
         get_run_logger().info(
-            "%s: unchanged since batch %s, skipped", source.name, skipped.unchanged_since
+            "%s: unchanged since batch %s, skipped", source.name, result.unchanged_since
         )
-        return skipped
-    _report(settings, source, result, prepared)
     return result
 
 
-def _report(settings: Settings, source: Source, result: LoadResult, prepared: Prepared) -> None:
+def _report(settings: Settings, result: LoadResult, prepared: Prepared) -> None:
     create_markdown_artifact(
-        key=f"batch-{''.join(c if c.isalnum() else '-' for c in source.name.lower())}",
+        key=f"batch-{''.join(c if c.isalnum() else '-' for c in result.source.lower())}",
         markdown=batch_markdown(result, prepared.rejected.head(settings.preview_rows)),
-        description=f"Batch {result.batch_id} of {source.name}",
+        description=f"Batch {result.batch_id} of {result.source}",
     )
     get_run_logger().info(
         "%s: read %d, loaded %d, rejected %d, deduplicated %d",
-        source.name,
+        result.source,
         result.rows_read,
         result.rows_loaded,
         result.rows_rejected,
@@ -147,25 +138,7 @@ def _report(settings: Settings, source: Source, result: LoadResult, prepared: Pr
 def replay_quarantine(source: str | None = None, home: str | None = None) -> list[LoadResult]:
     """Re-run open quarantine rows against today's reference data; passing rows are loaded."""
     settings = _settings(home)
-    results = []
-    with run_lock(settings, f"replay-quarantine (flow run {_run_id()})"):
-        ref = Reference.load(settings)
-        for name in sources_with_open_rows(settings, source):
-            replay = prepare_replay(settings, name)
-            batch = replace(
-                start_batch(settings, replay.source, _run_id()),
-                source_uri=f"quarantine replay of {replay.source.uri}",
-            )
-            try:
-                prepared = transform_source(replay.tables, replay.source, ref, settings)
-                result = load_prepared(settings, batch, prepared, ref, replay.keys)
-            except Exception as exc:
-                record_failure(settings, batch, exc)
-                raise
-            publish(settings)
-            _report(settings, replay.source, result, prepared)
-            results.append(result)
-    return results
+    return pipeline.replay(settings, source, flow_run_id=_run_id(), steps=_steps(settings))
 
 
 @flow(name="nightly", log_prints=True)
@@ -179,17 +152,12 @@ def nightly(
     """
     settings = _settings(home)
     sources = load_sources(Path(config) if config else settings.config, settings)
-    results: list[LoadResult] = []
-    failures: list[str] = []
-    with run_lock(settings, f"nightly (flow run {_run_id()})"):
-        for source in sources:
-            state = ingest_source(source, home=home, force=force, return_state=True)
-            if state.is_completed():
-                results.append(state.result())
-            else:
-                failures.append(f"{source.name}: {state.message}")
-        gone = unconfigured_sources(settings, [s.name for s in sources])
-        report = write_configured_report(settings)
+    run = pipeline.run_sources(
+        settings,
+        sources,
+        lambda source: ingest_source(source, home=home, force=force),
+        what=f"nightly (flow run {_run_id()})",
+    )
     summary = pl.DataFrame(
         [
             {
@@ -201,27 +169,31 @@ def nightly(
                 "rejected": r.rows_rejected,
                 "deduplicated": r.rows_deduplicated,
             }
-            for r in results
+            for r in run.results
         ]
     )
     markdown = "# Nightly run\n\n" + markdown_table(summary)
-    if failures:
-        markdown += "\n\n## Failed sources\n\n" + "\n".join(f"- {f}" for f in failures)
-    if gone.height:
+    if run.failures:
+        markdown += "\n\n## Failed sources\n\n" + "\n".join(f"- {f}" for f in run.failures)
+    if run.unconfigured.height:
         markdown += "\n\n## Sources no longer configured (their rows stay)\n\n"
-        markdown += markdown_table(gone)
+        markdown += markdown_table(run.unconfigured)
         get_run_logger().warning(
-            "no longer configured, rows kept: %s", ", ".join(gone["source"].to_list())
+            "no longer configured, rows kept: %s", ", ".join(run.unconfigured["source"].to_list())
         )
-    if report is not None:
-        markdown += f"\n\n## Report\n\n[{report.name}]({report.as_uri()}) (`{report}`)"
+    if run.report is not None:
+        markdown += f"\n\n## Report\n\n[{run.report.name}]({run.report.as_uri()}) (`{run.report}`)"
         create_link_artifact(
-            key="nightly-report", link=report.as_uri(), link_text=f"Annual report {report.stem}"
+            key="nightly-report",
+            link=run.report.as_uri(),
+            link_text=f"Annual report {run.report.stem}",
         )
     create_table_artifact(
         key="nightly-counts", table=summary.to_dicts(), description="Rows per source, this run"
     )
     create_markdown_artifact(key="nightly-summary", markdown=markdown)
-    if failures:
-        raise SourcesFailedError(f"{len(failures)} source(s) failed: " + "; ".join(failures))
-    return results
+    if run.failures:
+        raise SourcesFailedError(
+            f"{len(run.failures)} source(s) failed: " + "; ".join(run.failures)
+        )
+    return run.results

@@ -129,6 +129,18 @@ class WarehouseLockedError(WarehouseError):
     )
 
 
+class PrefectUnavailableError(RelationsEtlError):
+    """The Prefect API a flow run reports to could not be started or reached."""
+
+    transient = True
+    exit_code = EX_TEMPFAIL
+    hint = (
+        "Nothing was loaded; rerun later, raise RELATIONS_ETL_PREFECT_STARTUP_TIMEOUT if the "
+        "embedded API starts slowly on a busy machine, or set PREFECT_API_URL to a running "
+        "Prefect server (`prefect server start`). `relations-etl ingest` needs no Prefect API."
+    )
+
+
 class QueryError(RelationsEtlError):
     """An analyst's query was refused (not read-only) or failed; the warehouse is unchanged."""
 

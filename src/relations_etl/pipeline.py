@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import polars as pl
 
@@ -21,13 +22,16 @@ from relations_etl.load import (
     load_batch,
     record_failure,
     record_skip,
+    unconfigured_sources,
 )
 from relations_etl.lock import run_lock
 from relations_etl.mapping import apply_mapping
 from relations_etl.normalize import normalize
 from relations_etl.periods import collapse_years
 from relations_etl.publish import publish_pending
+from relations_etl.quarantine import prepare_replay, sources_with_open_rows
 from relations_etl.reference import Reference
+from relations_etl.report import write_configured_report
 from relations_etl.settings import Settings
 from relations_etl.split import Split, split
 from relations_etl.validate import validate
@@ -58,6 +62,11 @@ def new_batch(source: Source, flow_run_id: str | None = None) -> Batch:
         flow_run_id,
         source.model_dump_json(by_alias=True),
     )
+
+
+def read_source(source: Source, settings: Settings) -> list[RawTable]:
+    """Read every file of a source into raw tables."""
+    return list(extract(source, settings))
 
 
 def transform(raw: RawTable, source: Source, ref: Reference, settings: Settings) -> Split:
@@ -120,37 +129,6 @@ def skip_if_unchanged(
     return record_skip(settings, batch, last[0], raw.content_hash, inputs)
 
 
-def run_source(
-    source: Source,
-    settings: Settings,
-    *,
-    ref: Reference | None = None,
-    flow_run_id: str | None = None,
-    force: bool = False,
-) -> LoadResult:
-    """Run one source end to end under the run lock; a failure is audited, nothing half-loaded.
-
-    An unchanged source is skipped unless `force`. What earlier runs committed but did not
-    publish (a crash) is published either way.
-    """
-    with run_lock(settings, f"source {source.name}"):
-        batch = start_batch(settings, source, flow_run_id)
-        try:
-            reference = ref or Reference.load(settings)
-            tables = list(extract(source, settings))
-            skipped = (
-                None if force else skip_if_unchanged(settings, batch, tables, source, reference)
-            )
-            result = skipped or load_source(
-                settings, batch, prepare(tables, source, reference, settings), reference
-            )
-        except Exception as exc:
-            record_failure(settings, batch, exc)
-            raise
-        publish_pending(settings)
-        return result
-
-
 def load_source(
     settings: Settings,
     batch: Batch,
@@ -172,3 +150,128 @@ def load_source(
         # a replay re-runs quarantined rows, not the source: it must not stand for its inputs
         fingerprint=prepared.fingerprint if replayed is None else None,
     )
+
+
+def _no_progress(source: str, stage: str) -> None:
+    """Progress sink that shows nothing (the library's default)."""
+
+
+@dataclass(frozen=True)
+class Steps:
+    """The stage calls of one source run, in the one sequence `run_source` holds.
+
+    The defaults are the library's stage functions; a Prefect flow passes its tasks (which call
+    these same functions) to add retries and run history, so both paths run the same code.
+    """
+
+    extract: Callable[[Source, Settings], list[RawTable]] = read_source
+    transform: Callable[[list[RawTable], Source, Reference, Settings], Prepared] = prepare
+    load: Callable[[Settings, Batch, Prepared, Reference, list[str] | None], LoadResult] = (
+        load_source
+    )
+    publish: Callable[[Settings], list[str]] = publish_pending
+    stage: Callable[[str, str], None] = _no_progress
+
+
+DIRECT = Steps()
+
+
+def run_source(
+    source: Source,
+    settings: Settings,
+    *,
+    ref: Reference | None = None,
+    flow_run_id: str | None = None,
+    force: bool = False,
+    steps: Steps = DIRECT,
+) -> LoadResult:
+    """Run one source end to end under the run lock; a failure is audited, nothing half-loaded.
+
+    An unchanged source is skipped unless `force`. What earlier runs committed but did not
+    publish (a crash) is published either way.
+    """
+    with run_lock(settings, f"source {source.name} (flow run {flow_run_id})"):
+        batch = start_batch(settings, source, flow_run_id)
+        try:
+            reference = ref or Reference.load(settings)
+            steps.stage(source.name, "extract")
+            tables = steps.extract(source, settings)
+            result = (
+                None if force else skip_if_unchanged(settings, batch, tables, source, reference)
+            )
+            if result is None:
+                steps.stage(source.name, "transform")
+                prepared = steps.transform(tables, source, reference, settings)
+                steps.stage(source.name, "load")
+                result = steps.load(settings, batch, prepared, reference, None)
+        except Exception as exc:
+            record_failure(settings, batch, exc)
+            steps.stage(source.name, "failed")
+            raise
+        steps.stage(source.name, "publish")
+        steps.publish(settings)
+    steps.stage(source.name, "unchanged: skipped" if result.unchanged_since else "done")
+    return result
+
+
+def replay(
+    settings: Settings,
+    source: str | None = None,
+    *,
+    flow_run_id: str | None = None,
+    steps: Steps = DIRECT,
+) -> list[LoadResult]:
+    """Re-run the open quarantine rows of one or every source against today's reference data."""
+    results = []
+    with run_lock(settings, f"replay-quarantine (flow run {flow_run_id})"):
+        ref = Reference.load(settings)
+        for name in sources_with_open_rows(settings, source):
+            again = prepare_replay(settings, name)
+            batch = replace(
+                start_batch(settings, again.source, flow_run_id),
+                source_uri=f"quarantine replay of {again.source.uri}",
+            )
+            try:
+                prepared = steps.transform(again.tables, again.source, ref, settings)
+                result = steps.load(settings, batch, prepared, ref, again.keys)
+            except Exception as exc:
+                record_failure(settings, batch, exc)
+                raise
+            steps.publish(settings)
+            results.append(result)
+    return results
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a run over every configured source did, source by source."""
+
+    results: list[LoadResult]
+    failures: list[str]
+    unconfigured: pl.DataFrame
+    report: Path | None
+
+
+def run_sources(
+    settings: Settings,
+    sources: Sequence[Source],
+    run_one: Callable[[Source], LoadResult],
+    *,
+    what: str = "nightly",
+) -> RunSummary:
+    """Every source, one after the other; one failing source does not stop the rest.
+
+    `run_one` runs one source (`run_source`, or a flow that calls it); sources that loaded
+    before and are no longer configured are listed, their rows kept.
+    """
+    results: list[LoadResult] = []
+    failures: list[str] = []
+    with run_lock(settings, what):
+        for source in sources:
+            try:
+                results.append(run_one(source))
+            except Exception as exc:
+                failures.append(f"{source.name}: {exc}")
+        gone = unconfigured_sources(settings, [s.name for s in sources])
+        report = write_configured_report(settings)
+    return RunSummary(results, failures, gone, report)

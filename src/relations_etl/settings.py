@@ -73,6 +73,14 @@ class Settings(BaseSettings):
         description="URI schemes a source may use; a sources file may narrow them.",
     )
 
+    prefect_startup_timeout: float = Field(
+        default=240.0,
+        gt=0,
+        description="Seconds `relations-etl run` waits for its embedded Prefect API to start "
+        "(the first start on a new PREFECT_HOME also creates Prefect's database). Not used "
+        "when PREFECT_API_URL names a running server.",
+    )
+
     @property
     def db_path(self) -> Path:
         """The DuckDB warehouse file."""

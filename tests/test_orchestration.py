@@ -1,0 +1,167 @@
+"""One orchestration: the CLI's in-process ingest and the nightly flow leave the same warehouse;
+the nightly's Prefect API starts in time, fails as a temporary error, and dies with the CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from relations_etl.config import load_sources
+from relations_etl.settings import Settings
+from relations_etl_flows.cli import main
+from tests.conftest import REPO
+from tests.state import parquet_digests, table_digests
+
+DEMO = REPO / "examples" / "sources.yaml"
+SCRIPT = Path(sys.executable).parent / "relations-etl"
+
+
+def _closed_port() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/api"  # nothing listens once the socket is closed
+
+
+def _cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    return {
+        **env,
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "RELATIONS_ETL_HOME": str(tmp_path / "warehouse"),
+        **extra,
+    }
+
+
+def test_ingest_of_every_demo_source_equals_the_nightly_run(
+    tmp_path: Path, prefect_server: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ingested = Settings(home=tmp_path / "ingested")
+    monkeypatch.setenv("RELATIONS_ETL_HOME", str(ingested.home))
+    with temporary_settings(updates={PREFECT_API_URL: _closed_port()}):  # never contacted
+        for source in load_sources(DEMO):
+            mapping = tmp_path / f"{source.name}.yaml"
+            mapping.write_text(
+                yaml.safe_dump(source.mapping.model_dump(mode="json", exclude_unset=True)),
+                encoding="utf-8",
+            )
+            args = [source.kind.value, source.uri]
+            args += ["--format", source.format] if source.format else []
+            code = main(["ingest", *args, "--mapping", str(mapping), "--name", source.name])
+            assert code == 0
+
+    nightly = Settings(home=tmp_path / "nightly")
+    monkeypatch.setenv("RELATIONS_ETL_HOME", str(nightly.home))
+    assert main(["run", "--config", str(DEMO)]) == 0
+
+    assert table_digests(ingested, across_runs=True) == table_digests(nightly, across_runs=True)
+    assert parquet_digests(ingested, across_runs=True) == parquet_digests(
+        nightly, across_runs=True
+    )
+    assert table_digests(nightly)["visits"].split("|")[1].startswith("8:")
+
+
+def test_run_against_an_unreachable_api_is_a_temporary_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RELATIONS_ETL_HOME", str(tmp_path / "warehouse"))
+    closed = _closed_port()
+    with temporary_settings(updates={PREFECT_API_URL: closed}):
+        code = main(["run", "--config", str(DEMO)])
+    err = capsys.readouterr().err
+    assert code == 75, err
+    assert f"PREFECT_API_URL={closed} does not answer" in err
+    assert "bug" not in err
+    assert not (tmp_path / "warehouse" / "relations.duckdb").exists()
+
+
+def test_an_embedded_api_that_starts_too_slowly_is_a_temporary_error(tmp_path: Path) -> None:
+    env = _cli_env(tmp_path, RELATIONS_ETL_PREFECT_STARTUP_TIMEOUT="0.2")
+    done = subprocess.run(
+        [str(SCRIPT), "run", "--config", str(DEMO)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 75, done.stderr
+    assert "did not start within RELATIONS_ETL_PREFECT_STARTUP_TIMEOUT=0.2 s" in done.stderr
+    assert "PREFECT_API_URL" in done.stderr  # what to do instead
+    assert "bug" not in done.stderr and "Traceback" not in done.stderr
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="parent-death signal is Linux-only")
+def test_the_embedded_api_dies_with_a_killed_cli(tmp_path: Path) -> None:
+    cli = subprocess.Popen(
+        [str(SCRIPT), "run", "--config", str(DEMO)],
+        env=_cli_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        servers: list[int] = []
+        while not servers and time.monotonic() < deadline and cli.poll() is None:
+            servers = [p for p in _children(cli.pid) if "uvicorn" in _cmdline(p)]
+            time.sleep(0.05)
+        assert servers, "the CLI started no embedded Prefect API"
+        cli.send_signal(signal.SIGKILL)
+        cli.wait()
+        deadline = time.monotonic() + 30
+        while any(_alive(p) for p in servers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(p) for p in servers), "the Prefect API outlived the CLI"
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def test_help_and_library_commands_import_no_prefect() -> None:
+    code = (
+        "import sys\n"
+        "from relations_etl_flows.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'prefect'], 'prefect imported'\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
