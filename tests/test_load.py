@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from relations_etl.config import load_sources
-from relations_etl.errors import WarehouseError
+from relations_etl.errors import BatchRejectedError, WarehouseError
 from relations_etl.extract import extract
 from relations_etl.load import load_batch
 from relations_etl.pipeline import new_batch, prepare, run_source
@@ -82,8 +82,10 @@ def test_quarantine_keeps_one_open_entry_per_row(settings: Settings, tmp_path: P
             encoding="utf-8",
         )
         (source,) = load_sources(config)
-        # forced: an unchanged list would be skipped, and the point is a rerun of the same rows
-        assert run_source(source, settings, force=True).rows_rejected == 1
+        # every row rejected fails the batch, its row still quarantined; a failed batch is
+        # never skipped, so each rerun of the same rows runs
+        with pytest.raises(BatchRejectedError, match="its one row was rejected"):
+            run_source(source, settings)
     entries = run_query(
         settings,
         "SELECT errors[1].value AS value, resolution FROM rejected_rows ORDER BY rejected_at",
