@@ -162,10 +162,13 @@ def _counts(settings: Settings, batch_id: str) -> tuple[Any, ...]:
     """A batch's audited counts: read, loaded, rejected."""
     conn = duckdb.connect(str(settings.db_path), read_only=True)
     try:
-        return conn.execute(
-            "SELECT rows_read, rows_loaded, rows_rejected FROM load_batches WHERE batch_id = ?",
-            [batch_id],
-        ).fetchone() or ()
+        return (
+            conn.execute(
+                "SELECT rows_read, rows_loaded, rows_rejected FROM load_batches WHERE batch_id = ?",
+                [batch_id],
+            ).fetchone()
+            or ()
+        )
     finally:
         conn.close()
 
