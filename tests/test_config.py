@@ -13,9 +13,12 @@ from relations_etl.config import (
     Kind,
     Mapping,
     builtin_mapping,
+    canonical_uri,
+    derived_name,
     guess_format,
     load_mapping,
     load_sources,
+    source_for,
 )
 from relations_etl.errors import ConfigError
 
@@ -195,6 +198,8 @@ def test_duplicate_source_names(tmp_path: Path) -> None:
         ({"name": "x", "kind": "visits"}, "uri"),
         (_source(kind="relations", mapping={"periods": "yearly"}), "yearly"),
         (_source(mapping={"dates": {"order": "ydm"}}), "order"),
+        (_source(max_rejected_share=1.5), "max_rejected_share"),
+        (_source(max_rejected_share=-0.1), "max_rejected_share"),
     ],
 )
 def test_invalid_source_entries(tmp_path: Path, entry: dict[str, Any], match: str) -> None:
@@ -295,3 +300,64 @@ def test_example_mappings_load(path: Path) -> None:
         assert set(mapping.columns.values()) <= set(FIELDS[kind])
         return
     pytest.fail(f"{path.name} is not a valid mapping for any kind: {errors}")
+
+
+# --- source names and URIs ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("uri", "name"),
+    [
+        ("visités 2023.csv", "visites-2023"),
+        ("a/data.csv", "data"),
+        ("/lists/Übersicht (Besuche) 2023.xlsx", "Ubersicht-Besuche-2023"),
+        ("https://example.org/exports/kz_visits.v2.csv?token=abc#top", "kz_visits.v2"),
+        ("file:///lists/relations/", "relations"),
+        ("Визиты.csv", "source"),
+        ("--.csv", "source"),
+    ],
+)
+def test_a_derived_name_is_a_valid_ascii_name(uri: str, name: str) -> None:
+    assert derived_name(uri) == name
+    source = source_for(Kind.VISITS, uri, "csv", None)  # valid by the Source name rule
+    assert source.name == name
+
+
+def test_an_explicit_name_is_kept_and_still_checked() -> None:
+    assert source_for(Kind.VISITS, "visités.csv", None, None, name="kz-visits").name == "kz-visits"
+    with pytest.raises(ConfigError, match="name"):
+        source_for(Kind.VISITS, "visits.csv", None, None, name="visités")
+
+
+def test_spellings_of_one_list_have_one_canonical_uri(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listing = tmp_path / "lists" / "data.csv"
+    listing.parent.mkdir()
+    listing.write_text("country\n", encoding="utf-8")
+    (tmp_path / "link.csv").symlink_to(listing)
+    monkeypatch.chdir(tmp_path)
+    spellings = [
+        "lists/data.csv",
+        "./lists/../lists/data.csv",
+        str(listing),
+        f"file://{listing}",
+        "file://lists/data.csv",
+        str(tmp_path / "link.csv"),
+    ]
+    assert {canonical_uri(s) for s in spellings} == {str(listing.resolve())}
+    assert canonical_uri("HTTPS://Example.ORG/Lists/a.csv") == "https://example.org/Lists/a.csv"
+    assert canonical_uri("s3://bucket/visits/") == "s3://bucket/visits"
+    assert canonical_uri("s3://bucket/visits/") != canonical_uri("s3://bucket/other/")
+
+
+def test_moved_from_is_resolved_like_the_uri(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "conf" / "sources.yaml",
+        {"sources": [_source(uri="new/visits.csv", moved_from="old/visits.csv")]},
+    )
+    [source] = load_sources(path)
+    assert source.moved_from == str((tmp_path / "conf" / "old" / "visits.csv").resolve())
+    assert source.max_rejected_share == 1.0
+    moved = source_for(Kind.VISITS, "b/x.csv", None, None, moved_from="a/x.csv")
+    assert moved.moved_from == str(Path.cwd() / "a" / "x.csv")

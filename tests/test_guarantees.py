@@ -14,12 +14,14 @@ from relations_etl_flows.ingest import nightly, replay_quarantine
 
 from relations_etl.config import Kind, Source, load_sources, source_for
 from relations_etl.errors import (
+    BatchRejectedError,
     ConfigError,
     QueryError,
     SourceReadError,
     SourcesFailedError,
 )
 from relations_etl.pipeline import run_source
+from relations_etl.publish import publish_pending
 from relations_etl.quarantine import open_rejections
 from relations_etl.query import run_query
 from relations_etl.settings import Settings
@@ -244,8 +246,12 @@ def test_hostile_names_and_values_never_become_sql(tmp_path: Path) -> None:
             "record_id": evil,
         },
     )
-    result = run_source(source, settings)
-    assert (result.rows_loaded, result.rows_rejected) == (0, 2)
+    with pytest.raises(BatchRejectedError) as info:  # every row rejected: the batch fails
+        run_source(source, settings)
+    assert (info.value.rows_read, info.value.rows_rejected) == (2, 2)
+    assert evil in str(info.value), "the reasons name the values, as text"
+    # the failed batch's quarantine is committed with it; the next publish writes it out
+    publish_pending(settings)
     assert run_query(settings, "SELECT count(*) FROM visits").item() == visits
     rejected = open_rejections(settings, "evil")
     assert sorted(rejected["source_record"].to_list()) == [evil, evil + "2"]

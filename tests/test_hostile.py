@@ -52,12 +52,16 @@ def hostile_source(case: dict[str, Any], name: str = NAME) -> Source:
         data = {**SPEC["base_mapping"], **case.get("mapping", {})}
         data["options"] = {**data.get("options", {}), **case.get("options", {})}
         mapping = Mapping.model_validate(data)
+    uri = str(CASES_DIR / case["file"])
+    good = str(CASES_DIR / "good.csv")
     return Source(
         name=name,
         kind=Kind.VISITS,
-        uri=str(CASES_DIR / case["file"]),
+        uri=uri,
         format=fmt,
         mapping=mapping,
+        # every case loads as `hostile` over good.csv: each declares the move, as a user must
+        moved_from=good if uri != good else None,
     )
 
 
@@ -120,6 +124,10 @@ def test_case(
         assert expected["says"] in str(error)
         assert "\n" not in str(error), "one paragraph"
         _assert_failure_audited(settings, str(error))
+        if "rejected" in case:  # a batch failed for its rejected rows still quarantines them
+            assert error.batch_id is not None
+            _assert_rejections(settings, error.batch_id, case)
+            assert _counts(settings, error.batch_id) == (case["read"], 0, case["rejected"])
     else:
         result = run_source(source, settings, ref=ref)
         counts = (
@@ -148,6 +156,21 @@ def _assert_failure_audited(settings: Settings, message: str) -> None:
     finally:
         conn.close()
     assert (status, error) == ("failed", message)
+
+
+def _counts(settings: Settings, batch_id: str) -> tuple[Any, ...]:
+    """A batch's audited counts: read, loaded, rejected."""
+    conn = duckdb.connect(str(settings.db_path), read_only=True)
+    try:
+        return (
+            conn.execute(
+                "SELECT rows_read, rows_loaded, rows_rejected FROM load_batches WHERE batch_id = ?",
+                [batch_id],
+            ).fetchone()
+            or ()
+        )
+    finally:
+        conn.close()
 
 
 def _rejected(settings: Settings, batch_id: str) -> list[dict[str, Any]]:
@@ -474,7 +497,11 @@ def test_formula_like_values_are_kept_and_neutralized_in_csv_exports(
         'id,visitor,country,start,end,notes\n=HYPERLINK("x"),Wizard Merlin,France,2023-01-01,,\n',
         encoding="utf-8",
     )
-    run_source(hostile_source({"file": str(rejected)}), settings, ref=ref)
+    moved = hostile_source({"file": str(rejected)}).model_copy(
+        update={"moved_from": str(CASES_DIR / "formula_like.csv")}
+    )
+    with pytest.raises(errors.BatchRejectedError):  # its one row is quarantined all the same
+        run_source(moved, settings, ref=ref)
     conn = duckdb.connect(str(settings.db_path), read_only=True)
     try:
         stored = conn.execute(

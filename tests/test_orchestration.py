@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from relations_etl_flows.cli import main
 
 from relations_etl.config import load_sources
 from relations_etl.settings import Settings
-from relations_etl_flows.cli import main
 from tests.conftest import REPO
 from tests.state import parquet_digests, table_digests
 

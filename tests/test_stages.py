@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from relations_etl.config import Kind, Source
-from relations_etl.errors import ConfigError
+from relations_etl.errors import ColumnsMissingError, ConfigError
 from relations_etl.extract import RawTable, as_text_table
 from relations_etl.mapping import PERSON, apply_mapping
 from relations_etl.normalize import normalize
@@ -80,6 +80,47 @@ def test_missing_mapped_column_lists_the_list_columns(ref: Reference) -> None:
     assert "['name', 'country']" in message
     assert info.value.file == "mem.csv"
     assert info.value.source == "t"
+
+
+def test_headers_named_like_fields_map_without_a_mapping(ref: Reference) -> None:
+    raw = _raw(
+        {
+            "Country": ["Kazakhstan"],
+            " counterpart ": ["France"],
+            "EVENT": ["established"],
+            "event date": ["1992-01-25"],
+            "remarks": ["not a field: ignored"],
+        }
+    )
+    source = _source(Kind.RELATIONS)
+    mapped = apply_mapping(raw, source, ref)
+    assert mapped.select("country", "counterpart", "event", "event_date", "notes").rows() == [
+        ("Kazakhstan", "France", "established", "1992-01-25", None)
+    ]
+    result = _run(raw, source, ref)
+    assert (result.facts.height, result.rejected.height) == (1, 0)
+
+
+def test_a_mapping_that_names_columns_keeps_full_control(ref: Reference) -> None:
+    raw = _raw({"Land": ["Kazakhstan"], "country": ["Atlantis"], "notes": ["unmapped"]})
+    source = _source(Kind.RELATIONS, columns={"Land": "country"})
+    mapped = apply_mapping(raw, source, ref)
+    assert mapped.select("country", "notes").rows() == [("Kazakhstan", None)]
+
+
+def test_a_list_with_no_mapped_column_is_refused(ref: Reference) -> None:
+    raw = _raw({"Land": ["Kazakhstan"], "Partner": ["France"]})
+    with pytest.raises(ColumnsMissingError) as info:
+        apply_mapping(raw, _source(Kind.RELATIONS), ref)
+    assert info.value.exit_code == 65
+    assert "['Land', 'Partner']" in str(info.value) and "'counterpart'" in str(info.value)
+    assert "--mapping" in str(info.value)
+
+
+def test_two_headers_for_one_field_need_a_mapping(ref: Reference) -> None:
+    raw = _raw({"country": ["Kazakhstan"], "Country ": ["France"]})
+    with pytest.raises(ConfigError, match="'country' and 'Country ' both name field country"):
+        apply_mapping(raw, _source(Kind.RELATIONS), ref)
 
 
 def test_missing_record_id_column(ref: Reference) -> None:

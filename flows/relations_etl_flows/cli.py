@@ -57,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--mapping", type=Path, help="mapping file (YAML)")
     ingest.add_argument("--name", help="source name (default: the mapping's name or file name)")
     ingest.add_argument("--force", action="store_true", help="reload even when unchanged")
+    ingest.add_argument(
+        "--moved-from",
+        metavar="OLD_URI",
+        help="the list of this source name moved from OLD_URI: bind the name to the new URI",
+    )
     _add_progress(ingest)
     sql = commands.add_parser("sql", help="read-only query on the warehouse")
     sql.add_argument("query")
@@ -107,7 +112,13 @@ def _load(args: argparse.Namespace, settings: Settings) -> None:
             results = _nightly(args, settings)
         elif args.command == "ingest":
             source = source_for(
-                Kind(args.kind), args.source, args.fmt, args.mapping, args.name, settings
+                Kind(args.kind),
+                args.source,
+                args.fmt,
+                args.mapping,
+                args.name,
+                settings,
+                args.moved_from,
             )
             results = [pipeline.run_source(source, settings, force=args.force, steps=steps)]
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping as AbcMapping
 from collections.abc import Sequence
 from enum import StrEnum
@@ -161,6 +162,12 @@ class Source(_Strict):
     mapping: Mapping = Field(default_factory=Mapping)
     landing: str | None = None
     """Folder a local URI must stay inside (checked again when read); None: not confined."""
+    max_rejected_share: float = Field(default=1.0, ge=0.0, le=1.0)
+    """A batch with a larger share of its rows rejected fails and loads nothing; at 1.0 only a
+    batch with every row rejected fails."""
+    moved_from: str | None = None
+    """The URI this source's name was bound to before the list moved: declares the move, so the
+    name is bound to `uri` from this load on (see `relations_etl.bindings`)."""
 
     @model_validator(mode="after")
     def _known_format(self) -> Source:
@@ -349,6 +356,9 @@ def load_sources(path: Path, settings: Settings | None = None) -> list[Source]:
             if landing is not None and confine:
                 entry["landing"] = str(landing)
                 check_uri(str(entry.get("name", position)), entry["uri"], allowed, str(landing))
+        if isinstance(entry.get("moved_from"), str):
+            # only compared with the bound URI, never read: resolved as `uri` is, not confined
+            entry["moved_from"] = resolve_uri(entry["moved_from"], landing or base)
         try:
             source = Source.model_validate(entry)
         except ValidationError as exc:
@@ -369,6 +379,31 @@ def resolve_uri(uri: str, base: Path) -> str:
     return str((base / uri).resolve())
 
 
+def canonical_uri(uri: str) -> str:
+    """One spelling per list: a local path absolute with its links resolved and no `file://`
+    (a relative path is taken from the working folder), a URL with its scheme and host in
+    lower case and no trailing slash."""
+    path = local_path(uri)
+    if path is not None:
+        return str(path.resolve())
+    scheme, rest = uri.split(":", 1)
+    if rest.startswith("//"):
+        host, _, tail = rest[2:].partition("/")
+        rest = f"//{host.lower()}/{tail}" if tail else f"//{host.lower()}"
+    return f"{scheme.lower()}:{rest.rstrip('/')}"
+
+
+def derived_name(uri: str) -> str:
+    """A source name from a file name, valid by the name rule: "visités 2023.csv" is
+    `visites-2023` (accents dropped, anything else outside [A-Za-z0-9_.-] a hyphen)."""
+    path = uri.split("?", 1)[0].split("#", 1)[0] if uri_scheme(uri) != "file" else uri
+    base = path.rstrip("/").rsplit("/", 1)[-1]
+    stem = base.rsplit(".", 1)[0] if "." in base.lstrip(".") else base
+    letters = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode("ascii")
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", letters).strip("-_.")
+    return slug or "source"
+
+
 def source_for(
     kind: Kind,
     uri: str,
@@ -376,8 +411,12 @@ def source_for(
     mapping_path: Path | None,
     name: str | None = None,
     settings: Settings | None = None,
+    moved_from: str | None = None,
 ) -> Source:
-    """Build the Source for a one-off `ingest` from its command-line parts."""
+    """Build the Source for a one-off `ingest` from its command-line parts.
+
+    `moved_from` declares that the name's list moved from that URI (`ingest --moved-from`).
+    """
     check_uri(name or uri, uri, (settings or Settings()).allowed_schemes)
     mapping = load_mapping(mapping_path, kind) if mapping_path else None
     resolved = fmt or (mapping.format if mapping and mapping.format else guess_format(uri))
@@ -385,16 +424,14 @@ def source_for(
         mapping = builtin_mapping(resolved, kind)
     if name is None and mapping.name:
         name = mapping.name
-    if name is None:
-        stem = uri.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0] or "source"
-        name = "".join(ch if ch.isalnum() or ch in "_.-" else "-" for ch in stem).strip("-.")
     try:
         return Source(
-            name=name or "source",
+            name=name or derived_name(uri),
             kind=kind,
             uri=resolve_uri(uri, Path.cwd()),
             format=resolved,
             mapping=mapping,
+            moved_from=resolve_uri(moved_from, Path.cwd()) if moved_from else None,
         )
     except ValidationError as exc:
         raise _explain(exc, f"ingest of {uri}") from exc

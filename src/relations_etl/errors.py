@@ -68,6 +68,16 @@ class ConfigError(RelationsEtlError):
     exit_code = EX_CONFIG
 
 
+class SourceBoundError(ConfigError):
+    """A source name is bound to one list and was given another URI."""
+
+    hint = (
+        "Nothing was loaded. If this is another list, give it another name (ingest --name); "
+        "if the list moved, declare it: ingest --moved-from OLD_URI, or moved_from: OLD_URI in "
+        "the source's entry."
+    )
+
+
 class SourceReadError(RelationsEtlError):
     """A raw list could not be read at all (unreadable format, broken file)."""
 
@@ -95,6 +105,35 @@ class TransientSourceError(SourceReadError):
     transient = True
     hint = "The read is retried; if it keeps failing check the network and the server."
     exit_code = EX_TEMPFAIL
+
+
+class BatchRejectedError(RelationsEtlError):
+    """Every row of a batch, or more than its source's max_rejected_share, was rejected."""
+
+    exit_code = EX_DATAERR
+    _hint = (
+        "Nothing of this batch was loaded and what the source loaded before is unchanged; its "
+        "rejected rows are in quarantine (relations-etl quarantine{only}): fix the list or its "
+        "mapping and run it again, or add the missing values to the reference data and run "
+        "relations-etl quarantine replay{only}."
+    )
+    hint = _hint.format(only="")
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        batch_id: str | None = None,
+        rows_read: int = 0,
+        rows_rejected: int = 0,
+        hint: str | None = None,
+    ) -> None:
+        self.rows_read = rows_read
+        self.rows_rejected = rows_rejected
+        only = f" --source {source}" if source else ""
+        hint = hint if hint is not None else self._hint.format(only=only)
+        super().__init__(message, source=source, batch_id=batch_id, hint=hint)
 
 
 class ReferenceDataError(RelationsEtlError):

@@ -5,14 +5,20 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
-from relations_etl.config import Kind
-from relations_etl.errors import WarehouseError, WarehouseLockedError
+from relations_etl.bindings import bind
+from relations_etl.config import Kind, Source
+from relations_etl.errors import (
+    BatchRejectedError,
+    SourceBoundError,
+    WarehouseError,
+    WarehouseLockedError,
+)
 from relations_etl.facts import ID_COLUMN, TABLE, content_columns, fact_columns, year_sql
 from relations_etl.lock import holder
 from relations_etl.reference import Reference
@@ -31,6 +37,11 @@ class Batch:
     started_at: dt.datetime
     flow_run_id: str | None = None
     source_config: str | None = None
+    """The Source entry as JSON; the load reads max_rejected_share and moved_from from it."""
+
+    def entry(self) -> Source | None:
+        """The Source this batch runs, if recorded."""
+        return Source.model_validate_json(self.source_config) if self.source_config else None
 
 
 @dataclass
@@ -119,6 +130,51 @@ def _years(conn: duckdb.DuckDBPyConnection, query: str, params: list[object]) ->
     return {int(row[0]) for row in conn.execute(query, params).fetchall() if row[0] is not None}
 
 
+def _reason(column: str, value: str | None, message: str, rows: int) -> str:
+    shown = "(empty)" if value is None else repr(value if len(value) <= 40 else value[:40] + "...")
+    return f"{column} {shown}, {rows} row{'s' if rows > 1 else ''}: {message}"
+
+
+def top_reasons(rejected: pl.DataFrame, n: int = 3) -> list[str]:
+    """The `n` most frequent reasons of rejected rows: column, value, message, row count."""
+    if rejected.is_empty():
+        return []
+    counted = (
+        rejected.select(pl.col("errors").explode())
+        .unnest("errors")
+        .drop_nulls("column")
+        .group_by("column", "value", "message", maintain_order=True)
+        .len()
+        .sort("len", descending=True, maintain_order=True)
+        .head(n)
+    )
+    return [_reason(*row) for row in counted.iter_rows()]
+
+
+def rejection_failure(
+    batch: Batch, rows_read: int, rejected: pl.DataFrame, max_share: float
+) -> BatchRejectedError | None:
+    """The error of a batch with every row, or more than `max_share` of them, rejected."""
+    count = rejected.height
+    if rows_read == 0 or (count < rows_read and count / rows_read <= max_share):
+        return None
+    if count >= rows_read:
+        what = f"all {count} rows were rejected" if count > 1 else "its one row was rejected"
+    else:
+        what = (
+            f"{count} of {rows_read} rows were rejected ({count / rows_read:.0%}, more than "
+            f"max_rejected_share {max_share:g})"
+        )
+    reasons = " ".join(f"({n}) {r}" for n, r in enumerate(top_reasons(rejected), start=1))
+    return BatchRejectedError(
+        f"{what}; reasons, most frequent first: {' '.join(reasons.split())}",
+        source=batch.source,
+        batch_id=batch.batch_id,
+        rows_read=rows_read,
+        rows_rejected=count,
+    )
+
+
 def load_batch(
     settings: Settings,
     batch: Batch,
@@ -137,11 +193,29 @@ def load_batch(
     `replayed` lists the raw keys ("file#row") of quarantined rows this batch re-ran: their old
     quarantine entries are closed, and those still failing are quarantined anew with today's
     reasons.
+
+    A batch with every row rejected, or more than its source's `max_rejected_share`, fails:
+    its rejects are quarantined and it is audited as failed with its counts in this same
+    commit, none of its facts are written, and BatchRejectedError is raised after the commit.
+    A replay is never failed so: its rows are all in quarantine already, most failing again is
+    expected, and failing it would keep the rows that now pass out of the warehouse.
+    The batch's URI is bound to its source name here too (see `bindings`), except by a replay,
+    which re-reads rows of the bound list.
     """
     kind = batch.kind
     table, ident = TABLE[kind], ID_COLUMN[kind]
     columns = fact_columns(kind)
     now = dt.datetime.now(dt.UTC)
+    entry = batch.entry()
+    failure = (
+        None
+        if replayed is not None
+        else rejection_failure(
+            batch, rows_read, rejected, entry.max_rejected_share if entry else 1.0
+        )
+    )
+    if failure is not None:
+        facts = facts.clear()
     incoming = facts.with_columns(
         pl.lit(batch.batch_id).alias("batch_id"),
         pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias("loaded_at"),
@@ -150,6 +224,14 @@ def load_batch(
     conn = connect(settings)
     try:
         conn.begin()
+        if replayed is None:
+            bind(
+                conn,
+                batch.source,
+                batch.source_uri,
+                batch.batch_id,
+                entry.moved_from if entry else None,
+            )
         refresh_reference(conn, ref)
         conn.register("_incoming", incoming.select(columns).to_arrow())
         conn.execute(
@@ -245,7 +327,9 @@ def load_batch(
             facts_written,
             {table: years, "rejected_rows": rejected_years},
         )
-        if rows_read != rows_loaded + result.rows_rejected + rows_deduplicated:
+        # a failed batch loads none of its rows: those that passed are neither loaded nor
+        # rejected, and stay in the list for the run that loads it
+        if failure is None and rows_read != rows_loaded + result.rows_rejected + rows_deduplicated:
             raise WarehouseError(
                 f"conservation broken: read {rows_read} != loaded {rows_loaded} + rejected "
                 f"{result.rows_rejected} + deduplicated {rows_deduplicated}",
@@ -257,14 +341,25 @@ def load_batch(
         queued = [[t, y, batch.batch_id] for t, ys in result.years.items() for y in sorted(ys)]
         if queued:
             conn.executemany("INSERT OR IGNORE INTO publish_queue VALUES (?, ?, ?)", queued)
-        _audit(conn, batch, result, "succeeded", now, content_hash, fingerprint)
+        _audit(
+            conn,
+            batch,
+            result,
+            "succeeded" if failure is None else "failed",
+            now,
+            content_hash,
+            fingerprint,
+            None if failure is None else str(failure),
+        )
         conn.commit()
-        return result
     except Exception:
         conn.rollback()
         raise
     finally:
         conn.close()
+    if failure is not None:
+        raise failure
+    return result
 
 
 def _audit(
@@ -379,4 +474,9 @@ def record_skip(
 
 def record_failure(settings: Settings, batch: Batch, error: BaseException) -> None:
     """Audit a batch that failed before or during its load; nothing of it was committed."""
+    if isinstance(error, BatchRejectedError) and error.batch_id == batch.batch_id:
+        return  # audited with its counts by the load that quarantined its rows
+    if isinstance(error, SourceBoundError):
+        # a refused list ran nothing: its entry must not become the one a replay uses
+        batch = replace(batch, source_config=None)
     _write_audit(settings, batch, "failed", error=str(error))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import polars as pl
 
@@ -19,8 +20,53 @@ ERRORS_COLUMN = "_errors"
 _CONJUNCTION = re.compile(r"\s+(?:and|&)\s+")
 
 
-def _check_columns(raw: RawTable, source: Source) -> None:
-    wanted = [*source.mapping.columns, *source.mapping.record_id]
+def _field_key(header: str) -> str:
+    """How a header is compared with field names: case, outer spaces and the spaces or hyphens
+    between words do not count ("Event Date", " event-date " and "EVENT_DATE" are event_date)."""
+    return re.sub(r"[\s-]+", "_", header.strip()).lower()
+
+
+def header_columns(headers: Sequence[str], kind: Kind, source: str, file: str) -> dict[str, str]:
+    """The columns of a list whose mapping names none: each header that is a field name."""
+    fields = set(FIELDS[kind])
+    found: dict[str, str] = {}
+    for header in headers:
+        field = _field_key(header)
+        if field not in fields:
+            continue
+        twin = next((h for h, f in found.items() if f == field), None)
+        if twin is not None:
+            raise ConfigError(
+                f"columns {twin!r} and {header!r} both name field {field}",
+                source=source,
+                file=file,
+                column=header,
+                hint="Give a mapping whose columns: says which column fills the field.",
+            )
+        found[header] = field
+    if headers and not found:
+        raise ColumnsMissingError(
+            f"no column is mapped: the mapping names no columns and no header is a "
+            f"{kind.value} field; its columns are {list(headers)}, the fields "
+            f"{list(FIELDS[kind])}",
+            source=source,
+            file=file,
+            hint="Give a mapping with columns: (ingest --mapping), or name the headers after "
+            "the fields; see the README section 'Sources and mappings'.",
+        )
+    return found
+
+
+def mapped_columns(raw: RawTable, source: Source) -> dict[str, str]:
+    """Column -> field: the mapping's columns, or when it names none the headers that are
+    field names (a mapping that names columns keeps full control)."""
+    if source.mapping.columns:
+        return source.mapping.columns
+    return header_columns(raw.columns, source.kind, source.name, raw.file)
+
+
+def _check_columns(raw: RawTable, source: Source, columns: dict[str, str]) -> None:
+    wanted = [*columns, *source.mapping.record_id]
     missing = [c for c in wanted if c not in raw.columns]
     if missing:
         raise ColumnsMissingError(
@@ -30,7 +76,7 @@ def _check_columns(raw: RawTable, source: Source) -> None:
             source=source.name,
             file=raw.file,
         )
-    mapped = set(source.mapping.columns.values())
+    mapped = set(columns.values())
     for field, rule in source.mapping.derive.items():
         if rule.source not in mapped and rule.source not in source.mapping.constants:
             raise ConfigError(
@@ -81,11 +127,12 @@ def _people(
 
 def apply_mapping(raw: RawTable, source: Source, ref: Reference) -> pl.DataFrame:
     """Turn one raw table into rows of `source.kind` fields (text), one row per person."""
-    _check_columns(raw, source)
+    columns = mapped_columns(raw, source)
+    _check_columns(raw, source, columns)
     mapping = source.mapping
     kind = source.kind
-    frame = raw.frame.with_columns([clean_expr(c) for c in {*mapping.columns, *mapping.record_id}])
-    selected = [pl.col(column).alias(field) for column, field in mapping.columns.items()]
+    frame = raw.frame.with_columns([clean_expr(c) for c in {*columns, *mapping.record_id}])
+    selected = [pl.col(column).alias(field) for column, field in columns.items()]
     # errors found while reading (a ragged line) travel with the row; a replayed row has none
     read_errors = (
         pl.col(ROW_ERRORS)

@@ -13,6 +13,7 @@ import polars as pl
 
 import relations_etl
 from relations_etl.config import Kind, Source
+from relations_etl.errors import BatchRejectedError
 from relations_etl.extract import RawTable, combine, extract
 from relations_etl.load import (
     Batch,
@@ -207,6 +208,8 @@ def run_source(
         except Exception as exc:
             record_failure(settings, batch, exc)
             steps.stage(source.name, "failed")
+            if isinstance(exc, BatchRejectedError):  # its quarantine rows were committed
+                steps.publish(settings)
             raise
         steps.stage(source.name, "publish")
         steps.publish(settings)

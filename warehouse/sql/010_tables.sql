@@ -128,6 +128,16 @@ CREATE TABLE IF NOT EXISTS load_batches (
 -- successful batch's is skipped)
 ALTER TABLE load_batches ADD COLUMN IF NOT EXISTS fingerprint VARCHAR;
 
+-- The list each source name stands for: bound by the name's first committed load, moved only by
+-- a load that declares the move (moved_from), so two lists never mix under one name.
+CREATE TABLE IF NOT EXISTS source_bindings (
+    source      VARCHAR PRIMARY KEY,
+    uri         VARCHAR NOT NULL,   -- canonical: an absolute local path (links resolved), or the URL
+    batch_id    VARCHAR NOT NULL,   -- the batch that bound it (or moved it here)
+    bound_at    TIMESTAMPTZ NOT NULL,
+    moved_from  VARCHAR             -- the URI it was bound to before a declared move
+);
+
 -- Parquet years committed but not yet published: written with the data in one transaction,
 -- removed once the files are in place, so a crash in between is repaired by the next run.
 CREATE TABLE IF NOT EXISTS publish_queue (
