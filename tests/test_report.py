@@ -15,9 +15,9 @@ from relations_etl.config import Kind, load_sources, source_for
 from relations_etl.load import connect
 from relations_etl.pipeline import run_source
 from relations_etl.query import run_query
-from relations_etl.report_data import gather, tables
-from relations_etl.report_html import render_html
-from relations_etl.report_text import render_markdown, render_text
+from relations_etl.report.data import gather, tables
+from relations_etl.report.html import render_html
+from relations_etl.report.text import render_markdown, render_text
 from relations_etl.settings import Settings
 from tests.conftest import REPO, shared
 

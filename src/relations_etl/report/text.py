@@ -9,7 +9,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table as RichTable
 from rich.text import Text
 
-from relations_etl.report_data import NUMERIC_COLUMNS, ReportData, Table, tables
+from relations_etl.report.data import NUMERIC_COLUMNS, ReportData, Table, tables
 
 
 def renderables(data: ReportData) -> RenderableType:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from html import escape
 
-from relations_etl.report_data import MONTHS, NUMERIC_COLUMNS, ReportData, Table, tables
-from relations_etl.report_svg import Period, bar_chart, column_chart, timeline
+from relations_etl.report.data import MONTHS, NUMERIC_COLUMNS, ReportData, Table, tables
+from relations_etl.report.svg import Period, bar_chart, column_chart, timeline
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 980px; color: #222; }

@@ -1,4 +1,4 @@
-"""Report: the annual report of one country (text, markdown, HTML) and run reports as markdown."""
+"""The annual report of one country and year: text, markdown or one HTML file."""
 
 from __future__ import annotations
 
@@ -7,62 +7,13 @@ import os
 from pathlib import Path
 
 import duckdb
-import polars as pl
 
 from relations_etl.errors import OutputError
-from relations_etl.load import LoadResult, connect
-from relations_etl.report_data import gather
-from relations_etl.report_html import render_html
-from relations_etl.report_text import render_markdown, render_text
+from relations_etl.load import connect
+from relations_etl.report.data import gather
+from relations_etl.report.html import render_html
+from relations_etl.report.text import render_markdown, render_text
 from relations_etl.settings import Settings
-
-
-def markdown_table(frame: pl.DataFrame) -> str:
-    """A frame as a markdown table (cells with | or newlines are flattened)."""
-    if frame.is_empty():
-        return "(none)"
-
-    def cell(value: object) -> str:
-        return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * frame.width]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.iter_rows()]
-    return "\n".join(lines)
-
-
-def batch_markdown(result: LoadResult, rejected: pl.DataFrame) -> str:
-    """The Prefect artifact of one batch: its counts and its first rejected rows."""
-    counts = pl.DataFrame(
-        {
-            "rows read": [result.rows_read],
-            "loaded": [result.rows_loaded],
-            "rejected": [result.rows_rejected],
-            "deduplicated": [result.rows_deduplicated],
-            "facts written": [result.facts_written],
-        }
-    )
-    preview = (
-        rejected.select(
-            "source_row",
-            "source_record",
-            pl.col("errors")
-            .list.eval(
-                pl.format(
-                    "{}: {}",
-                    pl.element().struct.field("column"),
-                    pl.element().struct.field("message"),
-                )
-            )
-            .list.join("; ")
-            .alias("reasons"),
-        )
-        if rejected.height
-        else rejected
-    )
-    return (
-        f"# {result.source} ({result.kind.value})\n\nBatch `{result.batch_id}`\n\n"
-        f"{markdown_table(counts)}\n\n## First rejected rows\n\n{markdown_table(preview)}\n"
-    )
 
 
 def annual_report(
