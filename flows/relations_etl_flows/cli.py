@@ -17,7 +17,7 @@ from relations_etl.errors import EX_CONFIG, EX_SOFTWARE, RelationsEtlError
 from relations_etl.load import connect
 from relations_etl.quarantine import describe, open_rejections, unresolved_summary
 from relations_etl.query import run_query
-from relations_etl.report import annual_report, write_html
+from relations_etl.report import annual_report, resolve_report_country, write_html
 from relations_etl.settings import Settings
 from relations_etl_flows.output import print_frame, print_results
 
@@ -57,7 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     sql.add_argument("query")
     sql.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     report = commands.add_parser("report", help="the annual report of a country")
-    report.add_argument("--country", required=True, help="ISO 3166 alpha-3 code")
+    report.add_argument(
+        "--country", required=True, help="ISO 3166 alpha-3 code, ISO name or alias (Kazakhstan)"
+    )
     report.add_argument("--year", required=True, type=int)
     report.add_argument(
         "--format",
@@ -146,12 +148,13 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "report":
             conn = connect(settings, read_only=True)
             try:
+                country = resolve_report_country(settings, args.country, args.year, conn)
                 if args.html:
-                    written = write_html(conn, args.country, args.year, args.html)
+                    written = write_html(conn, country, args.year, args.html)
                     print(f"wrote {written}", file=sys.stderr)
                 if args.report_format or not args.html:
                     fmt = args.report_format or "text"
-                    print(annual_report(conn, args.country, args.year, fmt), end="")
+                    print(annual_report(conn, country, args.year, fmt), end="")
             finally:
                 conn.close()
     except RelationsEtlError as exc:

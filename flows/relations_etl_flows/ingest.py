@@ -33,6 +33,7 @@ from relations_etl.publish import publish_pending
 from relations_etl.quarantine import prepare_replay, sources_with_open_rows
 from relations_etl.reference import Reference
 from relations_etl.report import batch_markdown, markdown_table, write_configured_report
+from relations_etl.report.country import check_report_settings
 from relations_etl.settings import Settings
 from relations_etl_flows import progress
 
@@ -178,6 +179,7 @@ def nightly(
     `force`; sources that loaded before and are no longer configured are reported, rows kept.
     """
     settings = _settings(home)
+    check_report_settings(settings)  # a report that cannot be written fails before any load
     sources = load_sources(Path(config) if config else settings.config, settings)
     results: list[LoadResult] = []
     failures: list[str] = []

@@ -10,6 +10,7 @@ import duckdb
 
 from relations_etl.errors import OutputError
 from relations_etl.load import connect
+from relations_etl.report.country import ReportCountry, check_report_settings
 from relations_etl.report.data import gather
 from relations_etl.report.html import render_html
 from relations_etl.report.text import render_markdown, render_text
@@ -17,7 +18,7 @@ from relations_etl.settings import Settings
 
 
 def annual_report(
-    conn: duckdb.DuckDBPyConnection, country: str, year: int, fmt: str = "text"
+    conn: duckdb.DuckDBPyConnection, country: ReportCountry, year: int, fmt: str = "text"
 ) -> str:
     """The annual report of `country` in `year` as text (rich tables), markdown or HTML."""
     data = gather(conn, country, year)
@@ -28,7 +29,9 @@ def annual_report(
     return render_text(data)
 
 
-def write_html(conn: duckdb.DuckDBPyConnection, country: str, year: int, path: Path) -> Path:
+def write_html(
+    conn: duckdb.DuckDBPyConnection, country: ReportCountry, year: int, path: Path
+) -> Path:
     """Write the HTML report to `path` (through a temporary file, so no half file is left)."""
     text = annual_report(conn, country, year, "html")
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -43,9 +46,9 @@ def write_html(conn: duckdb.DuckDBPyConnection, country: str, year: int, path: P
 
 def write_configured_report(settings: Settings) -> Path | None:
     """Write the HTML report of `settings.report_country` into the reports folder, if set."""
-    if not settings.report_country:
+    country = check_report_settings(settings)
+    if country is None:
         return None
-    country = settings.report_country.upper()
     conn = connect(settings, read_only=True)
     try:
         year = settings.report_year
@@ -56,11 +59,11 @@ def write_configured_report(settings: Settings) -> Path | None:
                     UNION ALL SELECT year FROM visits_outbound WHERE reporting_country = $c
                     UNION ALL SELECT year FROM reported_totals WHERE country = $c
                 ) WHERE year <= $y""",
-                {"c": country, "y": dt.date.today().year},
+                {"c": country.code, "y": dt.date.today().year},
             ).fetchall()[0]
             year = int(latest) if latest is not None else dt.date.today().year
         settings.reports_dir.mkdir(parents=True, exist_ok=True)
-        target = settings.reports_dir.resolve() / f"{country}-{year}.html"
+        target = settings.reports_dir.resolve() / f"{country.code}-{year}.html"
         return write_html(conn, country, year, target)
     finally:
         conn.close()
