@@ -12,13 +12,18 @@ import pytest
 from relations_etl_flows.cli import main
 
 from relations_etl.config import Kind, load_sources, source_for
-from relations_etl.errors import BatchRejectedError
+from relations_etl.errors import BatchRejectedError, ConfigError
 from relations_etl.load import connect
 from relations_etl.pipeline import run_source
 from relations_etl.query import run_query
-from relations_etl.report_data import gather, tables
-from relations_etl.report_html import render_html
-from relations_etl.report_text import render_markdown, render_text
+from relations_etl.report import (
+    check_report_settings,
+    resolve_report_country,
+    write_configured_report,
+)
+from relations_etl.report.data import ReportData, gather, tables
+from relations_etl.report.html import render_html
+from relations_etl.report.text import render_markdown, render_text
 from relations_etl.settings import Settings
 from tests.conftest import REPO, shared
 
@@ -48,6 +53,15 @@ def _list(folder: Path, name: str, kind: str, text: str, columns: dict[str, str]
         encoding="utf-8",
     )
     return config
+
+
+def _data(settings: Settings, country: str, year: int) -> ReportData:
+    """The report data of `country` (a code or a name) in `year`, read from the warehouse."""
+    conn = connect(settings, read_only=True)
+    try:
+        return gather(conn, resolve_report_country(settings, country, year, conn), year)
+    finally:
+        conn.close()
 
 
 def _reconciliation(settings: Settings, country: str, year: int) -> dict[str, dict[str, object]]:
@@ -154,9 +168,16 @@ def test_detail_exceeding_the_published_figure_is_flagged(
     # a year with no detail rows at all is still reconciled: nothing recorded of 1,234
     assert (later["head_visits"]["reported"], later["head_visits"]["recorded"]) == (1234, 0)
     assert later["head_visits"]["published_precision"] == "year"
-    data = gather(connect(settings, read_only=True), "KAZ", 2023)
+    data = _data(settings, "KAZ", 2023)
     page = render_html(data)
     assert page.count('class="row exceeds"') == 1
+    (summary,) = [t for t in tables(data) if t.key == "summary"]
+    shown = {row[0]: row[1:] for row in summary.rows}
+    assert shown["Chairmanships held"][:2] == ["2, above the 1 published", "exceeds published"]
+    assert shown["Elected seats held"][:2] == ["1 of 1 published", "complete"]
+    # two publishers: each published total names its own
+    assert summary.columns == ["figure", "recorded", "status", "published by"]
+    assert shown["Elected seats held"][2] == "A yearbook, 2024-02"
 
 
 def test_visits_by_role_and_month_add_up_to_the_annual_summary(demo: Settings) -> None:
@@ -262,17 +283,34 @@ def test_notable_visitors_are_heads_received_by_date_with_country_names(
         (dt.date(2023, 10, 20), "Viktor Orbán", "HUN", "Hungary", "head_of_government"),
         (dt.date(2023, 11, 2), "Emmanuel Macron", "FRA", "France", "head_of_state"),
     ]
-    data = gather(connect(settings, read_only=True), "KAZ", 2023)
+    data = _data(settings, "KAZ", 2023)
     # month known for every visit: Feb, Jun (twice), Oct, Nov received; Apr abroad
     assert data.by_month["received"] == [0, 1, 0, 0, 0, 2, 0, 0, 0, 1, 1, 0, 0]
     assert data.by_month["abroad"] == [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]
-    (notable_table,) = [t for t in tables(data) if t.key == "notable-visitors"]
-    assert [row[0] for row in notable_table.rows] == [
+    shown = {t.key: t for t in tables(data)}
+    assert [row[1] for row in shown["visits"].rows if row[0] == "received"] == [
+        "2023-02-28",
         "2023-06",
         "2023-06-20",
         "2023-10-20",
         "2023-11-02",
     ]
+    # five months hold visits: a chart says more than a sentence
+    assert shown["by-month"].chart
+    assert shown["by-month"].rows == [
+        ["Feb", "1", "0"],
+        ["Apr", "0", "1"],
+        ["Jun", "2", "0"],
+        ["Oct", "1", "0"],
+        ["Nov", "1", "0"],
+    ]
+    # five countries with one visit each: a sentence, not five identical bars
+    assert not shown["visiting-countries"].chart and not shown["visiting-countries"].rows
+    assert shown["visiting-countries"].note == (
+        "One visit each from Albania, France, Germany, Hungary and United States."
+    )
+    page = render_html(data)
+    assert 'id="chart-by-month"' in page and 'id="chart-visiting-countries"' not in page
 
 
 def _cells(data_tables: list[list[str]]) -> set[str]:
@@ -280,11 +318,7 @@ def _cells(data_tables: list[list[str]]) -> set[str]:
 
 
 def test_text_markdown_and_html_show_the_same_figures(demo: Settings) -> None:
-    conn = connect(demo, read_only=True)
-    try:
-        data = gather(conn, "kaz", 2023)
-    finally:
-        conn.close()
+    data = _data(demo, "kaz", 2023)
     text = render_text(data, width=400)
     markdown = render_markdown(data)
     page = render_html(data)
@@ -307,10 +341,20 @@ def test_text_markdown_and_html_show_the_same_figures(demo: Settings) -> None:
         "elected_seats": 1,
     }
     for shown in (text, markdown, page):
-        for coverage in ("5 of 186", "5 of 32", "1 of 24"):
-            assert coverage in shown
-    for metric, value in figures.items():
-        assert f'data-metric="{metric}"><b>{value}</b>' in page
+        for coverage in ("5 of 186 published", "5 of 32 published", "1 of 24 published"):
+            # each figure once, beside its published total
+            assert shown.count(coverage) == 1, coverage
+        assert shown.count("Countries with diplomatic relations at year end") == 1
+        assert "Ministry of Foreign Affairs of Kazakhstan, 2023-12-25" in shown
+    # every date of the sample is year-only: a sentence says so instead of a chart of months
+    month_note = "The lists give only the year of all 8 visits (6 received and 2 abroad)"
+    for shown in (text, markdown, page):
+        assert month_note in shown
+        assert "One visit each from Albania, Czechia, France, Germany, Hungary" in shown
+    assert 'id="chart-by-month"' not in page and 'id="chart-visiting-countries"' not in page
+    # memberships without an end are marked ongoing, in the chart and in the tables
+    assert "1992-03-02 – ongoing" in page
+    assert page.count('class="ongoing"') == 4
 
 
 def test_html_is_self_contained_and_escapes_every_value(settings: Settings, tmp_path: Path) -> None:
@@ -331,7 +375,7 @@ def test_html_is_self_contained_and_escapes_every_value(settings: Settings, tmp_
     )
     with pytest.raises(BatchRejectedError):  # its one row goes to quarantine, which the page shows
         _load(settings, config)
-    page = render_html(gather(connect(settings, read_only=True), "KAZ", 2023))
+    page = render_html(_data(settings, "KAZ", 2023))
     assert "<script" not in page.lower() and "<img" not in page.lower()
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; Co" in page
     assert "http://" not in page and "https://" not in page
@@ -364,10 +408,10 @@ def test_report_command_writes_html_and_prints_markdown(
     )
     out = capsys.readouterr()
     assert out.out.startswith("# Kazakhstan (KAZ), 2023")
-    assert "| Heads of state or government received | 32 | 5 | -27 | 5 of 32 |" in out.out
+    assert "| Heads of state or government received | 5 of 32 published | partial |" in out.out
     assert f"wrote {target}" in out.err
     page = target.read_text(encoding="utf-8")
-    assert page.startswith("<!DOCTYPE html>") and 'id="chart-by-month"' in page
+    assert page.startswith("<!DOCTYPE html>") and 'id="chart-memberships"' in page
     assert not list(tmp_path.glob(".*.tmp"))
     assert (
         main(
@@ -387,10 +431,18 @@ def test_report_command_writes_html_and_prints_markdown(
 
 
 def test_a_year_without_facts_says_so(demo: Settings) -> None:
-    data = gather(connect(demo, read_only=True), "KAZ", 1850)
-    assert data.summary is None
-    assert "No facts recorded for this country and year." in render_text(data)
-    assert "Nothing recorded." in render_html(data)
+    data = _data(demo, "KAZ", 1850)
+    assert data.summary is None and data.empty
+    # only the rows that may be why: the open rejected rows naming Kazakhstan (of any year)
+    assert [t.key for t in tables(data)] == ["batches", "rejections"]
+    note = (
+        "No facts recorded for Kazakhstan in 1850. The warehouse holds figures for Kazakhstan "
+        f"for 1991–{data.today.year}."
+    )
+    assert data.notes() == [note]
+    assert note in render_text(data, width=400)
+    assert f'<p class="lead note">{note}</p>' in render_html(data)
+    assert 'id="summary"' not in render_html(data)
 
 
 @pytest.mark.shared_data
@@ -426,6 +478,169 @@ def test_public_visits_list_through_the_reporting_views(tmp_path: Path) -> None:
     assert notable.get_column("start_date").is_sorted()
     assert set(notable.get_column("visitor_role")) == {"head_of_state", "head_of_government"}
     assert notable.get_column("visitor_country_name").null_count() == 0
-    data = gather(connect(settings, read_only=True), "USA", 2023)
+    data = _data(settings, "USA", 2023)
     assert sum(data.by_month["received"]) == 81 and data.by_month["received"][12] == 0
     assert {m: v for m, _, v in data.figures()}["head_visits"] == 80
+
+
+def _report(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *argv: str
+) -> tuple[int, str, str]:
+    """`relations-etl report ...` in-process: exit code, stdout, stderr."""
+    monkeypatch.setenv("RELATIONS_ETL_HOME", str(home))
+    code = main(["report", *argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_an_unknown_country_is_a_usage_error_naming_the_closest_known(
+    demo: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _report(demo.home, monkeypatch, capsys, "--country", "XYZ", "--year", "2023")
+    assert (code, out) == (64, "")
+    # nothing is spelled like XYZ: the countries this warehouse holds most about are offered
+    assert "country 'XYZ' is unknown; no known code or name is spelled like it" in err
+    assert "countries in this warehouse: KAZ (Kazakhstan), USA (United States)" in err
+    assert "ISO 3166 alpha-3 code" in err  # the hint says what to give
+    code, out, err = _report(
+        demo.home, monkeypatch, capsys, "--country", "Kazakstan", "--year", "2023"
+    )
+    assert (code, out) == (64, "")
+    assert "country 'Kazakstan' is unknown; the closest known: KAZ (Kazakhstan)" in err
+    code, _, err = _report(demo.home, monkeypatch, capsys, "--country", "Korea", "--year", "2023")
+    assert code == 64 and "ambiguous" in err and "KOR or PRK" in err
+    code, _, err = _report(
+        demo.home, monkeypatch, capsys, "--country", "U.S.S.R.", "--year", "2023"
+    )
+    assert code == 64 and "SUN (Union of Soviet Socialist Republics), which did not exist" in err
+
+
+def test_a_country_name_resolves_like_a_lists_label(
+    demo: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, by_code, _ = _report(demo.home, monkeypatch, capsys, "--country", "KAZ", "--year", "2023")
+    assert code == 0 and by_code.startswith("Kazakhstan (KAZ), 2023")
+    for label in ("Kazakhstan", "kz", " kazakhstan ", "Republic of Kazakhstan"):
+        code, out, err = _report(
+            demo.home, monkeypatch, capsys, "--country", label, "--year", "2023"
+        )
+        assert (code, err) == (0, ""), label
+        assert out == by_code, label
+    # an alias of the reference data (dated: "China, Republic of" is TWN after 1949-10-01)
+    assert resolve_report_country(demo, "China, Republic of", 1990).code == "TWN"
+    assert resolve_report_country(demo, "China, Republic of", 1930).code == "CHN"
+    assert resolve_report_country(demo, "Czech Republic").code == "CZE"
+
+
+def test_every_year_has_one_definition_and_a_year_after_today_says_so(demo: Settings) -> None:
+    this_year = dt.date.today().year
+    years = run_query(
+        demo,
+        "SELECT year, relations_count FROM annual_summary WHERE country = 'KAZ' ORDER BY year",
+    ).rows()
+    assert [y for y, _ in years] == list(range(1991, this_year + 1))
+    for year, relations in years:
+        # the count at year end is the in-force macro on the last day of that year, every year
+        in_force = run_query(
+            demo, f"SELECT count(*) FROM relations_in_force('KAZ', DATE '{year}-12-31')"
+        ).item()
+        assert relations == in_force, year
+    # a seat that runs to 2027 is counted up to this year, never ahead of it
+    seats = run_query(
+        demo,
+        "SELECT max(year) FROM annual_summary WHERE country = 'KAZ' AND elected_seats > 0",
+    ).item()
+    assert seats == this_year
+    later = [_data(demo, "KAZ", year) for year in (this_year + 1, this_year + 2, 2030)]
+    for data in later:
+        assert data.empty and data.summary is None and tables(data) == []
+        note = (
+            f"{data.year} is after the current year ({this_year}): the lists record what has "
+            f"happened, so there are no figures for {data.year} yet. The warehouse holds figures "
+            f"for Kazakhstan for 1991–{this_year}."
+        )
+        assert data.notes() == [note]
+        for shown in (render_text(data, width=400), render_markdown(data), render_html(data)):
+            assert note in shown
+            assert "5 of 186" not in shown and "Countries with diplomatic relations" not in shown
+    # a year the lists hold no visits for says why its visit figures are 0
+    current = _data(demo, "KAZ", this_year)
+    assert {m: v for m, _, v in current.figures()}["relations_count"] == 5
+    assert any(note.startswith(f"{this_year} is not over") for note in current.notes())
+    assert any("no visits of Kazakhstan after 2023" in note for note in current.notes())
+
+
+def test_data_quality_is_scoped_to_the_country_and_year(settings: Settings, tmp_path: Path) -> None:
+    _load(settings, SAMPLES)
+    other = _list(
+        tmp_path,
+        "fr-visits",
+        "visits",
+        "host,from,who,when\n"
+        "France,Germany,President Frank-Walter Steinmeier,2023-03-01\n"
+        "France,Atlantis,President Nobody,2023-04-01\n",
+        {"host": "host_country", "from": "visitor_country", "who": "visitor", "when": "start_date"},
+    )
+    kz = _list(
+        tmp_path,
+        "kz-extra",
+        "visits",
+        "host,from,who,when\n"
+        "Kazakhstan,Italy,Prime Minister Giorgia Meloni,2023-05-01\n"
+        "Kazakstan,Spain,Prime Minister Pedro Sánchez,2023-05-02\n",
+        {"host": "host_country", "from": "visitor_country", "who": "visitor", "when": "start_date"},
+    )
+    _load(settings, other)
+    _load(settings, kz)
+    data = _data(settings, "KAZ", 2023)
+    assert data.batches.get_column("source").to_list() == [
+        "kz-extra",
+        "kz-memberships",
+        "kz-relations",
+        "kz-reported-totals",
+        "kz-visits-2023",
+    ]
+    assert "fr-visits" not in data.rejections.get_column("source").to_list()
+    assert data.rejections.get_column("rows").sum() == 7
+    # the typo "Kazakstan" names no country: counted, not shown as Kazakhstan's
+    assert data.rejected_elsewhere == 1
+    (rejections,) = [t for t in tables(data) if t.key == "rejections"]
+    assert "hold 1 other open rejected row(s) with no cell that names Kazakhstan" in rejections.note
+    france = _data(settings, "France", 2023)
+    assert france.batches.get_column("source").to_list() == ["fr-visits", "kz-visits-2023"]
+    assert france.rejections.rows() == [
+        ("fr-visits", "visits", "visitor_country", "country_known", 1, "Atlantis")
+    ]
+
+
+def test_the_configured_report_country_is_resolved_and_checked(
+    demo: Settings, tmp_path: Path
+) -> None:
+    named = demo.model_copy(update={"report_country": "Kazakhstan", "report_year": 2023})
+    assert check_report_settings(named) == resolve_report_country(demo, "KAZ")
+    written = write_configured_report(named)
+    assert written is not None and written.name == "KAZ-2023.html"
+    assert check_report_settings(demo.model_copy(update={"report_country": None})) is None
+    with pytest.raises(ConfigError) as failed:
+        check_report_settings(demo.model_copy(update={"report_country": "Kazakstan"}))
+    assert failed.value.exit_code == 78
+    assert str(failed.value).startswith(
+        "RELATIONS_ETL_REPORT_COUNTRY: country 'Kazakstan' is unknown; the closest known: "
+        "KAZ (Kazakhstan)"
+    )
+    assert "nothing was loaded" in str(failed.value)
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_nightly_refuses_a_bad_report_country_before_loading_anything(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from relations_etl_flows.ingest import nightly
+
+    monkeypatch.setenv("RELATIONS_ETL_REPORT_COUNTRY", "Atlantis")
+    with pytest.raises(ConfigError) as failed:
+        nightly(config=str(SAMPLES), home=str(settings.home))
+    assert failed.value.exit_code == 78
+    assert "RELATIONS_ETL_REPORT_COUNTRY: country 'Atlantis' is unknown" in str(failed.value)
+    # not one source was read: the warehouse was never even created
+    assert not settings.db_path.exists()

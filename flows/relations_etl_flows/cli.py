@@ -22,7 +22,7 @@ from relations_etl.errors import (
 from relations_etl.load import LoadResult, connect
 from relations_etl.quarantine import describe, open_rejections, unresolved_summary
 from relations_etl.query import run_query
-from relations_etl.report import annual_report, write_html
+from relations_etl.report import annual_report, resolve_report_country, write_html
 from relations_etl.settings import Settings
 from relations_etl_flows.output import print_frame, print_results
 
@@ -67,7 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     sql.add_argument("query")
     sql.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     report = commands.add_parser("report", help="the annual report of a country")
-    report.add_argument("--country", required=True, help="ISO 3166 alpha-3 code")
+    report.add_argument(
+        "--country", required=True, help="ISO 3166 alpha-3 code, ISO name or alias (Kazakhstan)"
+    )
     report.add_argument("--year", required=True, type=int)
     report.add_argument(
         "--format",
@@ -132,10 +134,12 @@ def _nightly(args: argparse.Namespace, settings: Settings) -> list[LoadResult]:
     """The nightly flow, as a deployment runs it, reporting to a Prefect API."""
     import httpx
 
+    from relations_etl.report import check_report_settings
     from relations_etl_flows.ingest import nightly
     from relations_etl_flows.server import prefect_api
 
     config = str(args.config) if args.config else None
+    check_report_settings(settings)  # before a Prefect API is started for nothing
     with prefect_api(settings) as api_url:
         try:
             return nightly(config=config, home=str(settings.home), force=args.force)
@@ -180,12 +184,13 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "report":
             conn = connect(settings, read_only=True)
             try:
+                country = resolve_report_country(settings, args.country, args.year, conn)
                 if args.html:
-                    written = write_html(conn, args.country, args.year, args.html)
+                    written = write_html(conn, country, args.year, args.html)
                     print(f"wrote {written}", file=sys.stderr)
                 if args.report_format or not args.html:
                     fmt = args.report_format or "text"
-                    print(annual_report(conn, args.country, args.year, fmt), end="")
+                    print(annual_report(conn, country, args.year, fmt), end="")
             finally:
                 conn.close()
     except RelationsEtlError as exc:

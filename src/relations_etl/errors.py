@@ -192,3 +192,13 @@ class OutputError(RelationsEtlError):
 
     hint = "Give a path in a folder that exists and that you can write to."
     exit_code = EX_CANTCREAT
+
+
+class UnknownCountryError(RelationsEtlError):
+    """A country a command asks for (a report's) is unknown, ambiguous, or did not exist then."""
+
+    hint = (
+        "Give an ISO 3166 alpha-3 code (KAZ), an ISO name (Kazakhstan) or an alias of "
+        "country_aliases.csv; a label of your own goes into <home>/reference/country_aliases.csv."
+    )
+    exit_code = EX_USAGE

@@ -32,7 +32,7 @@ from relations_etl.periods import collapse_years
 from relations_etl.publish import publish_pending
 from relations_etl.quarantine import prepare_replay, sources_with_open_rows
 from relations_etl.reference import Reference
-from relations_etl.report import write_configured_report
+from relations_etl.report import check_report_settings, write_configured_report
 from relations_etl.settings import Settings
 from relations_etl.split import Split, split
 from relations_etl.validate import validate
@@ -267,6 +267,7 @@ def run_sources(
     `run_one` runs one source (`run_source`, or a flow that calls it); sources that loaded
     before and are no longer configured are listed, their rows kept.
     """
+    check_report_settings(settings)  # a report that cannot be written fails before any load
     results: list[LoadResult] = []
     failures: list[str] = []
     with run_lock(settings, what):

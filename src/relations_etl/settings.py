@@ -45,8 +45,9 @@ class Settings(BaseSettings):
     )
     report_country: str | None = Field(
         default=None,
-        description="Alpha-3 code whose annual HTML report the nightly run writes to "
-        "<home>/reports/ and links from its Prefect artifacts (none when unset).",
+        description="Country (alpha-3 code, ISO name or alias, resolved like a list's label) "
+        "whose annual HTML report the nightly run writes to <home>/reports/ and links from its "
+        "Prefect artifacts (none when unset); checked before the run loads anything.",
     )
     report_year: int | None = Field(
         default=None,

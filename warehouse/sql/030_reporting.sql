@@ -165,26 +165,33 @@ final AS (
 )
 SELECT * FROM final;
 
+-- One row per (country, year) from the country's first fact up to the current year, with the
+-- state at year end (relations, chairs, seats) and the year's visits. A year after the current
+-- one has no row: the lists record what happened, so nothing is known of it yet (a term that
+-- ends in 2027 is a plan until then), and a relation in force today is not counted ahead.
 CREATE OR REPLACE VIEW annual_summary AS
 WITH
+horizon AS (
+    SELECT year(current_date) AS last_year
+),
 visit_years AS (
     SELECT reporting_country AS country, year FROM visits_inbound
     UNION SELECT reporting_country, year FROM visits_outbound
 ),
 membership_years AS (
     SELECT m.country, y.year
-    FROM stg_memberships AS m,
-         range(m.first_year, coalesce(m.last_year, greatest(m.first_year, year(current_date))) + 1) AS y(year)
+    FROM stg_memberships AS m, horizon AS h,
+         range(m.first_year, least(coalesce(m.last_year, h.last_year), h.last_year) + 1) AS y(year)
 ),
 relation_years AS (
     SELECT country, year(min(event_date)) AS first_year FROM stg_relation_events GROUP BY country
 ),
 spine AS (
-    SELECT country, year FROM visit_years
+    SELECT country, year FROM visit_years, horizon WHERE year <= last_year
     UNION SELECT country, year FROM membership_years
     UNION
     SELECT r.country, y.year
-    FROM relation_years AS r, range(r.first_year, year(current_date) + 1) AS y(year)
+    FROM relation_years AS r, horizon AS h, range(r.first_year, h.last_year + 1) AS y(year)
 ),
 relation_state AS (
     SELECT s.country, s.year, e.counterpart,
@@ -219,8 +226,8 @@ seats AS (
     SELECT m.country, y.year,
            count(*) FILTER (WHERE m.status = 'chair') AS chairmanships,
            count(*) FILTER (WHERE m.status = 'elected_member') AS elected_seats
-    FROM stg_memberships AS m,
-         range(m.first_year, coalesce(m.last_year, greatest(m.first_year, year(current_date))) + 1) AS y(year)
+    FROM stg_memberships AS m, horizon AS h,
+         range(m.first_year, least(coalesce(m.last_year, h.last_year), h.last_year) + 1) AS y(year)
     GROUP BY ALL
 ),
 final AS (
