@@ -96,3 +96,19 @@ def serve() -> Iterator[Serve]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def sample_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The demo lists loaded once for the session, plus a user alias file; tests only read it."""
+    from tests.state import run_all, sample_lists
+
+    root = tmp_path_factory.mktemp("sample")
+    settings = Settings(home=root / "warehouse")
+    run_all(sample_lists(root / "lists"), settings)
+    settings.user_reference_dir.mkdir()
+    (settings.user_reference_dir / "country_aliases.csv").write_text(
+        "alias,code,valid_from,valid_to,note\nKazakstan,KAZ,,,a spelling seen in old lists\n",
+        encoding="utf-8",
+    )
+    return settings

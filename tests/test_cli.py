@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 import subprocess
@@ -13,7 +14,11 @@ from pathlib import Path
 
 import pytest
 from prefect.settings import get_current_settings
+from relations_etl_flows.cli import main
+from relations_etl_flows.output import error_paragraph
 
+from relations_etl.errors import QueryError, sentence
+from relations_etl.settings import Settings
 from tests.conftest import REPO, shared
 
 SCRIPT = Path(sys.executable).parent / "relations-etl"
@@ -87,7 +92,8 @@ def test_run_then_report_and_sql(cli: Cli) -> None:
     assert "7 row(s) in quarantine" in quarantine
     assert "kz-visits-2023: visitor_country 'Atlantis' (country_known): 1 row" in quarantine
     table = cli("sql", "SELECT count(*) AS n FROM relations")
-    assert table.returncode == 0 and " 5 " in table.stdout
+    assert table.returncode == 0
+    assert (table.stdout.split()[0], table.stdout.split()[-1]) == ("n", "5")
     refused = cli("sql", "DELETE FROM visits")
     assert refused.returncode == 64 and "read-only" in refused.stderr
 
@@ -135,3 +141,167 @@ def test_public_lists_through_the_cli(cli: Cli) -> None:
                  WHERE body = 'UNSC') AS seats_2019""")
     assert rows == [{"people_2023": "81", "seats_1950": "6", "seats_2019": "10"}]
     assert "0 row(s) in quarantine" in cli("quarantine").stdout
+
+
+# --- output a person can read and a pipe can take (in-process on the session's sample warehouse)
+
+
+@pytest.fixture
+def analyst(sample_warehouse: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("RELATIONS_ETL_HOME", str(sample_warehouse.home))
+    monkeypatch.setenv("COLUMNS", "100")
+    return sample_warehouse
+
+
+def _out(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    code = main(list(args))
+    done = capsys.readouterr()
+    assert code == 0, done.err
+    return done.out
+
+
+def test_sql_prints_json_with_types_and_csv_as_before(
+    analyst: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    summary = "SELECT * FROM annual_summary WHERE country = 'KAZ' AND year = 2023"
+    rows = json.loads(_out(capsys, "sql", summary, "--format", "json"))
+    assert rows == [
+        {
+            "country": "KAZ",
+            "year": 2023,
+            "relations_count": 5,
+            "head_visits": 5,
+            "foreign_minister_visits": 1,
+            "organization_head_visits": 0,
+            "outbound_head_visits": 2,
+            "chairmanships": 2,
+            "elected_seats": 1,
+        }
+    ]
+    typed = json.loads(
+        _out(
+            capsys,
+            "sql",
+            "SELECT min(start_date) AS first, sum(rows_loaded) AS loaded, 0.5 AS share, "
+            "max(loaded_at) IS NOT NULL AS stamped FROM visits, load_batches",
+            "--format",
+            "json",
+        )
+    )
+    assert typed == [
+        {"first": "2023-01-01", "loaded": typed[0]["loaded"], "share": 0.5, "stamped": True}
+    ]
+    assert isinstance(typed[0]["loaded"], int)  # sum() is a DECIMAL(38,0): still a number
+    as_csv = _out(capsys, "sql", summary, "--csv")
+    assert _out(capsys, "sql", summary, "--format", "csv") == as_csv
+    assert as_csv.splitlines()[1].startswith("KAZ,2023,5,5,1,")
+
+
+def test_nested_results_print_in_every_format(
+    analyst: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    aliases = analyst.user_reference_dir / "country_aliases.csv"
+    sniff = f"FROM sniff_csv('{aliases}')"
+    for fmt in ("table", "csv", "json"):
+        _out(capsys, "sql", "FROM duckdb_secrets()", "--format", fmt)
+    (native,) = json.loads(_out(capsys, "sql", sniff, "--format", "json"))
+    assert native["Columns"][0] == {"name": "alias", "type": "VARCHAR"}
+    (row,) = csv.DictReader(io.StringIO(_out(capsys, "sql", sniff, "--csv")))
+    assert json.loads(row["Columns"]) == native["Columns"]  # the cell holds the same JSON
+    assert '{"name": "alias", "type": "VARCHAR"}' in _out(capsys, "sql", sniff)
+    odd = (
+        "SELECT INTERVAL 2 DAY AS wait, {'since': DATE '1992-01-03', 'gap': INTERVAL 1 DAY} AS s, "
+        "MAP {1: 'one'} AS m, [DATE '2023-01-02'] AS days, '\\xAA'::BLOB AS b, "
+        "union_value(n := 1)::UNION(n INTEGER, t VARCHAR) AS u"
+    )
+    (value,) = json.loads(_out(capsys, "sql", odd, "--format", "json"))
+    assert value["wait"] == "2 days" and value["days"] == ["2023-01-02"]
+    assert json.loads(value["s"]) == {"since": "1992-01-03", "gap": "1 day"}
+    assert json.loads(value["m"]) == {"1": "one"}
+    (cells,) = csv.DictReader(io.StringIO(_out(capsys, "sql", odd, "--csv")))
+    assert cells["days"] == '["2023-01-02"]' and cells["u"] == "1"
+    assert "2 days" in _out(capsys, "sql", odd)
+
+
+def test_tables_fit_the_terminal_and_wrap_at_words(
+    analyst: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "72")
+    narrow = _out(capsys, "sql", "SELECT country, year, relations_count FROM annual_summary")
+    header = narrow.splitlines()[0].split()
+    assert header == ["country", "year", "relations_count"]  # whole names, one line
+    # too wide for a table: one block per row, each column name whole at the start of a line
+    visits = _out(capsys, "sql", "SELECT * FROM visits ORDER BY visit_id LIMIT 2")
+    names = [line.split()[0] for line in visits.splitlines() if line and line[0] != " "]
+    assert "visitor_organization" in names and "start_precision" in names
+    quarantine = _out(capsys, "quarantine")
+    reasons = " ".join(
+        json.loads(_out(capsys, "quarantine", "--format", "json"))[i]["reasons"] for i in range(7)
+    )
+    for output in (narrow, visits, quarantine):
+        assert max(len(line) for line in output.splitlines()) <= 72
+    words = set(re.split(r"[\s│]+", quarantine))
+    assert [w for w in reasons.split() if w not in words] == []  # no word cut in two
+    assert "7 row(s) in quarantine" in quarantine
+    many = _out(capsys, "sql", "SELECT * FROM range(600)")
+    assert "600 rows, the first 500 shown: `--format csv` or `--format json`" in many
+    assert len(_out(capsys, "sql", "SELECT * FROM range(600)", "--csv").splitlines()) == 601
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_messages_end_in_one_full_stop(
+    analyst: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        sentence("attempting to connect to the server.") == "attempting to connect to the server."
+    )
+    assert sentence("TimeoutError: no answer") == "TimeoutError: no answer."
+    assert str(QueryError("a server.", hint="Retry.")) == "a server. Retry."
+    assert str(QueryError("not found!", hint="Check.")) == "not found! Check."
+    assert str(QueryError("no such table", hint="Check.")) == "no such table. Check."
+    assert str(QueryError("bad\nLINE 1: x\n  ^", hint="Check.")) == "bad\nLINE 1: x\n  ^\nCheck."
+    for query, says in (
+        ("", "the query is empty. Give one read-only query"),
+        ("SELECT * FROM no_such_table", "no_such_table does not exist!"),
+    ):
+        assert main(["sql", query]) == 64
+        err = capsys.readouterr().err
+        assert says in err
+        assert "!." not in err and ".." not in err and "got 0" not in err
+    # at a terminal a long message wraps between words; in a log it stays one line
+    monkeypatch.setenv("COLUMNS", "40")
+    text = str(QueryError("the query ran longer than 0.2 s and was stopped"))
+    wrapped = error_paragraph(text, _Terminal())
+    assert max(len(line) for line in wrapped.splitlines()) <= 40 < len(text)
+    assert wrapped.split() == text.split()
+    assert error_paragraph(text, io.StringIO()) == text
+
+
+def test_a_closed_pipe_ends_the_command_quietly(sample_warehouse: Settings) -> None:
+    env = {**os.environ, "RELATIONS_ETL_HOME": str(sample_warehouse.home)}
+    for args in (
+        ["sql", "SELECT * FROM range(100000)"],
+        ["sql", "SELECT * FROM range(100000)", "--csv"],
+        ["quarantine"],
+    ):
+        # the reader is gone before the first byte, as `| head` is after its lines
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        try:
+            done = subprocess.run(
+                [str(SCRIPT), *args],
+                stdout=write_end,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+                check=False,
+                timeout=120,
+            )
+        finally:
+            os.close(write_end)
+        assert (done.returncode, done.stderr) == (0, ""), args
+    assert not (sample_warehouse.home / "logs").exists()  # no traceback file written

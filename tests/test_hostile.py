@@ -4,6 +4,7 @@ quarantined row by row, and nothing already loaded is lost."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -25,6 +26,7 @@ from relations_etl import errors
 from relations_etl.config import Kind, Mapping, Source, builtin_mapping, load_sources
 from relations_etl.extract import extract
 from relations_etl.pipeline import run_source
+from relations_etl.query import analyst_connection, check_statement
 from relations_etl.reference import Reference
 from relations_etl.settings import Settings
 from tests.conftest import QuietHandler, Serve
@@ -652,3 +654,177 @@ def _mapping_file(folder: Path) -> Path:
     path = folder / "hostile-mapping.yaml"
     path.write_text(yaml.safe_dump(SPEC["base_mapping"]), encoding="utf-8")
     return path
+
+
+# --- hostile SQL: `relations-etl sql` cannot write, load, reconfigure or read beyond its paths ---
+
+
+SQL_ATTACKS: list[dict[str, str]] = yaml.safe_load(
+    (CASES_DIR / "sql.yaml").read_text(encoding="utf-8")
+)["attacks"]
+
+
+def _file_digests(root: Path) -> dict[str, str]:
+    """Every file under `root` by path, with the SHA-256 of its bytes."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def outside(sample_warehouse: Settings) -> Path:
+    """A folder beside the sample warehouse's home, holding a secret and a CSV list."""
+    folder = sample_warehouse.home.parent / "outside"
+    folder.mkdir(exist_ok=True)
+    (folder / "secret.txt").write_text("TOKEN=do-not-read\n", encoding="utf-8")
+    (folder / "extra.csv").write_text("country,year\nKAZ,2023\nFRA,1992\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def analyst(sample_warehouse: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The sample warehouse as the command line's RELATIONS_ETL_HOME."""
+    monkeypatch.setenv("RELATIONS_ETL_HOME", str(sample_warehouse.home))
+    return sample_warehouse
+
+
+@pytest.mark.parametrize(
+    "attack", SQL_ATTACKS, ids=[f"{i:02d}-{a['sql'][:40]}" for i, a in enumerate(SQL_ATTACKS)]
+)
+def test_sql_attack_is_refused_and_changes_nothing(
+    attack: dict[str, str],
+    analyst: Settings,
+    outside: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    query = attack["sql"].format(home=analyst.home, outside=outside, outside_name=outside.name)
+    if attack["layer"] == "connection":
+        check_statement(query)  # a query to the statement check: the connection must stop it
+    else:
+        with pytest.raises(errors.QueryError):
+            check_statement(query)
+    root = analyst.home.parent  # the home, the lists it was loaded from and the folder beside
+    before = _file_digests(root)
+    assert any(p.startswith("warehouse/parquet/visits/year=2023/") for p in before)
+    assert "warehouse/reference/country_aliases.csv" in before
+
+    assert main(["sql", query]) == 64
+    err = capsys.readouterr().err
+    assert attack["says"] in err
+    assert "Traceback" not in err and "internal error" not in err
+    assert _file_digests(root) == before  # nothing written, replaced or created
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "COPY (SELECT 'junk' AS x) TO '{outside}/written.csv'",
+        "EXPLAIN ANALYZE COPY (SELECT 'junk' AS x) TO '{outside}/written.csv'",
+        "EXPORT DATABASE '{outside}/export'",
+        "INSTALL httpfs",
+        "LOAD httpfs",
+        "SET threads = 1",
+        "SET memory_limit = '100GB'",
+        "SET max_execution_time = 0",
+        "SET enable_external_access = true",
+        "SET allowed_directories = ['/']",
+        "RESET lock_configuration",
+        "PRAGMA enable_profiling",
+        "CREATE PERSISTENT SECRET s (TYPE http)",
+        "SELECT * FROM read_text('/etc/shadow')",
+        "SELECT * FROM read_text('{outside}/secret.txt')",
+    ],
+)
+def test_the_analyst_connection_itself_refuses_without_the_statement_check(
+    sample_warehouse: Settings, outside: Path, statement: str
+) -> None:
+    conn = analyst_connection(sample_warehouse)
+    try:
+        with pytest.raises(
+            duckdb.Error,
+            match=r"disabled by configuration|disabled through configuration|"
+            r"configuration has been locked|Persistent secrets are disabled",
+        ):
+            conn.execute(statement.format(outside=outside))
+        assert conn.execute("SELECT current_setting('enable_external_access')").fetchone() == (
+            False,
+        )
+    finally:
+        conn.close()
+    assert not (outside / "written.csv").exists() and not (outside / "export").exists()
+
+
+def test_sql_reads_the_home_and_what_it_is_allowed_to_read_only(
+    analyst: Settings,
+    outside: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    published = (
+        f"SELECT count(*) AS n FROM read_parquet('{analyst.home}/parquet/visits/*/*.parquet')"
+    )
+    assert main(["sql", published, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"n": 8}]
+
+    listing = outside / "extra.csv"
+    query = f"SELECT * FROM read_csv('{listing}') ORDER BY year"
+    assert main(["sql", query]) == 64
+    assert "--read PATH" in capsys.readouterr().err
+    assert main(["sql", query, "--format", "json", "--read", str(listing)]) == 0
+    assert json.loads(capsys.readouterr().out) == [
+        {"country": "FRA", "year": 1992},
+        {"country": "KAZ", "year": 2023},
+    ]
+    # a file allowed is not its folder
+    secret = f"SELECT * FROM read_text('{outside}/secret.txt')"
+    assert main(["sql", secret, "--read", str(listing)]) == 64
+    capsys.readouterr()
+    # a folder allowed by the setting, for every query
+    monkeypatch.setenv("RELATIONS_ETL_SQL_READ_PATHS", json.dumps([str(outside)]))
+    assert main(["sql", query, "--csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["country,year", "FRA,1992", "KAZ,2023"]
+    assert main(["sql", "SELECT 1", "--read", str(outside / "absent.csv")]) == 64
+    assert "absent.csv: no such file or folder" in capsys.readouterr().err
+
+
+def test_an_endless_query_is_stopped_by_the_timeout(
+    analyst: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RELATIONS_ETL_SQL_TIMEOUT", "0.2")
+    endless = "SELECT count(*) FROM range(10000000000) AS t(x) WHERE x % 7 = 3"
+    assert main(["sql", endless]) == 64
+    err = capsys.readouterr().err
+    assert "the query ran longer than 0.2 s and was stopped" in err
+    assert "RELATIONS_ETL_SQL_TIMEOUT" in err and "Traceback" not in err
+    # the limit is the connection's own: a query cannot lift it
+    assert main(["sql", "SELECT current_setting('max_execution_time') AS ms", "--csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["ms", "200"]
+
+
+def test_an_analyst_query_has_a_memory_limit(
+    analyst: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    setting = "SELECT current_setting('memory_limit') AS m"
+
+    def duckdb_reads(size: str) -> str:
+        conn = duckdb.connect(config={"memory_limit": size})
+        try:
+            row = conn.execute(setting).fetchone()
+        finally:
+            conn.close()
+        assert row is not None
+        return str(row[0])
+
+    assert main(["sql", setting, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"m": duckdb_reads("2GB")}]  # the default
+    monkeypatch.setenv("RELATIONS_ETL_SQL_MEMORY_LIMIT", "64MB")
+    assert main(["sql", setting, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"m": duckdb_reads("64MB")}]
+    assert main(["sql", "SELECT list(x) FROM range(100000000) AS t(x)"]) == 64
+    err = capsys.readouterr().err
+    assert "needs more than 64MB of memory" in err and "RELATIONS_ETL_SQL_MEMORY_LIMIT" in err
+    monkeypatch.setenv("RELATIONS_ETL_SQL_MEMORY_LIMIT", "lots")
+    assert main(["sql", setting]) == 78
+    assert "RELATIONS_ETL_SQL_MEMORY_LIMIT 'lots'" in capsys.readouterr().err

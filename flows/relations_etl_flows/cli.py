@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import select
 import sys
 import tempfile
 import traceback
@@ -18,13 +19,20 @@ from relations_etl.errors import (
     EX_SOFTWARE,
     PrefectUnavailableError,
     RelationsEtlError,
+    sentence,
 )
 from relations_etl.load import LoadResult, connect
 from relations_etl.quarantine import describe, open_rejections, unresolved_summary
 from relations_etl.query import run_query
 from relations_etl.report import annual_report, resolve_report_country, write_html
 from relations_etl.settings import Settings
-from relations_etl_flows.output import print_frame, print_results
+from relations_etl_flows.output import (
+    FORMATS,
+    error_paragraph,
+    print_frame,
+    print_paragraphs,
+    print_results,
+)
 
 
 def _add_progress(command: argparse.ArgumentParser) -> None:
@@ -33,6 +41,23 @@ def _add_progress(command: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="show progress per source on stderr (default: when stderr is a terminal)",
+    )
+
+
+def _add_output_format(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--format",
+        dest="output_format",
+        choices=FORMATS,
+        default="table",
+        help="table (fitted to the terminal), csv, or json (one array of objects)",
+    )
+    command.add_argument(
+        "--csv",
+        dest="output_format",
+        action="store_const",
+        const="csv",
+        help="the same as --format csv",
     )
 
 
@@ -65,7 +90,16 @@ def _parser() -> argparse.ArgumentParser:
     _add_progress(ingest)
     sql = commands.add_parser("sql", help="read-only query on the warehouse")
     sql.add_argument("query")
-    sql.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    _add_output_format(sql)
+    sql.add_argument(
+        "--read",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="PATH",
+        help="also let the query read this file or folder (repeatable; default: only the "
+        "warehouse home and RELATIONS_ETL_SQL_READ_PATHS)",
+    )
     report = commands.add_parser("report", help="the annual report of a country")
     report.add_argument(
         "--country", required=True, help="ISO 3166 alpha-3 code, ISO name or alias (Kazakhstan)"
@@ -90,7 +124,7 @@ def _parser() -> argparse.ArgumentParser:
         help="replay: re-check open rows against today's reference data",
     )
     quarantine.add_argument("--source", help="only this source")
-    quarantine.add_argument("--csv", action="store_true", help="print the rows as CSV")
+    _add_output_format(quarantine)
     contracts = commands.add_parser(
         "contracts", help="regenerate the contract files other teams read (schemas/)"
     )
@@ -163,14 +197,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("run", "ingest") or getattr(args, "action", None) == "replay":
             _load(args, settings)
         elif args.command == "sql":
-            print_frame(run_query(settings, args.query), args.csv)
+            print_frame(run_query(settings, args.query, args.read), args.output_format)
         elif args.command == "quarantine":
             rows = open_rejections(settings, args.source)
-            print_frame(rows, args.csv)
-            if not args.csv:
+            print_frame(rows, args.output_format)
+            if args.output_format == "table":
                 print(f"\n{rows.height} row(s) in quarantine. Values that stopped them:")
-                for line in describe(unresolved_summary(settings, args.source)):
-                    print(f"  {line}")
+                print_paragraphs(describe(unresolved_summary(settings, args.source)), indent=2)
         elif args.command == "contracts":
             from relations_etl.contract_files import check, write
 
@@ -193,17 +226,52 @@ def main(argv: list[str] | None = None) -> int:
                     print(annual_report(conn, country, args.year, fmt), end="")
             finally:
                 conn.close()
+    except BrokenPipeError as exc:
+        # the reader of the output (`| head`) has all it wanted; any other pipe is a bug
+        return _quiet_after_closed_pipe() if _stdout_closed() else _internal_error(settings, exc)
     except RelationsEtlError as exc:
-        print(f"relations-etl: error: {exc}", file=sys.stderr)
+        print(error_paragraph(f"relations-etl: error: {exc}", sys.stderr), file=sys.stderr)
         return exc.exit_code
-    except Exception as exc:  # a bug: one paragraph at the terminal, the traceback in a file
-        log = _write_traceback(settings)
-        print(
-            f"relations-etl: internal error: {type(exc).__name__}: {exc}. This is a bug in "
-            f"relations-etl, not in your data; the traceback is in {log}.",
-            file=sys.stderr,
-        )
-        return EX_SOFTWARE
+    except Exception as exc:
+        return _internal_error(settings, exc)
+    return 0
+
+
+def _internal_error(settings: Settings, exc: Exception) -> int:
+    """A bug: one paragraph at the terminal, the traceback in a file."""
+    log = _write_traceback(settings)
+    text = sentence(f"relations-etl: internal error: {type(exc).__name__}: {exc}")
+    print(
+        error_paragraph(
+            f"{text} This is a bug in relations-etl, not in your data; the traceback is in {log}.",
+            sys.stderr,
+        ),
+        file=sys.stderr,
+    )
+    return EX_SOFTWARE
+
+
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe whose reader has gone (`| head`)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return True  # not a file descriptor (a test's capture): the error is all there is
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0))
+
+
+def _quiet_after_closed_pipe() -> int:
+    """End like grep when the reader closed the pipe: no message, status 0."""
+    # what is still buffered for stdout would fail again when Python flushes it at exit
+    # ("Exception ignored ... BrokenPipeError"): point the descriptor at /dev/null instead
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):
+        pass  # no descriptor to redirect (a test's capture)
     return 0
 
 

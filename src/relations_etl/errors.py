@@ -17,6 +17,20 @@ EX_TEMPFAIL = 75
 EX_CONFIG = 78
 
 
+def sentence(text: str) -> str:
+    """`text` ending as a sentence: one full stop added only where no punctuation ends it."""
+    text = text.rstrip()
+    return text if text.endswith((".", "!", "?", ":")) else f"{text}."
+
+
+def join_sentences(text: str, then: str) -> str:
+    """`then` after `text`: on the same line, or on its own line after a multi-line message
+    (DuckDB's errors end with the query and a caret under the error)."""
+    if "\n" in text.strip():
+        return f"{text.rstrip()}\n{then}"
+    return f"{sentence(text)} {then}"
+
+
 class RelationsEtlError(Exception):
     """Root of every error raised by relations_etl."""
 
@@ -58,7 +72,7 @@ class RelationsEtlError(Exception):
             if value is not None
         ]
         text = f"{self.message} [{', '.join(where)}]" if where else self.message
-        return f"{text.rstrip('.')}. {self.hint}" if self.hint else text
+        return join_sentences(text, self.hint) if self.hint else text
 
 
 class ConfigError(RelationsEtlError):

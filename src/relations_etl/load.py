@@ -61,8 +61,16 @@ class LoadResult:
     """For a skipped batch: the batch that last loaded the same content."""
 
 
-def connect(settings: Settings, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse file; a writer creates it and its tables and views first."""
+def connect(
+    settings: Settings,
+    *,
+    read_only: bool = False,
+    config: dict[str, str | bool | int | float | list[str]] | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse file; a writer creates it and its tables and views first.
+
+    `config` holds DuckDB start-up options (the analyst connection's restrictions).
+    """
     path = settings.db_path
     if read_only and not path.exists():
         raise WarehouseError(
@@ -74,7 +82,7 @@ def connect(settings: Settings, *, read_only: bool = False) -> duckdb.DuckDBPyCo
     deadline = time.monotonic() + settings.lock_timeout
     while True:
         try:
-            conn = duckdb.connect(str(path), read_only=read_only)
+            conn = duckdb.connect(str(path), read_only=read_only, config=config or {})
             break
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():

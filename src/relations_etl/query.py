@@ -1,47 +1,262 @@
-"""Query: read-only SQL on the warehouse for analysts."""
+"""Query: read-only SQL on the warehouse for analysts, on a connection that cannot write."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
+
 import duckdb
 import polars as pl
+from duckdb.sqltypes import DuckDBPyType
 
-from relations_etl.errors import QueryError, RelationsEtlError
+from relations_etl.errors import ConfigError, QueryError, RelationsEtlError
 from relations_etl.load import connect
 from relations_etl.settings import Settings
 
-# a read-only connection refuses writes to the warehouse, but COPY ... TO, ATTACH, INSTALL or
-# SET would still write files or change what the session reads: only queries get through
-_ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+_ONE_QUERY = "Give one read-only query: SELECT, WITH, FROM, VALUES, DESCRIBE, SHOW, SUMMARIZE, "
+_FLOWS = (
+    "the warehouse is changed only by the flows (`relations-etl run`, `ingest`, "
+    "`quarantine replay`)."
+)
+
+# DuckDB types that reach polars as themselves; any other (INTERVAL, UNION, BLOB, BIT, BIGNUM,
+# VARIANT, TIME WITH TIME ZONE, ...) is either refused by polars (a panic for a nested INTERVAL)
+# or loses what it says, so the query's own text for it is printed instead
+_PLAIN_TYPES = {
+    "boolean",
+    "tinyint",
+    "smallint",
+    "integer",
+    "bigint",
+    "hugeint",
+    "utinyint",
+    "usmallint",
+    "uinteger",
+    "ubigint",
+    "uhugeint",
+    "float",
+    "double",
+    "decimal",
+    "varchar",
+    "date",
+    "time",
+    "timestamp",
+    "timestamp_s",
+    "timestamp_ms",
+    "timestamp_ns",
+    "timestamp with time zone",
+    "uuid",
+    "enum",
+    "null",
+}
+_NESTED_TYPES = {"list", "array", "struct", "map"}
 
 
-def run_query(settings: Settings, query: str) -> pl.DataFrame:
-    """Run one query (SELECT, WITH, FROM, DESCRIBE, SHOW, EXPLAIN) read-only; refuse the rest."""
-    conn = connect(settings, read_only=True)
+def check_statement(query: str) -> None:
+    """Refuse anything but one read-only query, looking inside EXPLAIN at what it would run."""
     try:
-        try:
-            statements = conn.extract_statements(query)
-        except duckdb.Error as exc:
-            raise QueryError(f"query failed: {exc}") from exc
-        if len(statements) != 1:
+        statements = duckdb.extract_statements(query)
+    except duckdb.Error as exc:
+        raise QueryError(f"the query does not parse: {exc}") from exc
+    if not statements:
+        raise QueryError("the query is empty", hint=_ONE_QUERY + "or EXPLAIN of one of them.")
+    if len(statements) > 1:
+        raise QueryError(
+            f"`sql` runs one statement at a time; this text holds {len(statements)}",
+            hint="Send the statements one at a time.",
+        )
+    statement = statements[0]
+    if statement.type == duckdb.StatementType.EXPLAIN:
+        # EXPLAIN ANALYZE runs its statement: what it explains must itself be a query
+        inner = _explained(statement.query)
+        if inner is None or _kind(inner) != duckdb.StatementType.SELECT:
+            what = _a(_keyword(inner)) if inner else "a statement that is not a query"
             raise QueryError(
-                f"`sql` runs one statement, got {len(statements)}",
-                hint="Send the statements one at a time.",
+                f"`sql` is read-only: EXPLAIN of {what} is refused",
+                hint=f"EXPLAIN a SELECT query; {_FLOWS}",
             )
-        kind = statements[0].type
-        if kind not in _ALLOWED:
+    elif statement.type != duckdb.StatementType.SELECT:
+        raise QueryError(
+            f"`sql` is read-only: {_a(_keyword(statement.query))} statement is refused",
+            hint=f"{_ONE_QUERY}or EXPLAIN; {_FLOWS}",
+        )
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[:1] in tuple("AEIOU") else f"a {word}"
+
+
+def _kind(text: str) -> duckdb.StatementType | None:
+    """The type of the single statement `text` holds, or None when it is not one statement."""
+    try:
+        statements = duckdb.extract_statements(text)
+    except duckdb.Error:
+        return None
+    return statements[0].type if len(statements) == 1 else None
+
+
+def _words(text: str) -> list[tuple[int, str]]:
+    """DuckDB's tokens of `text` without comments: where each starts, and its text."""
+    tokens = [start for start, kind in duckdb.tokenize(text) if kind != duckdb.token_type.comment]
+    ends = [*tokens[1:], len(text)]
+    return [(start, text[start:end].strip()) for start, end in zip(tokens, ends, strict=True)]
+
+
+def _keyword(text: str) -> str:
+    """The statement's first word as the user wrote it (INSTALL, CHECKPOINT, RESET)."""
+    words = _words(text)
+    return words[0][1].upper() if words else "empty"
+
+
+def _explained(text: str) -> str | None:
+    """The statement after `EXPLAIN [ANALYZE] [(options)]`, or None when nothing follows."""
+    words = [(start, word.lower()) for start, word in _words(text)]
+    at = 1  # words[0] is EXPLAIN
+    if at < len(words) and words[at][1] in ("analyze", "analyse"):
+        at += 1
+    if at < len(words) and words[at][1] == "(":
+        depth = 0
+        while at < len(words):
+            depth += words[at][1].count("(") - words[at][1].count(")")
+            at += 1
+            if depth <= 0:
+                break
+    return text[words[at][0] :] if at < len(words) else None
+
+
+def readable(settings: Settings, read: Iterable[Path] = ()) -> tuple[list[str], list[str]]:
+    """Folders and files an analyst's query may read: the home, the setting and `read`."""
+    folders: list[str] = []
+    files: list[str] = []
+    extra = [*settings.sql_read_paths, *read]
+    for path in [settings.home, *extra]:
+        if path in extra and not path.exists():
             raise QueryError(
-                f"`sql` is read-only: a {kind.name} statement is refused",
-                hint="Use a SELECT query; the warehouse is changed only by the flows "
-                "(`relations-etl run`, `ingest`, `quarantine replay`).",
+                f"cannot allow reading {path}: no such file or folder",
+                hint="Give `--read` (or RELATIONS_ETL_SQL_READ_PATHS) a path that exists.",
             )
+        target = folders if path.is_dir() else files
+        # DuckDB compares the text of a path: name the folder both as given and with its links
+        # resolved; the trailing slash keeps /data/a from allowing /data/ab
+        for form in dict.fromkeys((str(path.absolute()), str(path.resolve()))):
+            target.append(f"{form.rstrip('/')}/" if path.is_dir() else form)
+    return folders, files
+
+
+def analyst_connection(settings: Settings, read: Iterable[Path] = ()) -> duckdb.DuckDBPyConnection:
+    """The warehouse opened read-only for an analyst: no file written, no extension installed
+    or loaded, no setting changed, reads only under the allowed paths, memory and time bounded.
+    """
+    folders, files = readable(settings, read)
+    try:
+        conn = connect(
+            settings,
+            read_only=True,
+            config={
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+                "allow_community_extensions": False,
+                "allow_unsigned_extensions": False,
+                "allow_extension_repositories": "forbidden",
+                # stored secrets would give the query the user's cloud credentials
+                "allow_persistent_secrets": False,
+                "memory_limit": settings.sql_memory_limit,
+                "max_execution_time": max(1, round(settings.sql_timeout * 1000)),
+            },
+        )
+    except (duckdb.ParserException, duckdb.InvalidInputException) as exc:
+        raise ConfigError(
+            f"RELATIONS_ETL_SQL_MEMORY_LIMIT {settings.sql_memory_limit!r} is not a size DuckDB "
+            f"reads: {exc}",
+            hint="Set it like 2GB or 512MB.",
+        ) from exc
+    try:
+        # DuckDB takes the allowed paths only once started, and only before external access is
+        # off; then the lock makes every setting, these included, final for the connection
+        conn.execute("SET allowed_directories = ?", [folders])
+        conn.execute("SET allowed_paths = ?", [files])
+        conn.execute("SET enable_external_access = false")
+        conn.execute("SET lock_configuration = true")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def run_query(settings: Settings, query: str, read: Iterable[Path] = ()) -> pl.DataFrame:
+    """Run one read-only query on the analyst connection; refuse the rest.
+
+    `read` names files and folders outside the warehouse home the query may read.
+    """
+    check_statement(query)
+    conn = analyst_connection(settings, read)
+    try:
         result = conn.sql(query)
         if result is None:
             raise QueryError("the statement returned no rows; `sql` is for queries")
-        frame: pl.DataFrame = result.pl()
-        return frame
+        return _frame(result)
     except RelationsEtlError:
         raise
-    except Exception as exc:
+    except duckdb.InterruptException as exc:
+        if "maximum execution time" not in str(exc):
+            raise QueryError(
+                "the query was interrupted", hint="The warehouse is unchanged."
+            ) from exc
+        raise QueryError(
+            f"the query ran longer than {settings.sql_timeout:g} s and was stopped",
+            hint="Narrow the query, or raise RELATIONS_ETL_SQL_TIMEOUT; the warehouse is "
+            "unchanged.",
+        ) from exc
+    except duckdb.OutOfMemoryException as exc:
+        raise QueryError(
+            f"the query needs more than {settings.sql_memory_limit} of memory and was stopped",
+            hint="Narrow the query, or raise RELATIONS_ETL_SQL_MEMORY_LIMIT; the warehouse is "
+            "unchanged.",
+        ) from exc
+    except duckdb.PermissionException as exc:
+        raise QueryError(
+            f"`sql` is read-only and reads only the warehouse home and the paths allowed: {exc}",
+            hint="Allow a file or folder to be read with `--read PATH` or "
+            "RELATIONS_ETL_SQL_READ_PATHS; writing files, extensions and settings stay refused.",
+        ) from exc
+    except duckdb.Error as exc:
         raise QueryError(f"query failed: {exc}") from exc
     finally:
         conn.close()
+
+
+def _plain(kind: DuckDBPyType) -> bool:
+    """Whether a column of this DuckDB type converts to polars as what it is."""
+    if kind.id in _NESTED_TYPES:
+        # a list's or array's element ("child"; an array's "size" is a number), a map's key
+        # and value, a struct's fields by name
+        children = {name: child for name, child in kind.children if isinstance(child, DuckDBPyType)}
+        if kind.id == "map" and str(children["key"]) != "VARCHAR":
+            return False  # a JSON object's keys are text
+        return all(_plain(child) for child in children.values())
+    return kind.id in _PLAIN_TYPES
+
+
+def _frame(result: duckdb.DuckDBPyRelation) -> pl.DataFrame:
+    """The result as polars; a column polars cannot hold comes as text (nested: JSON text)."""
+    names, kinds = result.columns, result.types
+    if not all(_plain(kind) for kind in kinds):
+        if len(set(names)) != len(names):
+            raise QueryError(
+                f"the result has columns of the same name ({', '.join(names)}) and some of them "
+                "must be printed as text",
+                hint="Name each result column once (`AS name`).",
+            )
+        quoted = ['"' + name.replace('"', '""') + '"' for name in names]
+        result = result.project(
+            ", ".join(
+                q
+                if _plain(kind)
+                else f"CAST(to_json({q}) AS VARCHAR) AS {q}"
+                if kind.id in _NESTED_TYPES
+                else f"CAST({q} AS VARCHAR) AS {q}"
+                for q, kind in zip(quoted, kinds, strict=True)
+            )
+        )
+    frame: pl.DataFrame = result.pl()
+    return frame

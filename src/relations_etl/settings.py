@@ -73,6 +73,23 @@ class Settings(BaseSettings):
         default=("file", "http", "https", "s3"),
         description="URI schemes a source may use; a sources file may narrow them.",
     )
+    sql_read_paths: list[Path] = Field(
+        default=[],
+        description="Files and folders outside the warehouse home that `relations-etl sql` may "
+        "read (besides `--read PATH`); JSON list in the environment. Nothing else is readable.",
+    )
+    sql_memory_limit: str = Field(
+        default="2GB",
+        min_length=1,
+        description="Memory an analyst's query (`relations-etl sql`) may use, as DuckDB writes "
+        "it (e.g. 2GB, 512MB); a query that needs more fails and leaves the nightly its memory.",
+    )
+    sql_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds an analyst's query may run before it is stopped (exit 64), so an "
+        "endless query cannot hold the warehouse open against the nightly.",
+    )
 
     prefect_startup_timeout: float = Field(
         default=240.0,
