@@ -214,7 +214,9 @@ def nightly(
             "no longer configured, rows kept: %s", ", ".join(gone["source"].to_list())
         )
     if report is not None:
-        markdown += f"\n\n## Report\n\n[{report.name}]({report.as_uri()}) (`{report}`)"
+        # a path, not a file:// link: a browser elsewhere has no such file (the link artifact
+        # below carries the URI for a browser on the worker's machine)
+        markdown += f"\n\n## Report\n\n`{report}` on the machine that ran this flow"
         create_link_artifact(
             key="nightly-report", link=report.as_uri(), link_text=f"Annual report {report.stem}"
         )

@@ -72,6 +72,12 @@ class Settings(BaseSettings):
         default=("file", "http", "https", "s3"),
         description="URI schemes a source may use; a sources file may narrow them.",
     )
+    repo: Path | None = Field(
+        default=None,
+        description="The clone a Prefect worker runs the deployments from (its flows/ and "
+        "examples/); read on the worker at run time. Unset: the clone this package was "
+        "installed from with `pip install -e`.",
+    )
 
     @property
     def db_path(self) -> Path:
