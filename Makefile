@@ -76,4 +76,5 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf warehouse/relations.duckdb warehouse/relations.duckdb.wal warehouse/parquet warehouse/.prefect
+	rm -rf warehouse/relations.duckdb warehouse/relations.duckdb.wal warehouse/parquet warehouse/.prefect \
+		warehouse/reports warehouse/logs warehouse/.run.lock

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -162,7 +163,18 @@ def test_make_deploy_and_a_process_worker_run_every_deployment_from_its_own_clon
         "RELATIONS_ETL_REPORT_COUNTRY": "KAZ",
     }
 
-    nightly = _start(api, deployments["nightly/nightly"], {})
+    # as the README shows it
+    run = subprocess.run(
+        [BIN / "prefect", "deployment", "run", "nightly/nightly"],
+        env=server,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    uuid = re.search(r"UUID: ([0-9a-f-]{36})", run.stdout)
+    assert uuid is not None, run.stdout
+    nightly = uuid.group(1)
     log = _run_worker(worker_env)
     assert _state(api, nightly) == "COMPLETED", log
     with duckdb.connect(str(home / "relations.duckdb"), read_only=True) as db:
