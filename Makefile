@@ -1,5 +1,6 @@
 # relations_etl: `make demo` sets up and runs the nightly flow on the sample lists; `make test`
-# runs the whole suite. Both create .venv on first use.
+# runs the whole suite. Both create .venv on first use. `make deploy` and `make worker` put the
+# flows on a Prefect server (PREFECT_API_URL) and run them there.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,12 +10,17 @@ STAMP := $(VENV)/.installed
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: demo test faults install lint typecheck schemas bench clean chromium
+.PHONY: demo test faults install lint typecheck schemas bench clean chromium deploy worker
 
+# uv, itself installed from PyPI into the venv, resolves and installs the ~140 packages in
+# seconds where pip takes minutes; pip installs them where uv cannot be had or fails.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	if $(BIN)/python -m pip install --quiet uv \
+		&& $(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'; then :; else \
+		echo "uv could not install the environment: installing with pip" >&2; \
+		$(BIN)/python -m pip install --quiet --upgrade pip \
+		&& $(BIN)/python -m pip install --quiet -e '.[dev]'; fi
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,6 +29,23 @@ demo: $(STAMP)
 	PREFECT_HOME=$(CURDIR)/warehouse/.prefect RELATIONS_ETL_REPORT_COUNTRY=KAZ \
 		$(BIN)/relations-etl run --config examples/sources.yaml
 	$(BIN)/relations-etl report --country KAZ --year 2023
+
+# The work pool named in flows/prefect.yaml.
+POOL := relations-etl
+
+# Every deployment of flows/prefect.yaml on the server of PREFECT_API_URL; the process work pool
+# is created first when it does not exist (an existing one is left as it is).
+NEED_API := from prefect.settings import get_current_settings as s; raise SystemExit(None \
+	if s().api.url else 'make deploy: PREFECT_API_URL is not set; point it at your Prefect server')
+deploy: $(STAMP)
+	@$(BIN)/python -c "$(NEED_API)"
+	$(BIN)/prefect work-pool inspect $(POOL) >/dev/null 2>&1 \
+		|| $(BIN)/prefect work-pool create $(POOL) --type process
+	$(BIN)/prefect --no-prompt deploy --all --prefect-file flows/prefect.yaml
+
+# A process worker for those deployments, running them from this clone.
+worker: $(STAMP)
+	RELATIONS_ETL_REPO=$(CURDIR) $(BIN)/prefect worker start --pool $(POOL)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -53,4 +76,5 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf warehouse/relations.duckdb warehouse/relations.duckdb.wal warehouse/parquet warehouse/.prefect
+	rm -rf warehouse/relations.duckdb warehouse/relations.duckdb.wal warehouse/parquet warehouse/.prefect \
+		warehouse/reports warehouse/logs warehouse/.run.lock

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from relations_etl import __version__
 from relations_etl.config import Kind, source_for
 from relations_etl.errors import (
     EX_CONFIG,
@@ -66,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="relations-etl",
         description="Validated warehouse of diplomatic visits, memberships and relations.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="the nightly flow over every configured source")
     run.add_argument("--config", type=Path, help="sources file (default RELATIONS_ETL_CONFIG)")

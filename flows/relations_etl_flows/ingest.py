@@ -182,7 +182,9 @@ def nightly(
             "no longer configured, rows kept: %s", ", ".join(run.unconfigured["source"].to_list())
         )
     if run.report is not None:
-        markdown += f"\n\n## Report\n\n[{run.report.name}]({run.report.as_uri()}) (`{run.report}`)"
+        # a path, not a file:// link: a browser elsewhere has no such file (the link artifact
+        # below carries the URI for a browser on the worker's machine)
+        markdown += f"\n\n## Report\n\n`{run.report}` on the machine that ran this flow"
         create_link_artifact(
             key="nightly-report",
             link=run.report.as_uri(),

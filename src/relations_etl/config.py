@@ -325,6 +325,15 @@ def load_sources(path: Path, settings: Settings | None = None) -> list[Source]:
     the URI schemes of the settings.
     """
     settings = settings or Settings()
+    if not path.exists():
+        # the usual first contact: `run` in a folder that is not the repository's root
+        raise ConfigError(
+            f"configuration file {path} does not exist"
+            + ("" if path.is_absolute() else f" (relative to {Path.cwd()})"),
+            hint="Name the sources file with `relations-etl run --config FILE` or "
+            "RELATIONS_ETL_CONFIG (the nightly flow: its `config` parameter); "
+            "examples/sources.yaml in the repository is a sample.",
+        )
     data = _read_yaml(path)
     if not isinstance(data, AbcMapping) or not isinstance(data.get("sources"), list):
         raise ConfigError(f"configuration file {path} must have a top-level 'sources:' list")

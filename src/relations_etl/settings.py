@@ -98,6 +98,12 @@ class Settings(BaseSettings):
         "(the first start on a new PREFECT_HOME also creates Prefect's database). Not used "
         "when PREFECT_API_URL names a running server.",
     )
+    repo: Path | None = Field(
+        default=None,
+        description="The clone a Prefect worker runs the deployments from (its flows/ and "
+        "examples/); read on the worker at run time. Unset: the clone this package was "
+        "installed from with `pip install -e`.",
+    )
 
     @property
     def db_path(self) -> Path:
