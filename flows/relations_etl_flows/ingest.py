@@ -29,7 +29,7 @@ from relations_etl.pipeline import (
     skip_if_unchanged,
     start_batch,
 )
-from relations_etl.publish import publish_pending
+from relations_etl.publish import publish_or_defer
 from relations_etl.quarantine import prepare_replay, sources_with_open_rows
 from relations_etl.reference import Reference
 from relations_etl.report import batch_markdown, markdown_table, write_configured_report
@@ -79,10 +79,11 @@ def load_prepared(
     return load_source(settings, batch, prepared, ref, replayed)
 
 
-@task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def publish(settings: Settings) -> list[str]:
-    """Write the Parquet years committed and not yet published (I/O: retried)."""
-    return publish_pending(settings)
+@task(cache_policy=NO_CACHE)
+def publish(settings: Settings) -> str | None:
+    """Write the Parquet years committed and not yet published; a disk that refuses them leaves
+    them queued for the next run and says why (the batch itself is committed)."""
+    return publish_or_defer(settings)
 
 
 def _settings(home: str | None) -> Settings:
@@ -116,8 +117,9 @@ def ingest_source(source: Source, home: str | None = None, force: bool = False) 
             progress.stage(source.name, "failed")
             raise
         progress.stage(source.name, "publish")
-        publish(settings)
+        pending = publish(settings)
     progress.stage(source.name, "unchanged: skipped" if skipped else "done")
+    (skipped or result).publish_pending = pending
     if skipped is not None:
         get_run_logger().info(
             "%s: unchanged since batch %s, skipped", source.name, skipped.unchanged_since
@@ -162,10 +164,16 @@ def replay_quarantine(source: str | None = None, home: str | None = None) -> lis
             except Exception as exc:
                 record_failure(settings, batch, exc)
                 raise
-            publish(settings)
+            result.publish_pending = publish(settings)
             _report(settings, replay.source, result, prepared)
             results.append(result)
     return results
+
+
+def _status(result: LoadResult) -> str:
+    """One word per state, the audit's: a committed batch is loaded even when its Parquet waits."""
+    status = "skipped (unchanged)" if result.unchanged_since else "loaded"
+    return f"{status}, publish pending" if result.publish_pending else status
 
 
 @flow(name="nightly", log_prints=True)
@@ -195,7 +203,7 @@ def nightly(
             {
                 "source": r.source,
                 "kind": r.kind.value,
-                "status": "skipped (unchanged)" if r.unchanged_since else "loaded",
+                "status": _status(r),
                 "read": r.rows_read,
                 "loaded": r.rows_loaded,
                 "rejected": r.rows_rejected,

@@ -26,7 +26,7 @@ from relations_etl.lock import run_lock
 from relations_etl.mapping import apply_mapping
 from relations_etl.normalize import normalize
 from relations_etl.periods import collapse_years
-from relations_etl.publish import publish_pending
+from relations_etl.publish import publish_or_defer
 from relations_etl.reference import Reference
 from relations_etl.settings import Settings
 from relations_etl.split import Split, split
@@ -147,7 +147,8 @@ def run_source(
         except Exception as exc:
             record_failure(settings, batch, exc)
             raise
-        publish_pending(settings)
+        # committed is committed: a disk that refuses the Parquet leaves it queued, not failed
+        result.publish_pending = publish_or_defer(settings)
         return result
 
 
