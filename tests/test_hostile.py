@@ -41,14 +41,14 @@ GOOD = ["g1", "g2", "g3"]
 
 
 def _case_id(case: dict[str, Any]) -> str:
-    name = next(str(case[k]) for k in CASE_INPUTS if k in case)
+    name = next(case[k] if k == "file" else f"{k}={case[k]}" for k in CASE_INPUTS if k in case)
     extra = "+".join(f"{k}={v}" for k, v in {**case.get("options", {})}.items())
-    return (
-        name.rsplit("/", 1)[-1]
-        + (f"[{extra}]" if extra else "")
-        + ("[mapping]" if "mapping" in case else "")
-        + "".join(f"[{k}]" for k in ("settings", "landing", "damage", "mount") if k in case)
+    marks = "".join(
+        f"[{k}={case[k]}]" if k in ("damage", "mount", "as") else f"[{k}]"
+        for k in ("mapping", "settings", "landing", "as", "damage", "mount")
+        if k in case
     )
+    return str(name) + (f"[{extra}]" if extra else "") + marks
 
 
 CASE_INPUTS = ("file", "uri", "generate", "http")
@@ -242,6 +242,8 @@ def test_case(case: dict[str, Any], worker: CaseWorker, tmp_path: Path, serve: S
             return
     else:
         assert status == "ok", outcome
+        if "as" in case:  # a configuration file that reads
+            return
         result = outcome
         counts = (
             result.rows_read,
@@ -612,6 +614,30 @@ def _landing_sources(landing: Path, uri: str, confine: str = "") -> list[Source]
         f"sources:\n  - {{name: landed, kind: visits, uri: '{uri}', format: csv}}\n",
     )
     return load_sources(path, Settings(home=landing.parent))
+
+
+@pytest.mark.parametrize(
+    ("uri", "says"),
+    [
+        ("file://etc/passwd", "names the host 'etc'"),
+        ("file:///etc/passwd", "outside the landing folder"),
+        ("file:../../secret.csv", "outside the landing folder"),
+        ("file://localhost/etc/passwd", "outside the landing folder"),
+    ],
+)
+def test_file_uris_are_resolved_once_when_the_sources_file_is_read(
+    landing: Path, uri: str, says: str
+) -> None:
+    with pytest.raises(errors.ConfigError, match=says) as info:
+        _landing_sources(landing, uri)
+    assert info.value.source == "landed" and info.value.exit_code == 78
+
+
+def test_a_relative_file_uri_is_taken_from_the_landing_folder(landing: Path) -> None:
+    [source] = _landing_sources(landing, "file:good.csv")
+    assert source.uri == str(landing / "good.csv")
+    [table] = extract(source)
+    assert table.frame.height == 3
 
 
 def test_landing_folder_holds_relative_uris(landing: Path) -> None:

@@ -16,6 +16,7 @@ import resource
 import signal
 import sys
 import tempfile
+import threading
 import time
 import types
 from collections.abc import Callable, Iterator
@@ -32,6 +33,7 @@ from relations_etl.text import shown
 
 _PRELOAD = ["relations_etl.extract", "relations_etl.readers.isolated_readers"]
 _context: Any = None
+_starting = threading.Lock()
 
 
 # address space reserved up front that would count against the child's limit: pyarrow's
@@ -40,6 +42,12 @@ _LEAN = {"MIMALLOC_ARENA_RESERVE": "64MiB", "MALLOC_ARENA_MAX": "2"}
 
 
 def _get_context() -> Any:
+    global _context
+    with _starting:
+        return _context or _start_context()
+
+
+def _start_context() -> Any:
     global _context
     if _context is None:
         # fork from this process is unsafe (polars, DuckDB and Prefect run threads); a fork
