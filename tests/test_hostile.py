@@ -811,30 +811,47 @@ def test_cli_exit_codes(
     assert _good_rows(settings) == before  # nothing already loaded was lost
 
 
+@pytest.mark.parametrize(
+    ("broken", "limits", "says"),
+    [
+        ("empty.csv", {}, "the file is empty"),
+        # the checks lifted: calamine aborts in its child process, the next source still runs
+        (
+            "xfd1048576.xlsx",
+            {"RELATIONS_ETL_MAX_COLUMNS": "100000", "RELATIONS_ETL_MAX_CELLS": str(10**14)},
+            "the XLSX reader stopped without an answer (killed by SIGABRT",
+        ),
+    ],
+    ids=["empty", "reader-crash"],
+)
 def test_cli_nightly_with_one_failing_source_exits_1(
-    cli_env: dict[str, str], tmp_path: Path
+    cli_env: dict[str, str], tmp_path: Path, broken: str, limits: dict[str, str], says: str
 ) -> None:
     shutil.copy(CASES_DIR / "good.csv", tmp_path / "good.csv")
-    shutil.copy(CASES_DIR / "empty.csv", tmp_path / "empty.csv")
+    shutil.copy(CASES_DIR / broken, tmp_path / broken)
     mapping = _mapping_file(tmp_path)
     config = _sources_file(
         tmp_path,
         "sources:\n"
-        f"  - {{name: fine, kind: visits, uri: good.csv, mapping: {mapping.name}}}\n"
-        f"  - {{name: broken, kind: visits, uri: empty.csv, mapping: {mapping.name}}}\n",
+        f"  - {{name: broken, kind: visits, uri: {broken}, mapping: {mapping.name}}}\n"
+        f"  - {{name: fine, kind: visits, uri: good.csv, mapping: {mapping.name}}}\n",
     )
-    done = _cli(cli_env, "run", "--config", str(config))
+    done = _cli({**cli_env, **limits}, "run", "--config", str(config))
     assert done.returncode == 1
     assert "fine: read 3, loaded 3" not in done.stdout  # the run raised before printing
     assert "1 source(s) failed: broken" in _one_paragraph(done.stderr)
     conn = duckdb.connect(str(Path(cli_env["RELATIONS_ETL_HOME"]) / "relations.duckdb"))
     try:
         loaded = conn.execute("SELECT source, count(*) FROM visits GROUP BY 1").fetchall()
-        audit = conn.execute("SELECT source, status FROM load_batches ORDER BY 1").fetchall()
+        audit = conn.execute("SELECT source, status, error FROM load_batches ORDER BY 1").fetchall()
     finally:
         conn.close()
     assert loaded == [("fine", 3)]
-    assert audit == [("broken", "failed"), ("fine", "succeeded")]
+    assert [(source, status) for source, status, _ in audit] == [
+        ("broken", "failed"),
+        ("fine", "succeeded"),
+    ]
+    assert says in audit[0][2]
 
 
 def test_cli_unexpected_error_exits_70_with_where_to_look(

@@ -139,8 +139,8 @@ def _open(path: Path, read_only: bool, settings: Settings) -> duckdb.DuckDBPyCon
                 raise WarehouseError(f"cannot open {path}: {_one_line(exc)}") from exc
             if time.monotonic() >= deadline:
                 raise WarehouseLockedError(
-                    f"cannot open {path}: another process has it open ({exc}); the last run to "
-                    f"take the warehouse was {holder(settings)}"
+                    f"cannot open {path}: another process has it open ({_one_line(exc)}); the "
+                    f"last run to take the warehouse was {holder(settings)}"
                 ) from exc
             time.sleep(0.1)
         except duckdb.Error as exc:  # "not a valid DuckDB database", a checksum at open
