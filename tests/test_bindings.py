@@ -86,7 +86,7 @@ def test_another_list_under_a_bound_name_is_refused(settings: Settings, lists: P
 
 def test_one_list_spelled_another_way_is_the_same_source(settings: Settings, lists: Path) -> None:
     (lists / "link.csv").symlink_to(lists / "a" / "data.csv")
-    spellings = ["a/data.csv", str(lists / "a" / "data.csv"), "file://a/data.csv", "link.csv"]
+    spellings = ["a/data.csv", str(lists / "a" / "data.csv"), "file:a/data.csv", "link.csv"]
     spellings.append(f"file://{lists / 'a' / 'data.csv'}")
     for uri in spellings:
         run_source(source_for(Kind.RELATIONS, uri, "csv", None, name="data"), settings)

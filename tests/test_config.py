@@ -342,7 +342,7 @@ def test_spellings_of_one_list_have_one_canonical_uri(
         "./lists/../lists/data.csv",
         str(listing),
         f"file://{listing}",
-        "file://lists/data.csv",
+        "file:lists/data.csv",
         str(tmp_path / "link.csv"),
     ]
     assert {canonical_uri(s) for s in spellings} == {str(listing.resolve())}

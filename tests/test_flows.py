@@ -162,3 +162,25 @@ def test_nightly_artifacts_count_every_source_and_link_the_report(
     assert "Kazakhstan" in report.read_text(encoding="utf-8")
     summary = Artifact.get("nightly-summary")
     assert summary is not None and str(report) in str(summary.data)
+
+
+def test_a_publish_the_disk_refuses_is_pending_not_failed(settings: Settings) -> None:
+    # parquet/ is a file: every Parquet write fails, as on a full or read-only disk
+    settings.home.mkdir(parents=True)
+    (settings.home / "parquet").write_text("not a folder\n", encoding="utf-8")
+    results = nightly(config=str(SAMPLES), home=str(settings.home))
+    assert results and all(r.publish_pending for r in results)
+    assert all("could not be read or written" in str(r.publish_pending) for r in results)
+    statuses = run_query(settings, "SELECT DISTINCT status FROM load_batches").rows()
+    assert statuses == [("succeeded",)], "one word for one state: the batches are committed"
+    summary = Artifact.get("nightly-summary")
+    assert summary is not None
+    assert "loaded, publish pending" in str(summary.data)
+    assert "Failed sources" not in str(summary.data)
+    assert run_query(settings, "SELECT count(*) FROM publish_queue").item() > 0
+
+    (settings.home / "parquet").unlink()  # the disk is fixed: the next run publishes what waited
+    again = nightly(config=str(SAMPLES), home=str(settings.home))
+    assert all(r.unchanged_since and not r.publish_pending for r in again)
+    assert run_query(settings, "SELECT count(*) FROM publish_queue").item() == 0
+    assert list((settings.home / "parquet" / "visits").glob("year=*/data.parquet"))

@@ -26,7 +26,7 @@ from relations_etl.errors import RelationsEtlError, SourcesFailedError
 from relations_etl.extract import RawTable
 from relations_etl.load import Batch, LoadResult
 from relations_etl.pipeline import Prepared, Steps
-from relations_etl.publish import publish_pending
+from relations_etl.publish import publish_or_defer
 from relations_etl.reference import Reference
 from relations_etl.report import batch_markdown, markdown_table
 from relations_etl.settings import Settings
@@ -77,10 +77,11 @@ def load_prepared(
     return result
 
 
-@task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def publish(settings: Settings) -> list[str]:
-    """Write the Parquet years committed and not yet published (I/O: retried)."""
-    return publish_pending(settings)
+@task(cache_policy=NO_CACHE)
+def publish(settings: Settings) -> str | None:
+    """Write the Parquet years committed and not yet published; a disk that refuses them leaves
+    them queued for the next run and says why (the batch itself is committed)."""
+    return publish_or_defer(settings)
 
 
 def _steps(settings: Settings) -> Steps:
@@ -141,6 +142,12 @@ def replay_quarantine(source: str | None = None, home: str | None = None) -> lis
     return pipeline.replay(settings, source, flow_run_id=_run_id(), steps=_steps(settings))
 
 
+def _status(result: LoadResult) -> str:
+    """One word per state, the audit's: a committed batch is loaded even when its Parquet waits."""
+    status = "skipped (unchanged)" if result.unchanged_since else "loaded"
+    return f"{status}, publish pending" if result.publish_pending else status
+
+
 @flow(name="nightly", log_prints=True)
 def nightly(
     config: str | None = None, home: str | None = None, force: bool = False
@@ -163,7 +170,7 @@ def nightly(
             {
                 "source": r.source,
                 "kind": r.kind.value,
-                "status": "skipped (unchanged)" if r.unchanged_since else "loaded",
+                "status": _status(r),
                 "read": r.rows_read,
                 "loaded": r.rows_loaded,
                 "rejected": r.rows_rejected,

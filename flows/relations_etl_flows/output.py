@@ -202,10 +202,12 @@ def error_paragraph(text: str, stream: TextIO) -> str:
 def print_results(results: list[LoadResult]) -> None:
     """One line per batch: its counts, or that it was skipped as unchanged."""
     for r in results:
+        # the batch is committed; its Parquet waits for the next run (a full disk, say)
+        pending = f"; publish pending: {r.publish_pending}" if r.publish_pending else ""
         if r.unchanged_since:
-            print(f"{r.source}: unchanged since batch {r.unchanged_since}, skipped")
+            print(f"{r.source}: unchanged since batch {r.unchanged_since}, skipped{pending}")
             continue
         print(
             f"{r.source}: read {r.rows_read}, loaded {r.rows_loaded}, "
-            f"rejected {r.rows_rejected}, deduplicated {r.rows_deduplicated}"
+            f"rejected {r.rows_rejected}, deduplicated {r.rows_deduplicated}{pending}"
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from collections.abc import Mapping as AbcMapping
@@ -10,11 +11,21 @@ from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote
 
+import polars as pl
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from relations_etl.errors import ConfigError
+from relations_etl.limits import config_too_large
 from relations_etl.settings import Settings
 
 
@@ -76,11 +87,31 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def linear_regex(pattern: str) -> str:
+    """Accept a user's regular expression only if polars' engine (Rust `regex`: linear time,
+    no look-around or back-references) compiles it; Python's `re` would backtrack on
+    `(a+)+b` for minutes."""
+    try:
+        pl.select(pl.lit("").str.contains(pattern))
+    except pl.exceptions.PolarsError as exc:
+        first = str(exc).strip().splitlines()
+        raise ValueError(
+            f"{pattern!r} is not a regular expression this project runs (Rust regex syntax, "
+            f"linear time: no look-around, no back-references): {first[-1] if first else exc}"
+        ) from None
+    return pattern
+
+
 class Pattern(_Strict):
     """A regular expression over a field; the first pattern that matches gives the value."""
 
     match: str
     value: str
+
+    @field_validator("match")
+    @classmethod
+    def _linear(cls, value: str) -> str:
+        return linear_regex(value)
 
 
 class Derive(_Strict):
@@ -122,6 +153,11 @@ class Mapping(_Strict):
     organization_aliases: dict[str, str] = Field(default_factory=dict)
     titles: dict[str, str] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("people_separator")
+    @classmethod
+    def _linear_separator(cls, value: str | None) -> str | None:
+        return None if value is None else linear_regex(value)
 
     @model_validator(mode="before")
     @classmethod
@@ -201,11 +237,87 @@ def guess_format(uri: str) -> str:
     return guesses[suffix]
 
 
-def _read_yaml(path: Path) -> Any:
+class _BudgetLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that stops composing past a number of nodes."""
+
+    budget = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self.budget -= 1
+        if self.budget < 0:
+            raise _OverBudgetError
+        return super().compose_node(parent, index)
+
+
+class _OverBudgetError(Exception):
+    pass
+
+
+def _expanded_size(root: yaml.Node, limit: int) -> int:
+    """Nodes of the document once every alias is replaced by what it names (stops past `limit`).
+
+    Aliases are the same node objects in PyYAML's graph, so each node's size is computed once:
+    linear in the graph, however much it would expand. A node inside itself (`&a [*a]`) would
+    expand forever and counts as over the limit.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        if done:
+            open_nodes.discard(key)
+            sizes[key] = min(limit + 1, 1 + sum(sizes[id(c)] for c in children))
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            return limit + 1
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
+    return sizes[id(root)]
+
+
+def safe_yaml(text: str, limit: int, where: str) -> Any:
+    """Parse YAML safely within a budget of nodes, aliases expanded (a 'billion laughs' file is
+    refused before it is built, and before pydantic or Prefect would expand it)."""
+    loader = _BudgetLoader(text)
+    loader.budget = limit
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        if _expanded_size(root, limit) > limit:
+            raise _OverBudgetError
+        return loader.construct_document(root)
+    except _OverBudgetError:
+        raise config_too_large(
+            f"{where}: the YAML document has more nodes once its aliases are expanded",
+            limit,
+            "max_yaml_nodes",
+            "nodes",
+        ) from None
+    except RecursionError:
+        raise ConfigError(f"{where} nests its YAML too deeply to be read") from None
+    finally:
+        loader.dispose()
+
+
+def _read_yaml(path: Path, settings: Settings | None = None) -> Any:
+    limit = (settings or Settings()).max_yaml_nodes
+    try:
+        return safe_yaml(path.read_text(encoding="utf-8"), limit, f"configuration file {path}")
     except FileNotFoundError as exc:
         raise ConfigError(f"configuration file {path} does not exist") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"configuration file {path} cannot be read: {exc}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"configuration file {path} is not valid YAML: {exc}") from exc
 
@@ -225,9 +337,9 @@ def _explain(exc: ValidationError, where: str) -> ConfigError:
     return ConfigError(f"{where} is not a valid configuration: {problems}")
 
 
-def load_mapping(path: Path, kind: Kind) -> Mapping:
+def load_mapping(path: Path, kind: Kind, settings: Settings | None = None) -> Mapping:
     """Read a mapping file (YAML) and check it against `kind`."""
-    data = _read_yaml(path) or {}
+    data = _read_yaml(path, settings) or {}
     if not isinstance(data, AbcMapping):
         raise ConfigError(f"mapping file {path} must hold a YAML mapping")
     data = {k: v for k, v in data.items() if k != "kind"}
@@ -260,18 +372,76 @@ def uri_scheme(uri: str) -> str:
     return found.group(1).lower() if found else "file"
 
 
-def local_path(uri: str) -> Path | None:
-    """The local path a URI names, or None for a remote one."""
+def _local_form(uri: str, name: str | None = None) -> tuple[Path, bool] | None:
+    """The path a local URI writes and whether it was written as a `file:` URI; None for a
+    remote URI. `file://host/...` names another machine and is refused (only an empty host or
+    `localhost` is this one): read relative to the working folder it named the wrong file."""
     if uri_scheme(uri) != "file":
         return None
-    return Path(uri[len("file://") :] if uri.startswith("file://") else uri)
+    if uri[:5].lower() != "file:":
+        return Path(uri), False
+    rest = uri[5:]
+    if rest.startswith("//"):
+        host, slash, path = rest[2:].partition("/")
+        if host.lower() not in ("", "localhost"):
+            raise ConfigError(
+                f"{uri!r} names the host {host!r}; a file URI reads this machine only",
+                source=name,
+                hint="Write file:///absolute/path (three slashes), file:relative/path, or a plain "
+                "path; a relative path is taken from the landing folder or the sources file's "
+                "folder.",
+            )
+        rest = slash + path
+    if "?" in rest or "#" in rest:
+        raise ConfigError(
+            f"{uri!r}: a file URI has no query or fragment (write ? and # as %3F and %23)",
+            source=name,
+        )
+    text = unquote(rest)
+    if "\0" in text or not text:
+        raise ConfigError(f"{uri!r} names no file", source=name)
+    return Path(text), True
+
+
+def local_path(uri: str) -> Path | None:
+    """The local path a URI writes (not resolved), or None for a remote one."""
+    form = _local_form(uri)
+    return form[0] if form else None
+
+
+def resolve_local(
+    name: str, uri: str, landing: str | Path | None = None, base: Path | None = None
+) -> Path | None:
+    """The one resolution of a local URI, used both to check it and to read it.
+
+    Every form (`file:relative`, `file:///abs`, `file://localhost/abs`, plain relative and
+    absolute paths) becomes an absolute path with `..` and links resolved; a relative one is
+    taken from the landing folder (else `base`, else the working folder). With a landing folder
+    the result must lie inside it. None for a remote URI.
+    """
+    form = _local_form(uri, name)
+    if form is None:
+        return None
+    path = form[0]
+    if not path.is_absolute():
+        path = Path(landing or base or Path.cwd()) / path
+    target = Path(os.path.realpath(path))
+    if landing is not None:
+        root = Path(os.path.realpath(landing))
+        if not target.is_relative_to(root):
+            raise ConfigError(
+                f"{uri!r} resolves to {target}, outside the landing folder {root}",
+                source=name,
+                hint="Put the file inside the landing folder; `..`, absolute paths and links "
+                "out of it are refused.",
+            )
+    return target
 
 
 def check_uri(name: str, uri: str, allowed: Sequence[str], landing: str | None = None) -> None:
-    """Refuse a URI whose scheme is not allowed, or a local path that leaves its landing folder.
-
-    The path is resolved with its links, so `../..` and a symlink pointing outside both fail.
-    """
+    """Refuse a URI whose scheme is not allowed, a file URI naming another host, or a local
+    path that leaves its landing folder (resolved with its links: `../..` and a symlink
+    pointing outside both fail)."""
     scheme = uri_scheme(uri)
     if scheme not in allowed:
         raise ConfigError(
@@ -280,17 +450,7 @@ def check_uri(name: str, uri: str, allowed: Sequence[str], landing: str | None =
             hint="Use an allowed scheme, or add it to allowed_schemes in the sources file "
             "and to RELATIONS_ETL_ALLOWED_SCHEMES.",
         )
-    path = local_path(uri)
-    if landing is None or path is None:
-        return
-    root = Path(landing).resolve()
-    target = (root / path).resolve()
-    if not target.is_relative_to(root):
-        raise ConfigError(
-            f"{uri!r} resolves to {target}, outside the landing folder {root}",
-            source=name,
-            hint="Put the file inside the landing folder; `..` and links out of it are refused.",
-        )
+    resolve_local(name, uri, landing)
 
 
 def _allowed(data: AbcMapping[str, Any], path: Path, settings: Settings) -> tuple[str, ...]:
@@ -334,7 +494,7 @@ def load_sources(path: Path, settings: Settings | None = None) -> list[Source]:
             "RELATIONS_ETL_CONFIG (the nightly flow: its `config` parameter); "
             "examples/sources.yaml in the repository is a sample.",
         )
-    data = _read_yaml(path)
+    data = _read_yaml(path, settings)
     if not isinstance(data, AbcMapping) or not isinstance(data.get("sources"), list):
         raise ConfigError(f"configuration file {path} must have a top-level 'sources:' list")
     unknown = sorted(set(data) - _TOP_LEVEL)
@@ -356,7 +516,7 @@ def load_sources(path: Path, settings: Settings | None = None) -> list[Source]:
         entry = dict(entry)
         where = f"{path}: source {entry.get('name', position)!r}"
         if isinstance(entry.get("mapping"), str):
-            entry["mapping"] = _read_yaml(base / entry["mapping"]) or {}
+            entry["mapping"] = _read_yaml(base / entry["mapping"], settings) or {}
         landing = _landing(entry.get("landing"), base, where) or top_landing
         entry.pop("landing", None)
         if isinstance(entry.get("uri"), str):
@@ -382,10 +542,12 @@ def load_sources(path: Path, settings: Settings | None = None) -> list[Source]:
 
 
 def resolve_uri(uri: str, base: Path) -> str:
-    """Make a relative local path absolute against `base`; URLs pass through."""
-    if uri_scheme(uri) != "file" or uri.startswith("file://") or Path(uri).is_absolute():
+    """Make a relative local path (plain or `file:relative`) absolute against `base`; absolute
+    paths, absolute file URIs and URLs pass through as written (they name themselves)."""
+    form = _local_form(uri)
+    if form is None or form[0].is_absolute():
         return uri
-    return str((base / uri).resolve())
+    return str(resolve_local(uri, uri, base=base))
 
 
 def canonical_uri(uri: str) -> str:
@@ -427,7 +589,7 @@ def source_for(
     `moved_from` declares that the name's list moved from that URI (`ingest --moved-from`).
     """
     check_uri(name or uri, uri, (settings or Settings()).allowed_schemes)
-    mapping = load_mapping(mapping_path, kind) if mapping_path else None
+    mapping = load_mapping(mapping_path, kind, settings) if mapping_path else None
     resolved = fmt or (mapping.format if mapping and mapping.format else guess_format(uri))
     if mapping is None:
         mapping = builtin_mapping(resolved, kind)

@@ -59,6 +59,11 @@ class RelationsEtlError(Exception):
             self.hint = hint
         super().__init__(str(self))
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # keyword-only ids do not survive Exception's default pickling (a child process reader
+        # sends its errors back pickled): rebuild from the message and restore every attribute
+        return (_restore, (type(self), self.message, dict(self.__dict__)))
+
     def __str__(self) -> str:
         where = [
             f"{name} {value}"
@@ -73,6 +78,12 @@ class RelationsEtlError(Exception):
         ]
         text = f"{self.message} [{', '.join(where)}]" if where else self.message
         return join_sentences(text, self.hint) if self.hint else text
+
+
+def _restore(cls: type[RelationsEtlError], message: str, state: dict[str, object]) -> Exception:
+    error = cls(message)
+    error.__dict__.update(state)
+    return error
 
 
 class ConfigError(RelationsEtlError):
@@ -110,6 +121,16 @@ class ColumnsMissingError(SourceReadError, ConfigError):
     """The list lacks columns its mapping needs: either the list or the mapping is wrong."""
 
     hint = "Fix the mapping's column names, or ask for the list with those columns."
+    exit_code = EX_DATAERR
+
+
+class LimitError(SourceReadError):
+    """An input is larger than a limit of the settings allows (bytes, fields, columns, cells)."""
+
+    hint = (
+        "Nothing was loaded for this source. If the input is what you expect, raise the setting "
+        "named above (README 'Limits'); otherwise fix or replace the file."
+    )
     exit_code = EX_DATAERR
 
 

@@ -8,21 +8,30 @@ line) is kept with its read errors in `_row_errors` and ends in the quarantine.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
-from collections.abc import Iterator
+import stat
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import fsspec
 import polars as pl
 
-from relations_etl.config import Source, check_uri, local_path, uri_scheme
-from relations_etl.errors import SourceMissingError, SourceReadError, TransientSourceError
+from relations_etl.config import Source, check_uri, resolve_local, uri_scheme
+from relations_etl.errors import (
+    ConfigError,
+    RelationsEtlError,
+    SourceMissingError,
+    SourceReadError,
+    TransientSourceError,
+)
 from relations_etl.facts import ERRORS
+from relations_etl.limits import amount, too_large
 from relations_etl.readers.delimited import RowErrors, read_delimited
 from relations_etl.settings import Settings
+from relations_etl.text import shown
 
 ROW = "_row"
 FILE = "_file"
@@ -30,7 +39,6 @@ RAW = "_raw"
 ROW_ERRORS = "_row_errors"
 # checks of rows that could not be read as written (readers/delimited.py, readers/records.py)
 READ_CHECKS = ("field_count", "json_line", "json_record")
-_NESTED = (pl.List, pl.Array, pl.Struct)
 
 
 @dataclass(frozen=True)
@@ -44,23 +52,78 @@ class RawTable:
     columns: tuple[str, ...]
 
 
-def _read_local(uri: str, source: str) -> bytes:
-    """Read a local file whole; a file that changes while it is read is a transient error."""
-    path = local_path(uri)
+_CHUNK = 1 << 20
+Screen = Callable[[bytes, int], None]
+"""Looks at each chunk of a file as it arrives (with its offset) and raises to refuse it."""
+
+
+def _gather(
+    read: Callable[[int], bytes], limit: int, uri: str, source: str, screen: Screen | None
+) -> bytes:
+    """Read chunks until the end, refusing at `limit` bytes: a source that never ends (an HTTP
+    body, /dev/zero) or is too large for the settings costs at most the limit."""
+    parts: list[bytes] = []
+    total = 0
+    while chunk := read(_CHUNK):
+        if screen is not None:
+            screen(chunk, total)
+        total += len(chunk)
+        if total > limit:
+            raise too_large(
+                "reading stopped: the source is longer",
+                limit,
+                "max_source_bytes",
+                source=source,
+                file=uri,
+            )
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _still_inside(fd: int, path: Path, uri: str, source: str, landing: str | None) -> None:
+    """The file opened is the one that was checked: a link swapped in between the landing
+    check and the open is caught from what the kernel says the descriptor is."""
+    if landing is None or not os.path.isdir("/proc/self/fd"):
+        return
+    opened = Path(os.path.realpath(f"/proc/self/fd/{fd}"))
+    if opened != path:
+        raise ConfigError(
+            f"{uri!r} changed while it was opened: it now leads to {opened}, not {path}",
+            source=source,
+            hint="Something is replacing files in the landing folder; nothing was read.",
+        )
+
+
+def _read_local(
+    uri: str, source: str, landing: str | None, limit: int, screen: Screen | None
+) -> bytes:
+    """Read a local file; a file that changes while it is read is a transient error."""
+    path = resolve_local(source, uri, landing)
     assert path is not None
     try:
-        before = os.stat(path)
-        with open(path, "rb") as handle:
-            data = handle.read()
-        after = os.stat(path)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except FileNotFoundError as exc:
         raise SourceMissingError(f"file not found: {uri}", source=source, file=uri) from exc
-    except IsADirectoryError as exc:
-        raise SourceReadError(
-            f"{uri} is a folder; this format reads one file", source=source, file=uri
-        ) from exc
     except OSError as exc:
-        raise SourceReadError(f"could not read {uri}: {exc}", source=source, file=uri) from exc
+        raise SourceReadError(
+            f"could not read {uri}: {exc.strerror}", source=source, file=uri
+        ) from exc
+    try:
+        _still_inside(fd, path, uri, source, landing)
+        before = os.fstat(fd)
+        if stat.S_ISDIR(before.st_mode):
+            raise SourceReadError(
+                f"{uri} is a folder; this format reads one file", source=source, file=uri
+            )
+        try:
+            data = _gather(lambda n: os.read(fd, n), limit, uri, source, screen)
+        except OSError as exc:
+            raise SourceReadError(
+                f"could not read {uri}: {exc.strerror}", source=source, file=uri
+            ) from exc
+        after = os.fstat(fd)
+    finally:
+        os.close(fd)
     stamp = (before.st_size, before.st_mtime_ns)
     if stamp != (after.st_size, after.st_mtime_ns) or len(data) != before.st_size:
         raise TransientSourceError(
@@ -74,15 +137,17 @@ def _read_local(uri: str, source: str) -> bytes:
     return data
 
 
-def _read_http(uri: str, source: str, timeout: float) -> bytes:
+def _read_http(uri: str, source: str, timeout: float, limit: int, screen: Screen | None) -> bytes:
     import aiohttp
 
     try:
         fs, path = fsspec.core.url_to_fs(
             uri, client_kwargs={"timeout": aiohttp.ClientTimeout(total=timeout)}
         )
-        data: bytes = fs.cat_file(path)
-        return data
+        # block_size 0: one GET streamed chunk by chunk, so the byte limit holds while the body
+        # arrives; a size given skips fsspec's HEAD request, which reports any failure as 404
+        with fs.open(path, "rb", block_size=0, size=1) as handle:
+            return _gather(handle.read, limit, uri, source, screen)
     except FileNotFoundError as exc:
         raise SourceMissingError(f"{uri} answered 404 Not Found", source=source, file=uri) from exc
     except aiohttp.TooManyRedirects as exc:
@@ -92,6 +157,17 @@ def _read_http(uri: str, source: str, timeout: float) -> bytes:
             source=source,
             file=uri,
             hint="The server is misconfigured or the URL is stale; fix the URL. Not retried.",
+        ) from exc
+    except aiohttp.RedirectClientError as exc:
+        # aiohttp follows redirects to http(s) only: a Location of file://, ftp:// or
+        # garbage is refused, and retrying would get the same answer
+        raise SourceMissingError(
+            f"{uri} redirects to {shown(str(exc), 120)}, which is not followed: a source read "
+            "over HTTP(S) stays on HTTP(S)",
+            source=source,
+            file=uri,
+            hint="Fix the URL or the server; a redirect to another scheme is never followed "
+            "and not retried.",
         ) from exc
     except aiohttp.ClientResponseError as exc:
         if exc.status >= 500 or exc.status in (408, 429):
@@ -121,51 +197,128 @@ def _read_http(uri: str, source: str, timeout: float) -> bytes:
         ) from exc
 
 
-def read_bytes(uri: str, source: str, settings: Settings | None = None) -> bytes:
-    """Read a whole file: local, HTTP(S) or another fsspec protocol.
+def read_bytes(
+    uri: str,
+    source: str,
+    settings: Settings | None = None,
+    *,
+    landing: str | None = None,
+    limit: int | None = None,
+    screen: Screen | None = None,
+) -> bytes:
+    """Read a whole file: local, HTTP(S) or another fsspec protocol, at most `limit` bytes
+    (default: the settings' max_source_bytes).
 
-    Not found (404) and other client errors are terminal; 5xx, timeouts, broken connections
-    and a file that changed while it was read are transient (retried by the flow).
+    A local URI is resolved once (config.resolve_local: checked against `landing` and then read
+    at the path that check saw). Not found (404) and other client errors are terminal; 5xx,
+    timeouts, broken connections and a file that changed while it was read are transient
+    (retried by the flow).
     """
     settings = settings or Settings()
+    limit = settings.max_source_bytes if limit is None else limit
     scheme = uri_scheme(uri)
     if scheme == "file":
-        return _read_local(uri, source)
+        return _read_local(uri, source, landing, limit, screen)
     if scheme in ("http", "https"):
-        return _read_http(uri, source, settings.http_timeout)
+        return _read_http(uri, source, settings.http_timeout, limit, screen)
     try:
         with fsspec.open(uri, "rb") as handle:
-            data: bytes = handle.read()
-            return data
+            return _gather(handle.read, limit, uri, source, screen)
     except FileNotFoundError as exc:
         raise SourceMissingError(f"file not found: {uri}", source=source, file=uri) from exc
     except (ImportError, ValueError) as exc:
         raise SourceReadError(f"cannot open {uri}: {exc}", source=source, file=uri) from exc
+    except RelationsEtlError:
+        raise
     except Exception as exc:
         raise TransientSourceError(
             f"could not fetch {uri}: {exc}", source=source, file=uri
         ) from exc
 
 
-def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
-    """Every column as text: nested values as JSON, bytes as UTF-8 (wrong bytes replaced)."""
+_WIDE = ("utf-16", "utf-32")
+
+
+def text_screen(fmt: str, options: dict[str, Any], uri: str, source: str) -> Screen | None:
+    """For text formats in an 8-bit or UTF-8 encoding: refuse a NUL byte as it arrives (no list
+    holds one; a binary file or a gigabyte of zeros stops at its first chunk)."""
+    if fmt not in ("csv", "tsv", "json", "ndjson"):
+        return None
+    encoding = str(options.get("encoding") or "utf-8").lower().replace("_", "-")
+    if encoding.startswith(_WIDE) or encoding in ("utf16", "utf32"):
+        return None
+    lines = [0]
+
+    def screen(chunk: bytes, offset: int) -> None:
+        at = chunk.find(0)
+        if at < 0:
+            lines[0] += chunk.count(b"\n")
+            return
+        line = lines[0] + chunk.count(b"\n", 0, at) + 1
+        raise SourceReadError(
+            f"byte 0x00 (NUL) at byte {offset + at + 1} (line {line}): a list is text, and this "
+            "is a binary file or text in UTF-16/UTF-32",
+            source=source,
+            file=uri,
+            hint="Check that the URI names the list; for UTF-16 text set options.encoding "
+            "(utf-16). Nothing was loaded for this source.",
+        )
+
+    return screen
+
+
+def _json_texts(values: list[Any], name: str) -> pl.Series:
+    try:
+        texts = [
+            None if v is None else json.dumps(v, ensure_ascii=False, default=str) for v in values
+        ]
+    except RecursionError:
+        raise SourceReadError(
+            f"column {shown(name)} nests its values too deeply to be written as JSON text",
+            column=shown(name, quoted=False),
+        ) from None
+    return pl.Series(name, texts, dtype=pl.String)
+
+
+def as_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """Every column as text: nested values (lists, structs, maps) as JSON, bytes as UTF-8
+    (wrong bytes replaced), and any type polars cannot cast to text through its Python value."""
     exprs = []
     for name, dtype in frame.schema.items():
-        if isinstance(dtype, _NESTED):
-            values = [
-                None if v is None else json.dumps(v, ensure_ascii=False, default=str)
-                for v in frame.get_column(name).to_list()
-            ]
-            exprs.append(pl.Series(name, values, dtype=pl.String))
+        column = frame.get_column(name)
+        if dtype.is_nested() or dtype == pl.Object:
+            exprs.append(_json_texts(column.to_list(), name))
         elif dtype == pl.Binary:
-            values = [
-                None if v is None else bytes(v).decode("utf-8", "replace")
-                for v in frame.get_column(name).to_list()
-            ]
+            values = [None if v is None else bytes(v).decode("utf-8", "replace") for v in column]
             exprs.append(pl.Series(name, values, dtype=pl.String))
         else:
-            exprs.append(frame.get_column(name).cast(pl.String).alias(name))
+            try:
+                exprs.append(column.cast(pl.String).alias(name))
+            except pl.exceptions.PolarsError:
+                exprs.append(_json_texts(column.to_list(), name))
     return frame.with_columns(exprs) if exprs else frame
+
+
+def check_fields(table: RawTable, settings: Settings, source: str) -> RawTable:
+    """Refuse a table holding a value longer than max_field_bytes, naming its row and column."""
+    limit = settings.max_field_bytes
+    columns = [c for c in table.columns if table.frame.schema.get(c) == pl.String]
+    if not columns or table.frame.height == 0:
+        return table
+    longest = table.frame.select(pl.col(c).str.len_bytes().max() for c in columns).row(0)
+    for name, size in zip(columns, longest, strict=True):
+        if size is not None and size > limit:
+            row = table.frame.filter(pl.col(name).str.len_bytes() > limit).select(ROW, FILE).row(0)
+            raise too_large(
+                f"a value of {amount(int(size))} in row {row[0]}",
+                limit,
+                "max_field_bytes",
+                source=source,
+                file=str(row[1]),
+                row=int(row[0]),
+                column=shown(name, quoted=False),
+            )
+    return table
 
 
 def as_text_table(
@@ -173,7 +326,7 @@ def as_text_table(
 ) -> RawTable:
     """Cast every column to text, keep the row as read (JSON) and number the rows from 1."""
     columns = tuple(frame.columns)
-    text = _as_text(frame)
+    text = as_text(frame)
     raw = pl.struct(columns).struct.json_encode() if columns else pl.lit("{}")
     errors = (
         pl.Series(ROW_ERRORS, row_errors, dtype=ERRORS)
@@ -190,7 +343,7 @@ def as_text_table(
 
 
 def _read_table(
-    data: bytes, fmt: str, options: dict[str, Any], uri: str, source: str
+    data: bytes, fmt: str, options: dict[str, Any], uri: str, source: str, settings: Settings
 ) -> tuple[pl.DataFrame, RowErrors | None]:
     if fmt in ("csv", "tsv"):
         return read_delimited(
@@ -200,6 +353,7 @@ def _read_table(
             skip_rows=int(options.get("skip_rows", 0)),
             uri=uri,
             source=source,
+            settings=settings,
         )
     if fmt == "xlsx":
         from relations_etl.readers.workbook import read_xlsx
@@ -210,6 +364,7 @@ def _read_table(
             skip_rows=int(options.get("skip_rows", 0)),
             uri=uri,
             source=source,
+            settings=settings,
         )
         return frame, None
     if fmt in ("json", "ndjson"):
@@ -222,17 +377,15 @@ def _read_table(
                 encoding=options.get("encoding"),
                 uri=uri,
                 source=source,
+                settings=settings,
             )
-        return read_ndjson(data, encoding=options.get("encoding"), uri=uri, source=source)
+        return read_ndjson(
+            data, encoding=options.get("encoding"), uri=uri, source=source, settings=settings
+        )
     if fmt == "parquet":
-        try:
-            return pl.read_parquet(io.BytesIO(data)), None
-        except Exception as exc:
-            raise SourceReadError(
-                f"not a readable Parquet file: {str(exc).splitlines()[0]}",
-                source=source,
-                file=uri,
-            ) from exc
+        from relations_etl.readers.columnar import read_parquet
+
+        return read_parquet(data, uri=uri, source=source, settings=settings), None
     raise SourceReadError(f"no reader for format {fmt!r}", source=source, file=uri)
 
 
@@ -261,6 +414,9 @@ def extract(source: Source, settings: Settings | None = None) -> Iterator[RawTab
         tables = read_hsg_visits(source.uri, source.name, settings, source.landing)
         yield combine(list(tables), source.uri)
         return
-    data = read_bytes(source.uri, source.name, settings)
-    frame, row_errors = _read_table(data, fmt, source.mapping.options, source.uri, source.name)
-    yield as_text_table(frame, source.uri, hashlib.sha256(data).hexdigest(), row_errors)
+    options = source.mapping.options
+    screen = text_screen(fmt, options, source.uri, source.name)
+    data = read_bytes(source.uri, source.name, settings, landing=source.landing, screen=screen)
+    frame, row_errors = _read_table(data, fmt, options, source.uri, source.name, settings)
+    table = as_text_table(frame, source.uri, hashlib.sha256(data).hexdigest(), row_errors)
+    yield check_fields(table, settings, source.name)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import duckdb
 import polars as pl
@@ -59,16 +62,122 @@ class LoadResult:
     years: dict[str, set[int]] = field(default_factory=dict)
     unchanged_since: str | None = None
     """For a skipped batch: the batch that last loaded the same content."""
+    publish_pending: str | None = None
+    """Why the batch's Parquet years are not written yet (committed and queued: the next run
+    writes them); None once published."""
 
 
+def _one_line(exc: BaseException) -> str:
+    """DuckDB's message as one paragraph (some span several lines)."""
+    return " ".join(str(exc).split())
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def disk_errors(function: Callable[_P, _R]) -> Callable[_P, _R]:
+    """A warehouse the disk or the file system refuses (full, read-only, an I/O error) is a
+    WarehouseError (74), not a bug: DuckDB's I/O and fatal errors and OSError become one."""
+
+    @functools.wraps(function)
+    def guarded(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return function(*args, **kwargs)
+        except WarehouseError:
+            raise
+        except (duckdb.IOException, duckdb.FatalException, OSError) as exc:
+            raise WarehouseError(
+                f"the warehouse could not be read or written: {_one_line(exc)}",
+                hint="Look at the disk (free space, permissions, a read-only mount) and the "
+                "warehouse file; nothing of this batch was committed.",
+            ) from exc
+
+    return guarded
+
+
+_verified: dict[Path, tuple[int, int, int]] = {}
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def verify(conn: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Check the warehouse file before anyone relies on it: every block of every table is read
+    once, which makes DuckDB verify each block's checksum, so garbage written into the middle of
+    the file or a file cut short (its blocks past the end cannot be read) is found here rather
+    than by a later query or, worse, a load that writes into it. (The file's length alone says
+    nothing: DuckDB leaves allocated blocks past its end until it writes them.)"""
+    try:
+        tables = conn.execute(
+            "SELECT schema_name, table_name FROM duckdb_tables() "
+            "WHERE database_name = current_database() AND NOT temporary"
+        ).fetchall()
+        for schema, table in tables:
+            conn.execute(
+                f"SELECT bit_xor(hash(COLUMNS(*))) FROM {_quote(schema)}.{_quote(table)}"
+            ).fetchall()
+    except duckdb.Error as exc:
+        raise WarehouseError(
+            f"{path} is damaged: {_one_line(exc)}",
+            hint="Restore the file from a backup (or remove it and reload every source); "
+            "nothing was written into it.",
+        ) from exc
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    info = path.stat()
+    return (info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+# a file DuckDB does not recognize (an SQLite header, say) would make it fetch an extension
+_NO_DOWNLOADS: dict[str, str | bool | int | float | list[str]] = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
+
+
+def _open(
+    path: Path,
+    read_only: bool,
+    settings: Settings,
+    config: dict[str, str | bool | int | float | list[str]] | None = None,
+) -> duckdb.DuckDBPyConnection:
+    # DuckDB lets one process write or several read: wait for the other side's short
+    # transaction instead of failing, so a reader sees the state before or after a load
+    deadline = time.monotonic() + settings.lock_timeout
+    while True:
+        try:
+            return duckdb.connect(
+                str(path), read_only=read_only, config={**_NO_DOWNLOADS, **(config or {})}
+            )
+        except duckdb.IOException as exc:
+            if "conflicting lock" not in str(exc).lower():
+                raise WarehouseError(f"cannot open {path}: {_one_line(exc)}") from exc
+            if time.monotonic() >= deadline:
+                raise WarehouseLockedError(
+                    f"cannot open {path}: another process has it open ({_one_line(exc)}); the "
+                    f"last run to take the warehouse was {holder(settings)}"
+                ) from exc
+            time.sleep(0.1)
+        except duckdb.Error as exc:  # "not a valid DuckDB database", a checksum at open
+            raise WarehouseError(f"cannot open {path}: {_one_line(exc)}") from exc
+
+
+@disk_errors
 def connect(
     settings: Settings,
     *,
     read_only: bool = False,
+    verify_file: bool | None = None,
     config: dict[str, str | bool | int | float | list[str]] | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """Open the warehouse file; a writer creates it and its tables and views first.
 
+    The file is verified (`verify`) before it is used: always for a reader (once per process
+    while the file stays the same), and for a writer when `verify_file` (the start of every run
+    does), on a read-only connection first so that nothing is written into a damaged file.
     `config` holds DuckDB start-up options (the analyst connection's restrictions).
     """
     path = settings.db_path
@@ -77,24 +186,26 @@ def connect(
             f"no warehouse at {path}", hint="Run `relations-etl run` or set RELATIONS_ETL_HOME."
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    # DuckDB lets one process write or several read: wait for the other side's short
-    # transaction instead of failing, so a reader sees the state before or after a load
-    deadline = time.monotonic() + settings.lock_timeout
-    while True:
+    check = read_only if verify_file is None else verify_file
+    if check and path.exists() and _verified.get(path.resolve()) != _stamp(path):
+        checking = _open(path, True, settings) if not read_only else None
+        conn = checking or _open(path, read_only, settings, config)
         try:
-            conn = duckdb.connect(str(path), read_only=read_only, config=config or {})
-            break
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower():
-                raise WarehouseError(f"cannot open {path}: {exc}") from exc
-            if time.monotonic() >= deadline:
-                raise WarehouseLockedError(
-                    f"cannot open {path}: another process has it open ({exc}); the last run to "
-                    f"take the warehouse was {holder(settings)}"
-                ) from exc
-            time.sleep(0.1)
+            verify(conn, path)
+        except BaseException:
+            conn.close()
+            raise
+        _verified[path.resolve()] = _stamp(path)
+        if checking is None:
+            return conn
+        checking.close()
+    conn = _open(path, read_only, settings, config)
     if not read_only:
-        apply_sql(conn, settings.sql_dir)
+        try:
+            apply_sql(conn, settings.sql_dir)
+        except BaseException:
+            conn.close()
+            raise
     return conn
 
 
@@ -183,6 +294,7 @@ def rejection_failure(
     )
 
 
+@disk_errors
 def load_batch(
     settings: Settings,
     batch: Batch,
@@ -407,6 +519,7 @@ def _audit(
     )
 
 
+@disk_errors
 def _write_audit(settings: Settings, batch: Batch, status: str, **fields: str | None) -> None:
     conn = connect(settings)
     try:
@@ -415,12 +528,13 @@ def _write_audit(settings: Settings, batch: Batch, status: str, **fields: str | 
         conn.close()
 
 
+@disk_errors
 def begin_batch(settings: Settings, batch: Batch) -> None:
     """Audit a batch as running; batches a killed run left running are marked abandoned.
 
     Call with the run lock held: then no other run is alive to own a running batch.
     """
-    conn = connect(settings)
+    conn = connect(settings, verify_file=True)
     try:
         conn.execute(
             "UPDATE load_batches SET status = 'abandoned', finished_at = now(), error = "
@@ -432,6 +546,7 @@ def begin_batch(settings: Settings, batch: Batch) -> None:
         conn.close()
 
 
+@disk_errors
 def last_fingerprint(settings: Settings, source: str) -> tuple[str, str | None] | None:
     """The last successful or skipped batch of a source and the input fingerprint it had."""
     conn = connect(settings)
@@ -446,6 +561,7 @@ def last_fingerprint(settings: Settings, source: str) -> tuple[str, str | None] 
     return (str(row[0]), row[1]) if row else None
 
 
+@disk_errors
 def unconfigured_sources(settings: Settings, configured: list[str]) -> pl.DataFrame:
     """Sources that loaded rows before but are not configured now; their rows stay."""
     conn = connect(settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Sequence
 
 import polars as pl
@@ -12,12 +13,12 @@ from relations_etl.errors import ColumnsMissingError, ConfigError
 from relations_etl.extract import FILE, RAW, ROW, ROW_ERRORS, RawTable
 from relations_etl.facts import ERRORS, error_struct
 from relations_etl.reference import Reference
-from relations_etl.text import clean, clean_expr
+from relations_etl.text import clean, clean_expr, shown
 
 RECORD = "_record"
 PERSON = "_person"
 ERRORS_COLUMN = "_errors"
-_CONJUNCTION = re.compile(r"\s+(?:and|&)\s+")
+_CONJUNCTION = r"\s+(?:and|&)\s+"
 
 
 def _field_key(header: str) -> str:
@@ -67,11 +68,24 @@ def mapped_columns(raw: RawTable, source: Source) -> dict[str, str]:
 
 def _check_columns(raw: RawTable, source: Source, columns: dict[str, str]) -> None:
     wanted = [*columns, *source.mapping.record_id]
-    missing = [c for c in wanted if c not in raw.columns]
+    have = set(raw.columns)
+    missing = [c for c in wanted if c not in have]
     if missing:
+        if have & set(wanted):
+            # the list's own header, partly matching: worth showing, escaped and cut short
+            listed = [shown(c, quoted=False) for c in raw.columns[:30]]
+            more = f" and {len(raw.columns) - 30} more" if len(raw.columns) > 30 else ""
+            found = f"its columns are {listed}{more}"
+        else:
+            # nothing matches: maybe not a list at all (/etc/passwd); its first line is not
+            # echoed into messages and logs
+            found = (
+                f"none of its {len(raw.columns)} column(s) is one the mapping names: is it the "
+                "right file, and are options.separator, options.skip_rows and options.sheet "
+                "right?"
+            )
         raise ColumnsMissingError(
-            f"the list lacks column(s) {missing} that the mapping needs; its columns "
-            f"are {list(raw.columns)}",
+            f"the list lacks column(s) {missing} that the mapping needs; {found}",
             column=missing[0],
             source=source.name,
             file=raw.file,
@@ -100,22 +114,41 @@ def _record_expr(raw: RawTable, source: Source) -> pl.Expr:
     return row.alias(RECORD)
 
 
+def split_on(values: pl.Series, pattern: str) -> list[list[str]]:
+    """Each text split where `pattern` matches, on polars' regex engine (linear time: a user's
+    `(a+)+b` cannot backtrack for minutes as it does in Python's `re`)."""
+    texts = values.fill_null("")
+    marker = next(
+        (
+            m
+            for m in ("\x00", "\x1e", "\ufdd0", "\ufdd1")
+            if not texts.str.contains(m, literal=True).any()
+        ),
+        f"\x00{uuid.uuid4().hex}\x00",
+    )
+    parts: list[list[str]] = texts.str.replace_all(pattern, marker).str.split(marker).to_list()
+    return parts
+
+
 def _people(
-    text: str | None, separator: str | None, ref: Reference
+    text: str | None, parts: list[str], joined: list[str], ref: Reference
 ) -> list[tuple[str | None, str | None, str | None]]:
-    """Split 'President X and Prime Minister Y' into people: (title, name, problem) each."""
+    """Split 'President X and Prime Minister Y' into people: (title, name, problem) each.
+
+    `parts` is the text split on the list's people separator, `joined` split on "and"/"&".
+    """
     if text is None:
         return [(None, None, None)]
     problem = None
-    if separator and len(candidates := [clean(p) or "" for p in re.split(separator, text)]) > 1:
+    if len(candidates := [clean(p) or "" for p in parts]) > 1:
         splits = [ref.split_title(p) for p in candidates]
         if all(title and name for title, name in splits):
             return [(t, n, None) for t, n in splits]
         first_title, first_name = splits[0]
         # After a comma an untitled part is a name suffix ("Aquino, 3rd", "Whipps, Jr."); after
         # "and" it is someone: "President X and Wizard Y" is neither one person nor two we know.
-        joined = [clean(p) or "" for p in re.split(_CONJUNCTION, text)][1:]
-        untitled = [p for p in joined if ref.split_title(p)[0] is None]
+        after_and = [clean(j) or "" for j in joined[1:]]
+        untitled = [p for p in after_and if ref.split_title(p)[0] is None]
         if first_title and first_name and untitled:
             problem = (
                 f"{text!r} looks like several people but {untitled[0]!r} starts with no known "
@@ -225,11 +258,15 @@ def _corrections(frame: pl.DataFrame, corrections: dict[str, dict[str, str]]) ->
 
 def _split_people(frame: pl.DataFrame, separator: str | None, ref: Reference) -> pl.DataFrame:
     # one flat row per (visitor text, person): the join below makes one row per person
+    visitors = frame.get_column("visitor").unique()
+    texts = visitors.to_list()
+    parts = split_on(visitors, separator) if separator else [[t or ""] for t in texts]
+    joined = split_on(visitors, _CONJUNCTION)
     people = pl.DataFrame(
         [
             (visitor, number, *person)
-            for visitor in frame.get_column("visitor").unique().to_list()
-            for number, person in enumerate(_people(visitor, separator, ref), start=1)
+            for visitor, split, conjoined in zip(texts, parts, joined, strict=True)
+            for number, person in enumerate(_people(visitor, split, conjoined, ref), start=1)
         ],
         schema={
             "visitor": pl.String,

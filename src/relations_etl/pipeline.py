@@ -29,7 +29,7 @@ from relations_etl.lock import run_lock
 from relations_etl.mapping import apply_mapping
 from relations_etl.normalize import normalize
 from relations_etl.periods import collapse_years
-from relations_etl.publish import publish_pending
+from relations_etl.publish import publish_or_defer
 from relations_etl.quarantine import prepare_replay, sources_with_open_rows
 from relations_etl.reference import Reference
 from relations_etl.report import check_report_settings, write_configured_report
@@ -170,7 +170,7 @@ class Steps:
     load: Callable[[Settings, Batch, Prepared, Reference, list[str] | None], LoadResult] = (
         load_source
     )
-    publish: Callable[[Settings], list[str]] = publish_pending
+    publish: Callable[[Settings], str | None] = publish_or_defer
     stage: Callable[[str, str], None] = _no_progress
 
 
@@ -212,7 +212,8 @@ def run_source(
                 steps.publish(settings)
             raise
         steps.stage(source.name, "publish")
-        steps.publish(settings)
+        # committed is committed: a disk that refuses the Parquet leaves it queued, not failed
+        result.publish_pending = steps.publish(settings)
     steps.stage(source.name, "unchanged: skipped" if result.unchanged_since else "done")
     return result
 
@@ -240,7 +241,7 @@ def replay(
             except Exception as exc:
                 record_failure(settings, batch, exc)
                 raise
-            steps.publish(settings)
+            result.publish_pending = steps.publish(settings)
             results.append(result)
     return results
 

@@ -1,10 +1,20 @@
-"""Publish: the warehouse tables as hive-partitioned Parquet, each file replaced atomically."""
+"""Publish: the warehouse tables as hive-partitioned Parquet, each file replaced atomically.
+
+Each file written is recorded in `published_files` (rows, bytes, modification time, SHA-256);
+every publish first compares the files on disk with that record and queues again the years
+whose file is missing, replaced or damaged, so a file broken from outside is repaired by the
+next run instead of staying broken.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
+from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 
 from relations_etl.config import Kind
 from relations_etl.contract import (
@@ -13,8 +23,10 @@ from relations_etl.contract import (
     published_columns,
     sql_literal,
 )
+from relations_etl.errors import WarehouseError
 from relations_etl.facts import TABLE, year_sql
-from relations_etl.load import connect
+from relations_etl.load import connect, disk_errors
+from relations_etl.lock import run_number
 from relations_etl.settings import Settings
 
 # what each published table holds, the year it partitions on (SQL), and its stable order
@@ -23,6 +35,22 @@ _PUBLISHED = {
     REJECTED_ROWS: ("year(rejected_at)", "rejected_at, source, source_file, source_row"),
 }
 TEMPORARY_SUFFIX = ".tmp"
+REPAIR = "repair"
+"""The batch_id of a year queued again because its file no longer matches its record."""
+_log = logging.getLogger(__name__)
+_digested: dict[Path, int] = {}
+
+
+def _file(settings: Settings, table: str, year: int) -> Path:
+    return settings.parquet_dir / table / f"year={int(year)}" / "data.parquet"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def publish(
@@ -33,23 +61,36 @@ def publish(
     year_of, order = _PUBLISHED[table]
     columns = ", ".join(f'"{c}"' for c in published_columns(table))
     for year in sorted(years):
-        folder = settings.parquet_dir / table / f"year={int(year)}"
-        target = folder / "data.parquet"
+        target = _file(settings, table, year)
+        folder = target.parent
         folder.mkdir(parents=True, exist_ok=True)
         # a reader globbing *.parquet never sees this name, and the rename below is atomic
         temporary = folder / f".data.parquet.{os.getpid()}{TEMPORARY_SUFFIX}"
-        copied = conn.execute(
-            f"COPY (SELECT {columns} FROM {table} WHERE {year_of} = ? ORDER BY {order}) "
-            f"TO {sql_literal(str(temporary))} "
-            f"(FORMAT parquet, COMPRESSION zstd, {kv_metadata_option(table)})",
-            [int(year)],
-        ).fetchone()
+        try:
+            copied = conn.execute(
+                f"COPY (SELECT {columns} FROM {table} WHERE {year_of} = ? ORDER BY {order}) "
+                f"TO {sql_literal(str(temporary))} "
+                f"(FORMAT parquet, COMPRESSION zstd, {kv_metadata_option(table)})",
+                [int(year)],
+            ).fetchone()
+        except BaseException:
+            temporary.unlink(missing_ok=True)  # half a file on a full disk
+            raise
         if copied and copied[0]:
+            digest = _sha256(temporary)
             os.replace(temporary, target)
+            info = target.stat()
+            conn.execute(
+                "INSERT OR REPLACE INTO published_files VALUES (?, ?, ?, ?, ?, ?, now())",
+                [table, int(year), int(copied[0]), info.st_size, digest, info.st_mtime_ns],
+            )
             written.append(str(target))
         else:
             temporary.unlink()
             target.unlink(missing_ok=True)
+            conn.execute(
+                "DELETE FROM published_files WHERE table_name = ? AND year = ?", [table, int(year)]
+            )
     return written
 
 
@@ -60,10 +101,93 @@ def _remove_leftovers(settings: Settings) -> None:
             path.unlink(missing_ok=True)
 
 
+def _matches(
+    path: Path, record: tuple[int, int, str, int] | None, rows: int, thorough: bool
+) -> tuple[bool, tuple[int, int, str, int] | None]:
+    """Whether a published file is what the warehouse wrote; and the record to keep for it."""
+    if not path.is_file():
+        return False, None
+    info = path.stat()
+    if record is not None:
+        if not thorough and (info.st_size, info.st_mtime_ns) == (record[1], record[3]):
+            return True, None  # the cheap check, after the first of this process
+        if info.st_size == record[1] and _sha256(path) == record[2]:
+            return True, (record[0], info.st_size, record[2], info.st_mtime_ns)  # touched only
+        return False, None
+    # published before files were recorded: readable, and as many rows as the table's year
+    try:
+        whole = pq.read_metadata(path).num_rows == rows
+    except Exception:
+        whole = False
+    return whole, ((rows, info.st_size, _sha256(path), info.st_mtime_ns) if whole else None)
+
+
+def check_published(conn: duckdb.DuckDBPyConnection, settings: Settings) -> list[str]:
+    """Queue again every (table, year) whose Parquet file is missing, damaged or replaced, and
+    every file left for a year the table no longer has; returns what was queued.
+
+    The first check of a run compares every file's SHA-256 with its record; later checks in
+    the same run compare size and modification time, and the digest when they differ.
+    """
+    queued = []
+    # every file's digest once per run, then size and modification time for the run's other
+    # sources: a file replaced with its length and time put back is still found by the next run
+    run = run_number(settings)
+    thorough = _digested.get(settings.parquet_dir.resolve()) != run
+    _digested[settings.parquet_dir.resolve()] = run
+    waiting = set(conn.execute("SELECT table_name, year FROM publish_queue").fetchall())
+    for table, (year_of, _) in _PUBLISHED.items():
+        counts = {
+            int(year): int(n)
+            for year, n in conn.execute(
+                f"SELECT y, count(*) FROM (SELECT {year_of} AS y FROM {table}) "
+                "WHERE y IS NOT NULL GROUP BY y"
+            ).fetchall()
+        }
+        records = {
+            int(year): (int(rows), int(size), str(sha), int(mtime))
+            for year, rows, size, sha, mtime in conn.execute(
+                "SELECT year, rows, bytes, sha256, modified_ns FROM published_files "
+                "WHERE table_name = ?",
+                [table],
+            ).fetchall()
+        }
+        folder = settings.parquet_dir / table
+        on_disk = {
+            int(path.parent.name.removeprefix("year="))
+            for path in (folder.glob("year=*/data.parquet") if folder.is_dir() else [])
+            if path.parent.name.removeprefix("year=").isdigit()
+        }
+        for year in sorted(set(counts) | on_disk | set(records)):
+            if (table, year) in waiting:
+                continue  # written anyway by this publish
+            path = _file(settings, table, year)
+            if year not in counts:
+                fine = not path.exists()
+            else:
+                fine, record = _matches(path, records.get(year), counts[year], thorough)
+                if record is not None:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO published_files VALUES (?, ?, ?, ?, ?, ?, now())",
+                        [table, year, *record],
+                    )
+            if not fine:
+                conn.execute(
+                    "INSERT OR IGNORE INTO publish_queue VALUES (?, ?, ?)", [table, year, REPAIR]
+                )
+                queued.append(str(path))
+    if queued:
+        _log.warning("published files that no longer match the warehouse, rewritten: %s", queued)
+    return queued
+
+
+@disk_errors
 def publish_pending(settings: Settings) -> list[str]:
-    """Publish every (table, year) committed since the last publish; call with the run lock."""
+    """Publish every (table, year) committed since the last publish, and repair published files
+    that no longer match the warehouse; call with the run lock."""
     conn = connect(settings)
     try:
+        check_published(conn, settings)
         pending = conn.execute("SELECT table_name, year FROM publish_queue").fetchall()
         if not pending:
             return []
@@ -80,3 +204,15 @@ def publish_pending(settings: Settings) -> list[str]:
         return written
     finally:
         conn.close()
+
+
+def publish_or_defer(settings: Settings) -> str | None:
+    """publish_pending, except that a warehouse or disk that refuses the files (full, read-only)
+    leaves their years queued for the next run: the batch stays `succeeded` (it is committed)
+    and this says why its publish is pending. None when everything is published."""
+    try:
+        publish_pending(settings)
+    except WarehouseError as exc:
+        _log.warning("publish pending, the next run writes the files: %s", exc)
+        return exc.message
+    return None

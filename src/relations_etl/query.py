@@ -149,6 +149,8 @@ def analyst_connection(settings: Settings, read: Iterable[Path] = ()) -> duckdb.
     """
     folders, files = readable(settings, read)
     try:
+        # checked on its own first: the warehouse's opener reads any refusal as a bad file (74)
+        duckdb.connect(config={"memory_limit": settings.sql_memory_limit}).close()
         conn = connect(
             settings,
             read_only=True,

@@ -104,6 +104,57 @@ class Settings(BaseSettings):
         "examples/); read on the worker at run time. Unset: the clone this package was "
         "installed from with `pip install -e`.",
     )
+    # Limits: what one input may cost. A breach fails that source (exit 65) or that
+    # configuration file (78) with a message naming the limit and this setting.
+    max_source_bytes: int = Field(
+        default=2 * 1024**3,
+        gt=0,
+        description="Bytes read per source (all of its files together), counted while the "
+        "bytes arrive: a longer file or an HTTP body that never ends is refused at the limit.",
+    )
+    max_decompressed_bytes: int = Field(
+        default=1024**3,
+        gt=0,
+        description="Bytes a source may decompress to: the parts of an XLSX workbook as its "
+        "ZIP directory declares them, the pages of a Parquet file as its footer declares them; "
+        "checked before anything is decompressed.",
+    )
+    max_field_bytes: int = Field(
+        default=16 * 1024**2,
+        gt=0,
+        description="Bytes of one value (one CSV field, one JSON value, one cell).",
+    )
+    max_columns: int = Field(
+        default=10_000,
+        gt=0,
+        description="Columns of a list: header fields, JSON keys, sheet columns, Parquet columns.",
+    )
+    max_cells: int = Field(
+        default=50_000_000,
+        gt=0,
+        description="Rows x columns of the table a workbook sheet spans (from its first to its "
+        "last used cell) or that JSON records make (records x distinct keys), checked before "
+        "the table is built.",
+    )
+    max_yaml_nodes: int = Field(
+        default=100_000,
+        gt=0,
+        description="Nodes a sources or mapping YAML file may hold, each alias counted as the "
+        "whole node it repeats (a 'billion laughs' file is refused before it expands).",
+    )
+    reader_memory_bytes: int = Field(
+        default=4 * 1024**3,
+        gt=0,
+        description="Address space of the child process that runs the XLSX and Parquet readers "
+        "(native code this project does not control); a reader that crashes or exceeds it "
+        "fails its source alone.",
+    )
+    reader_timeout: float = Field(
+        default=600.0,
+        gt=0,
+        description="Seconds that child process may take before it is stopped and its source "
+        "fails.",
+    )
 
     @property
     def db_path(self) -> Path:

@@ -33,3 +33,10 @@ def clean_expr(column: str) -> pl.Expr:
         expr = expr.str.replace_all(old, new, literal=True)
     expr = expr.str.normalize("NFKC").str.replace_all(r"\s+", " ").str.strip_chars(" ")
     return pl.when(expr == "").then(None).otherwise(expr).alias(column)
+
+
+def shown(value: str, limit: int = 40, *, quoted: bool = True) -> str:
+    """A value read from an input as an error message may show it: escaped (control characters,
+    a terminal's escape sequences), at most `limit` characters, quoted unless `quoted` is False."""
+    text = repr(value[:limit])[1:-1] + ("…" if len(value) > limit else "")
+    return f"'{text}'" if quoted else text

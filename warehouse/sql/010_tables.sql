@@ -146,3 +146,17 @@ CREATE TABLE IF NOT EXISTS publish_queue (
     batch_id    VARCHAR NOT NULL,
     PRIMARY KEY (table_name, year)
 );
+
+-- What each published Parquet file must be, recorded when it is written: a file replaced,
+-- damaged or removed from outside is found by the next run (size, time, then digest) and
+-- written again from the tables.
+CREATE TABLE IF NOT EXISTS published_files (
+    table_name   VARCHAR NOT NULL,
+    year         INTEGER NOT NULL,
+    rows         BIGINT NOT NULL,
+    bytes        BIGINT NOT NULL,
+    sha256       VARCHAR NOT NULL,
+    modified_ns  BIGINT NOT NULL,
+    published_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (table_name, year)
+);

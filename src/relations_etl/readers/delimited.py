@@ -11,15 +11,15 @@ import codecs
 import csv
 import io
 import json
-import sys
+from collections import Counter
 from typing import Any
 
 import polars as pl
 
 from relations_etl.errors import ConfigError, SourceReadError
-
-# one field may be a whole document (10 MB and more); the csv module's default cap is 128 KiB
-csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+from relations_etl.limits import too_large
+from relations_etl.settings import Settings
+from relations_etl.text import shown
 
 RowErrors = list[list[dict[str, str | None]]]
 _QUOTED = r'"(?:[^"]|"")*"'
@@ -79,24 +79,37 @@ def _field_at(data: bytes, prefix: str, separator: str, skip_lines: int) -> str 
         [],
     )
     position = len(next(csv.reader([prefix], delimiter=separator), [""])) - 1
-    return header[position] if 0 <= position < len(header) else None
+    return shown(header[position], quoted=False) if 0 <= position < len(header) else None
 
 
 def _text(value: str) -> str | None:
     return value if value != "" else None
 
 
-def _header(fields: list[str], uri: str, source: str, line: int) -> list[str]:
-    names = [f.strip() or f"column_{n}" for n, f in enumerate(fields, start=1)]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        positions = {n: [i + 1 for i, m in enumerate(names) if m == n] for n in repeated}
-        raise SourceReadError(
-            f"header (line {line}) repeats column name(s) "
-            + ", ".join(f"{n!r} at positions {positions[n]}" for n in repeated),
+def _header(fields: list[str], uri: str, source: str, line: int, max_columns: int) -> list[str]:
+    if len(fields) > max_columns:
+        raise too_large(
+            f"the header (line {line}) has {len(fields):,} columns",
+            max_columns,
+            "max_columns",
+            unit="columns",
             source=source,
             file=uri,
-            column=repeated[0],
+        )
+    names = [f.strip() or f"column_{n}" for n, f in enumerate(fields, start=1)]
+    # counted once: names.count() per name was quadratic (1,000,000 columns never finished)
+    repeated = sorted(name for name, count in Counter(names).items() if count > 1)
+    if repeated:
+        positions: dict[str, list[int]] = {name: [] for name in repeated}
+        for position, name in enumerate(names, start=1):
+            if name in positions:
+                positions[name].append(position)
+        raise SourceReadError(
+            f"header (line {line}) repeats column name(s) "
+            + ", ".join(f"{shown(n)} at positions {positions[n][:10]}" for n in repeated[:10]),
+            source=source,
+            file=uri,
+            column=shown(repeated[0], quoted=False),
             hint="Rename the repeated columns in the file; a mapping cannot tell them apart.",
         )
     return names
@@ -121,8 +134,12 @@ def read_delimited(
     skip_rows: int,
     uri: str,
     source: str,
+    settings: Settings | None = None,
 ) -> tuple[pl.DataFrame, RowErrors | None]:
     """Read a delimited file as text columns; returns the rows and, per row, its read errors."""
+    settings = settings or Settings()
+    # the csv module refuses a longer field itself (its cap is process-wide, so set per read)
+    csv.field_size_limit(settings.max_field_bytes)
     text = decode(data, encoding, uri=uri, source=source, skip_lines=skip_rows, separator=separator)
     if "\r" in text:  # \r\n, \n and a lone \r (old Mac exports) may all end a line
         text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -140,8 +157,9 @@ def read_delimited(
         )
     reader = csv.reader(io.StringIO(body), delimiter=separator, strict=True)
     try:
-        header = _header(next(reader), uri, source, offset + 1)
+        header = _header(next(reader), uri, source, offset + 1, settings.max_columns)
     except csv.Error as exc:
+        _field_too_large(exc, settings, uri, source, None)
         raise SourceReadError(
             f"the header (line {offset + 1}) is not valid CSV: {exc}", source=source, file=uri
         ) from exc
@@ -160,7 +178,16 @@ def read_delimited(
             return frame.filter(~pl.all_horizontal(pl.all().is_null())), None
         except pl.exceptions.PolarsError:
             pass  # the csv module below says which line is wrong
-    return _read_slowly(reader, header, header_lines, offset, uri, source)
+    return _read_slowly(reader, header, header_lines, offset, uri, source, settings)
+
+
+def _field_too_large(
+    exc: csv.Error, settings: Settings, uri: str, source: str, row: int | None
+) -> None:
+    if "field larger than field limit" in str(exc):
+        raise too_large(
+            "a field", settings.max_field_bytes, "max_field_bytes", source=source, file=uri, row=row
+        ) from exc
 
 
 def _read_slowly(
@@ -170,6 +197,7 @@ def _read_slowly(
     offset: int,
     uri: str,
     source: str,
+    settings: Settings,
 ) -> tuple[pl.DataFrame, RowErrors]:
     width = len(header)
     columns: list[list[str | None]] = [[] for _ in header]
@@ -182,6 +210,7 @@ def _read_slowly(
         except StopIteration:
             break
         except csv.Error as exc:
+            _field_too_large(exc, settings, uri, source, len(errors) + 1)
             raise SourceReadError(
                 f"line {start}: {exc}: a quote is opened and never closed, or stands inside an "
                 "unquoted field",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 from collections.abc import Iterator
 from xml.etree.ElementTree import ParseError
 
@@ -12,19 +13,27 @@ import fsspec
 import polars as pl
 from defusedxml import DefusedXmlException
 
-from relations_etl.config import check_uri
+from relations_etl.config import check_uri, resolve_local
 from relations_etl.errors import SourceReadError
-from relations_etl.extract import RawTable, as_text_table, read_bytes
+from relations_etl.extract import RawTable, as_text_table, check_fields, read_bytes
+from relations_etl.limits import too_large
 from relations_etl.settings import Settings
+from relations_etl.text import shown
 
 FIELDS = ("id", "start-date", "end-date", "visitor", "from", "from-id", "description")
 FIRST_DECADE = 1870
 
 
-def _files(uri: str, source: str) -> list[str]:
+def _files(uri: str, source: str, landing: str | None) -> list[str]:
     """The decade files of a folder: listed where the server can list, else probed by name."""
     if uri.endswith(".xml"):
         return [uri]
+    folder = resolve_local(source, uri, landing)
+    if folder is not None:  # the folder the landing check saw, listed as it is on disk
+        names = sorted(os.listdir(folder)) if folder.is_dir() else []
+        if not any(name.endswith(".xml") for name in names):
+            raise SourceReadError(f"no <decade>.xml files found at {uri}", source=source, file=uri)
+        return [str(folder / name) for name in names if name.endswith(".xml")]
     base = uri.rstrip("/")
     try:
         fs, path = fsspec.core.url_to_fs(base)
@@ -76,10 +85,24 @@ def parse_visits(data: bytes, file: str, source: str) -> pl.DataFrame:
     except ParseError as exc:
         line, column = exc.position
         raise SourceReadError(
-            f"{file} is not well-formed XML at line {line}, column {column + 1}: {exc}",
+            f"{file} is not well-formed XML at line {line}, column {column + 1}: "
+            f"{shown(str(exc), 120, quoted=False)}",
             source=source,
             file=file,
         ) from exc
+    except (LookupError, ValueError, UnicodeError) as exc:
+        # expat reads UTF-8, UTF-16, ISO-8859-1 and US-ASCII; "UTF-7" or "klingon" end here
+        raise SourceReadError(
+            f"{file} declares an encoding the XML parser cannot read "
+            f"({shown(str(exc), 80, quoted=False)})",
+            source=source,
+            file=file,
+            hint="Save the file as UTF-8 (and say so in its XML declaration); nothing was loaded.",
+        ) from exc
+    except RecursionError:
+        raise SourceReadError(
+            f"{file} nests its XML elements too deeply to be read", source=source, file=file
+        ) from None
     columns: dict[str, list[str | None]] = {name: [] for name in FIELDS}
     for visit in root.iter("visit"):
         for name in FIELDS:
@@ -102,8 +125,20 @@ def read_hsg_visits(
     link out of the folder).
     """
     settings = settings or Settings()
-    for file in _files(uri, source):
+    remaining = settings.max_source_bytes  # for all the files of the source together
+    for file in _files(uri, source, landing):
         check_uri(source, file, settings.allowed_schemes, landing)
-        data = read_bytes(file, source, settings)
+        if remaining <= 0:
+            raise too_large(
+                "reading stopped: the source's files are longer together",
+                settings.max_source_bytes,
+                "max_source_bytes",
+                source=source,
+                file=file,
+            )
+        data = read_bytes(file, source, settings, landing=landing, limit=remaining)
+        remaining -= len(data)
         frame = parse_visits(data, file, source)
-        yield as_text_table(frame, file, hashlib.sha256(data).hexdigest())
+        yield check_fields(
+            as_text_table(frame, file, hashlib.sha256(data).hexdigest()), settings, source
+        )

@@ -1,16 +1,51 @@
-"""JSON and NDJSON: a list of objects; a bad NDJSON line or a non-object record is a row error."""
+"""JSON and NDJSON: a list of objects; a bad NDJSON line or a non-object record is a row error.
+
+A key repeated in one object is refused as a repeated CSV header is (the parser would keep the
+last value and drop the others without a trace). Nesting deeper than the parser can follow, or
+an integer longer than Python converts, is the input's fault: a file error for a JSON document,
+a row error for one NDJSON line.
+"""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 import polars as pl
 
 from relations_etl.errors import SourceReadError
+from relations_etl.limits import too_large
 from relations_etl.readers.delimited import RowErrors, decode
+from relations_etl.settings import Settings
+from relations_etl.text import shown
 
 _SHOWN = 10_000  # characters of a bad line kept in its row error
+
+
+class _RepeatedKeyError(Exception):
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = keys
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        raise _RepeatedKeyError(sorted(k for k, n in Counter(k for k, _ in pairs).items() if n > 1))
+    return record
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text, object_pairs_hook=_pairs)
+
+
+def _unreadable(exc: Exception) -> str:
+    """Why a JSON text could not be parsed, in words (never its content)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+    if isinstance(exc, RecursionError):
+        return "JSON nested deeper than the parser follows (arrays or objects inside each other)"
+    return f"a JSON number too long to convert ({shown(str(exc).split(':')[0], 60, quoted=False)})"
 
 
 def _text(value: Any) -> str | None:
@@ -22,13 +57,31 @@ def _text(value: Any) -> str | None:
 
 
 def records_frame(
-    records: list[Any], problems: list[dict[str, str | None] | None], uri: str, source: str
+    records: list[Any],
+    problems: list[dict[str, str | None] | None],
+    uri: str,
+    source: str,
+    settings: Settings | None = None,
 ) -> tuple[pl.DataFrame, RowErrors]:
-    """Objects to text columns (union of keys, in order of appearance), with per-row errors."""
+    """Objects to text columns (union of keys, in order of appearance), with per-row errors.
+
+    The keys are counted before the table is built: records x distinct keys is the table's size,
+    and a file whose every record has keys of its own would otherwise cost its square.
+    """
+    settings = settings or Settings()
     names: dict[str, None] = {}
     for record in records:
         if isinstance(record, dict):
             names.update(dict.fromkeys(record))
+            if len(names) > settings.max_columns:
+                raise too_large(
+                    f"the records have more than {settings.max_columns:,} distinct keys",
+                    settings.max_columns,
+                    "max_columns",
+                    unit="columns",
+                    source=source,
+                    file=uri,
+                )
     if records and not names:
         first = next(p for p in problems if p) if any(problems) else None
         raise SourceReadError(
@@ -37,46 +90,97 @@ def records_frame(
             source=source,
             file=uri,
         )
-    rows = [r if isinstance(r, dict) else {} for r in records]
-    frame = pl.DataFrame(
-        {name: [_text(r.get(name)) for r in rows] for name in names},
-        schema={name: pl.String for name in names},
-    )
+    if len(names) * len(records) > settings.max_cells:
+        raise too_large(
+            f"{len(records):,} records x {len(names):,} distinct keys "
+            f"({len(names) * len(records):,} cells)",
+            settings.max_cells,
+            "max_cells",
+            unit="cells",
+            source=source,
+            file=uri,
+        )
+    columns: dict[str, list[str | None]] = {name: [] for name in names}
+    for number, record in enumerate(records):
+        if not isinstance(record, dict):
+            continue
+        for name, value in record.items():
+            column = columns[name]
+            if len(column) < number:
+                column.extend([None] * (number - len(column)))
+            try:
+                column.append(_text(value))
+            except RecursionError:
+                column.append(None)
+                problems[number] = {
+                    "column": "_row",
+                    "check": "json_record",
+                    "value": None,
+                    "message": f"record {number + 1}: the value of {shown(name)} nests too "
+                    "deeply to be kept as text",
+                }
+    for column in columns.values():
+        column.extend([None] * (len(records) - len(column)))
+    frame = pl.DataFrame(columns, schema={name: pl.String for name in names})
     return frame, [[p] if p else [] for p in problems]
 
 
 def _not_object(record: Any, number: int, where: str) -> dict[str, str | None] | None:
     if isinstance(record, dict):
         return None
+    try:
+        value = json.dumps(record, ensure_ascii=False)[:_SHOWN]
+    except RecursionError:
+        value = None
     return {
         "column": "_row",
         "check": "json_record",
-        "value": json.dumps(record, ensure_ascii=False)[:_SHOWN],
+        "value": value,
         "message": f"{where} {number} is a JSON {type(record).__name__}, not an object",
     }
 
 
+def _repeated(
+    exc: _RepeatedKeyError, uri: str, source: str, line: int | None = None, row: int | None = None
+) -> SourceReadError:
+    where = f"line {line}: " if line is not None else ""
+    return SourceReadError(
+        f"{where}a JSON object repeats the key(s) {[shown(k, quoted=False) for k in exc.keys[:10]]}"
+        "; the parser would keep the last value and drop the others",
+        source=source,
+        file=uri,
+        row=row,
+        column=shown(exc.keys[0], quoted=False),
+        hint="Rename or remove the repeated keys in the file (as a repeated CSV header); nothing "
+        "was loaded for this source.",
+    )
+
+
 def read_json(
-    data: bytes, *, key: str | None, encoding: str | None, uri: str, source: str
+    data: bytes,
+    *,
+    key: str | None,
+    encoding: str | None,
+    uri: str,
+    source: str,
+    settings: Settings | None = None,
 ) -> tuple[pl.DataFrame, RowErrors]:
     """A JSON document that is a list of objects, or an object holding one under `key`."""
     text = decode(data, encoding, uri=uri, source=source)
     if not text.strip():
         raise SourceReadError("the file is empty", source=source, file=uri)
     try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SourceReadError(
-            f"not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
-            source=source,
-            file=uri,
-        ) from exc
+        document = _loads(text)
+    except _RepeatedKeyError as exc:
+        raise _repeated(exc, uri, source) from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise SourceReadError(_unreadable(exc), source=source, file=uri) from None
     wanted = key or "records"
     if isinstance(document, dict):
         if not isinstance(document.get(wanted), list):
             raise SourceReadError(
                 f"the JSON document is an object without a list under {wanted!r}; its keys are "
-                f"{sorted(document)[:20]}",
+                f"{[shown(k, quoted=False) for k in sorted(document)[:20]]}",
                 source=source,
                 file=uri,
                 hint="Set options.records to the key that holds the list of records.",
@@ -90,11 +194,16 @@ def read_json(
             hint="A JSON source is a list of objects, or an object holding one (options.records).",
         )
     problems = [_not_object(r, n, "record") for n, r in enumerate(document, start=1)]
-    return records_frame(document, problems, uri, source)
+    return records_frame(document, problems, uri, source, settings)
 
 
 def read_ndjson(
-    data: bytes, *, encoding: str | None, uri: str, source: str
+    data: bytes,
+    *,
+    encoding: str | None,
+    uri: str,
+    source: str,
+    settings: Settings | None = None,
 ) -> tuple[pl.DataFrame, RowErrors]:
     """One JSON object per line; blank lines are skipped, a bad line becomes a rejected row."""
     text = decode(data, encoding, uri=uri, source=source)
@@ -104,15 +213,20 @@ def read_ndjson(
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
+            record = _loads(line)
+        except _RepeatedKeyError as exc:
+            raise _repeated(exc, uri, source, number, len(records) + 1) from None
+        except (ValueError, RecursionError) as exc:
             records.append(None)
+            reason = _unreadable(exc)
+            if isinstance(exc, json.JSONDecodeError):
+                reason = f"not valid JSON (column {exc.colno}: {exc.msg})"
             problems.append(
                 {
                     "column": "_row",
                     "check": "json_line",
                     "value": line[:_SHOWN],
-                    "message": f"line {number} is not valid JSON (column {exc.colno}: {exc.msg})",
+                    "message": f"line {number} is {reason}",
                 }
             )
             continue
@@ -120,4 +234,4 @@ def read_ndjson(
         problems.append(_not_object(record, number, "line"))
     if not records:
         raise SourceReadError("the file is empty: no JSON lines", source=source, file=uri)
-    return records_frame(records, problems, uri, source)
+    return records_frame(records, problems, uri, source, settings)

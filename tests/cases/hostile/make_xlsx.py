@@ -8,9 +8,12 @@ The outputs are committed beside this script, so the tests never need xlsxwriter
 from __future__ import annotations
 
 import datetime as dt
+import zipfile
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import xlsxwriter
 
 HERE = Path(__file__).resolve().parent
@@ -107,6 +110,83 @@ def wrong_types_parquet() -> None:
     (HERE / "truncated.parquet").write_bytes((HERE / "wrong_types.parquet").read_bytes()[:200])
 
 
+_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+_RELS = "http://schemas.openxmlformats.org/package/2006/relationships"
+_DOC = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+
+
+def raw_book(path: Path, sheet_xml: str) -> None:
+    """The smallest workbook calamine reads, one sheet whose XML is given as written."""
+    parts = {
+        "[Content_Types].xml": '<Types xmlns="http://schemas.openxmlformats.org/package/2006/'
+        'content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-'
+        'package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/>'
+        '<Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-'
+        'officedocument.spreadsheetml.sheet.main+xml"/><Override PartName="/xl/worksheets/'
+        'sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.'
+        'worksheet+xml"/></Types>',
+        "_rels/.rels": f'<Relationships xmlns="{_RELS}"><Relationship Id="rId1" '
+        f'Type="{_DOC}/officeDocument" Target="xl/workbook.xml"/></Relationships>',
+        "xl/workbook.xml": f'<workbook xmlns="{_MAIN}" xmlns:r="{_DOC}"><sheets>'
+        '<sheet name="Visits" sheetId="1" r:id="rId1"/></sheets></workbook>',
+        "xl/_rels/workbook.xml.rels": f'<Relationships xmlns="{_RELS}"><Relationship Id="rId1" '
+        f'Type="{_DOC}/worksheet" Target="worksheets/sheet1.xml"/></Relationships>',
+        "xl/worksheets/sheet1.xml": f'<worksheet xmlns="{_MAIN}"><sheetData>{sheet_xml}'
+        "</sheetData></worksheet>",
+    }
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as book:
+        for name, text in parts.items():
+            info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))  # same bytes each run
+            info.compress_type = zipfile.ZIP_DEFLATED
+            book.writestr(info, text)
+
+
+def _cell(ref: str, text: str) -> str:
+    return f'<c r="{ref}" t="inlineStr"><is><t>{text}</t></is></c>'
+
+
+def far_cells() -> None:
+    """1.5 KB workbooks whose used cells span more than any list: calamine allocates the span."""
+    header = '<row r="1">' + _cell("A1", "id") + _cell("B1", "visitor") + "</row>"
+    # one cell at the last column and row: 16,384 x 1,048,576 cells (calamine asked 512 GiB)
+    raw_book(
+        HERE / "xfd1048576.xlsx", header + '<row r="1048576">' + _cell("XFD1048576", "x") + "</row>"
+    )
+    # within the column limit, 100 x 1,048,576 cells
+    raw_book(
+        HERE / "far_rows.xlsx", header + '<row r="1048576">' + _cell("CV1048576", "x") + "</row>"
+    )
+    # no r="..." on rows and cells: positions follow from their order (OOXML allows it)
+    rows = (
+        "".join("<row/>" for _ in range(40))
+        + "<row>"
+        + '<c t="inlineStr"><is><t>x</t></is></c>' * 12000
+        + "</row>"
+    )
+    raw_book(
+        HERE / "implicit_positions.xlsx",
+        '<row><c t="inlineStr"><is><t>id</t></is></c></row>' + rows,
+    )
+
+
+def map_parquet() -> None:
+    """A Parquet file with a MAP column the mapping does not name."""
+    table = pa.table(
+        {
+            "id": ["h1"],
+            "visitor": ["King Philippe"],
+            "country": ["Belgium"],
+            "start": ["2023-03-01"],
+            "end": pa.array([None], type=pa.string()),
+            "notes": pa.array([None], type=pa.string()),
+            "tags": pa.array(
+                [[("protocol", "state"), ("press", "open")]], type=pa.map_(pa.string(), pa.string())
+            ),
+        }
+    )
+    pq.write_table(table, HERE / "map_column.parquet")
+
+
 if __name__ == "__main__":
     serial_dates()
     formulas()
@@ -115,3 +195,5 @@ if __name__ == "__main__":
     duplicate_header()
     truncated_and_fake()
     wrong_types_parquet()
+    far_cells()
+    map_parquet()
