@@ -15,6 +15,11 @@ from relations_etl.limits import amount, too_large
 from relations_etl.text import shown
 
 
+def _first_line(exc: Exception) -> str:
+    """A native reader's message, first line only and shortened: it may quote the file."""
+    return shown((str(exc).splitlines() or [""])[0], 200, quoted=False)
+
+
 def sheet_cells(data: bytes, sheet: str, uri: str, source: str) -> pa.Table:
     """Every cell of one sheet as text, no header taken (the parent finds the header row)."""
     try:
@@ -22,7 +27,7 @@ def sheet_cells(data: bytes, sheet: str, uri: str, source: str) -> pa.Table:
     except Exception as exc:  # calamine says "Cannot detect file format" and the like
         raise SourceReadError(
             "not a readable XLSX workbook (truncated, or another format under an .xlsx name): "
-            + shown((str(exc).splitlines() or [""])[0], 200, quoted=False),
+            + _first_line(exc),
             source=source,
             file=uri,
             hint="Export the list again from the spreadsheet program; nothing was loaded.",
@@ -31,12 +36,18 @@ def sheet_cells(data: bytes, sheet: str, uri: str, source: str) -> pa.Table:
         batch = reader.load_sheet(sheet, header_row=None, dtypes="string").to_arrow()
     except Exception as exc:
         raise SourceReadError(
-            f"cannot read sheet {shown(sheet)}: "
-            + shown((str(exc).splitlines() or [""])[0], 200, quoted=False),
+            f"cannot read sheet {shown(sheet)}: " + _first_line(exc),
             source=source,
             file=uri,
         ) from exc
     return pa.Table.from_batches([batch])
+
+
+def _unreadable_parquet(exc: Exception, source: str, uri: str) -> SourceReadError:
+    """The error of a Parquet file pyarrow or polars cannot read."""
+    return SourceReadError(
+        "not a readable Parquet file: " + _first_line(exc), source=source, file=uri
+    )
 
 
 def parquet_text(
@@ -49,12 +60,7 @@ def parquet_text(
     try:
         metadata = pq.ParquetFile(io.BytesIO(data)).metadata
     except Exception as exc:
-        raise SourceReadError(
-            "not a readable Parquet file: "
-            + shown((str(exc).splitlines() or [""])[0], 200, quoted=False),
-            source=source,
-            file=uri,
-        ) from exc
+        raise _unreadable_parquet(exc, source, uri) from exc
     if metadata.num_columns > max_columns:
         raise too_large(
             f"the file has {metadata.num_columns:,} columns",
@@ -76,12 +82,7 @@ def parquet_text(
     try:
         frame = pl.read_parquet(io.BytesIO(data))
     except Exception as exc:
-        raise SourceReadError(
-            "not a readable Parquet file: "
-            + shown((str(exc).splitlines() or [""])[0], 200, quoted=False),
-            source=source,
-            file=uri,
-        ) from exc
+        raise _unreadable_parquet(exc, source, uri) from exc
     try:
         return as_text(frame).to_arrow()
     except SourceReadError as exc:
