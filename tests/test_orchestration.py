@@ -154,7 +154,7 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def test_help_and_library_commands_import_no_prefect() -> None:
+def test_help_imports_no_prefect() -> None:
     code = (
         "import sys\n"
         "from relations_etl_flows.cli import main\n"
