@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import logging
 import os
 import select
 import sys
 import tempfile
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -101,6 +104,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="also let the query read this file or folder (repeatable; default: only the "
         "warehouse home and RELATIONS_ETL_SQL_READ_PATHS)",
+    )
+    sql.add_argument(
+        "--verbose",
+        action="store_true",
+        help="say on stderr how the query is kept from writing (Landlock, or DuckDB alone)",
     )
     report = commands.add_parser("report", help="the annual report of a country")
     report.add_argument(
@@ -199,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("run", "ingest") or getattr(args, "action", None) == "replay":
             _load(args, settings)
         elif args.command == "sql":
-            print_frame(run_query(settings, args.query, args.read), args.output_format)
+            with _logged_to_stderr("relations_etl.sandbox", args.verbose):
+                frame = run_query(settings, args.query, args.read)
+            print_frame(frame, args.output_format)
         elif args.command == "quarantine":
             rows = open_rejections(settings, args.source)
             print_frame(rows, args.output_format)
@@ -237,6 +247,25 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         return _internal_error(settings, exc)
     return 0
+
+
+@contextlib.contextmanager
+def _logged_to_stderr(name: str, shown: bool) -> Iterator[None]:
+    """While inside, the INFO lines of logger `name` on stderr (`relations-etl: ...`) if shown."""
+    if not shown:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("relations-etl: %(message)s"))
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _internal_error(settings: Settings, exc: Exception) -> int:

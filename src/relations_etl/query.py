@@ -1,4 +1,5 @@
-"""Query: read-only SQL on the warehouse for analysts, on a connection that cannot write."""
+"""Query: read-only SQL on the warehouse for analysts, on a connection that cannot write, in a
+process that cannot write (relations_etl.sandbox)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,19 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 from duckdb.sqltypes import DuckDBPyType
 
 from relations_etl.errors import ConfigError, QueryError, RelationsEtlError
 from relations_etl.load import connect
+from relations_etl.sandbox import run_sandboxed, stopped_after
 from relations_etl.settings import Settings
 
 _ONE_QUERY = "Give one read-only query: SELECT, WITH, FROM, VALUES, DESCRIBE, SHOW, SUMMARIZE, "
+_ALLOW_READ = (
+    "Allow a file or folder to be read with `--read PATH` or RELATIONS_ETL_SQL_READ_PATHS; "
+    "writing files, extensions and settings stay refused."
+)
 _FLOWS = (
     "the warehouse is changed only by the flows (`relations-etl run`, `ingest`, "
     "`quarantine replay`)."
@@ -143,9 +150,13 @@ def readable(settings: Settings, read: Iterable[Path] = ()) -> tuple[list[str], 
     return folders, files
 
 
-def analyst_connection(settings: Settings, read: Iterable[Path] = ()) -> duckdb.DuckDBPyConnection:
+def analyst_connection(
+    settings: Settings, read: Iterable[Path] = (), *, temp_directory: Path | None = None
+) -> duckdb.DuckDBPyConnection:
     """The warehouse opened read-only for an analyst: no file written, no extension installed
     or loaded, no setting changed, reads only under the allowed paths, memory and time bounded.
+
+    DuckDB spills to `temp_directory` (default: beside the warehouse file, `relations.duckdb.tmp`).
     """
     folders, files = readable(settings, read)
     try:
@@ -164,6 +175,7 @@ def analyst_connection(settings: Settings, read: Iterable[Path] = ()) -> duckdb.
                 "allow_persistent_secrets": False,
                 "memory_limit": settings.sql_memory_limit,
                 "max_execution_time": max(1, round(settings.sql_timeout * 1000)),
+                **({"temp_directory": str(temp_directory)} if temp_directory else {}),
             },
         )
     except (duckdb.ParserException, duckdb.InvalidInputException) as exc:
@@ -175,6 +187,8 @@ def analyst_connection(settings: Settings, read: Iterable[Path] = ()) -> duckdb.
     try:
         # DuckDB takes the allowed paths only once started, and only before external access is
         # off; then the lock makes every setting, these included, final for the connection
+        # DuckDB's progress bar prints on standard output, into the query's CSV or JSON
+        conn.execute("SET enable_progress_bar = false")
         conn.execute("SET allowed_directories = ?", [folders])
         conn.execute("SET allowed_paths = ?", [files])
         conn.execute("SET enable_external_access = false")
@@ -186,17 +200,34 @@ def analyst_connection(settings: Settings, read: Iterable[Path] = ()) -> duckdb.
 
 
 def run_query(settings: Settings, query: str, read: Iterable[Path] = ()) -> pl.DataFrame:
-    """Run one read-only query on the analyst connection; refuse the rest.
+    """Run one read-only query on the analyst connection, in a process that cannot write
+    (relations_etl.sandbox); refuse the rest.
 
     `read` names files and folders outside the warehouse home the query may read.
     """
     check_statement(query)
-    conn = analyst_connection(settings, read)
+    read = tuple(read)
+    folders, files = readable(settings, read)
+    table = run_sandboxed(
+        execute,
+        (settings, query, read),
+        read=[Path(p) for p in (*folders, *files)],
+        timeout=settings.sql_timeout,
+    )
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)  # a table, never a lone column
+    return frame
+
+
+def execute(settings: Settings, query: str, read: Iterable[Path], scratch: Path) -> pa.Table:
+    """Run `query` as it is (the statement check is the caller's) on the analyst connection,
+    spilling to `scratch`; its result as Arrow, every error a QueryError or WarehouseError."""
+    conn = analyst_connection(settings, read, temp_directory=scratch)
     try:
         result = conn.sql(query)
         if result is None:
             raise QueryError("the statement returned no rows; `sql` is for queries")
-        return _frame(result)
+        return _table(result)
     except RelationsEtlError:
         raise
     except duckdb.InterruptException as exc:
@@ -204,11 +235,7 @@ def run_query(settings: Settings, query: str, read: Iterable[Path] = ()) -> pl.D
             raise QueryError(
                 "the query was interrupted", hint="The warehouse is unchanged."
             ) from exc
-        raise QueryError(
-            f"the query ran longer than {settings.sql_timeout:g} s and was stopped",
-            hint="Narrow the query, or raise RELATIONS_ETL_SQL_TIMEOUT; the warehouse is "
-            "unchanged.",
-        ) from exc
+        raise stopped_after(settings.sql_timeout) from exc
     except duckdb.OutOfMemoryException as exc:
         raise QueryError(
             f"the query needs more than {settings.sql_memory_limit} of memory and was stopped",
@@ -218,8 +245,15 @@ def run_query(settings: Settings, query: str, read: Iterable[Path] = ()) -> pl.D
     except duckdb.PermissionException as exc:
         raise QueryError(
             f"`sql` is read-only and reads only the warehouse home and the paths allowed: {exc}",
-            hint="Allow a file or folder to be read with `--read PATH` or "
-            "RELATIONS_ETL_SQL_READ_PATHS; writing files, extensions and settings stay refused.",
+            hint=_ALLOW_READ,
+        ) from exc
+    except duckdb.IOException as exc:
+        if "Permission denied" not in str(exc):
+            raise QueryError(f"query failed: {exc}") from exc
+        # the kernel's refusal (the sandbox): what slipped past the check and DuckDB's settings
+        raise QueryError(
+            f"`sql` is read-only: the system refused the query's access to a file: {exc}",
+            hint=_ALLOW_READ,
         ) from exc
     except duckdb.Error as exc:
         raise QueryError(f"query failed: {exc}") from exc
@@ -239,8 +273,9 @@ def _plain(kind: DuckDBPyType) -> bool:
     return kind.id in _PLAIN_TYPES
 
 
-def _frame(result: duckdb.DuckDBPyRelation) -> pl.DataFrame:
-    """The result as polars; a column polars cannot hold comes as text (nested: JSON text)."""
+def _table(result: duckdb.DuckDBPyRelation) -> pa.Table:
+    """The result as Arrow for polars; a column polars cannot hold comes as text (nested: JSON
+    text)."""
     names, kinds = result.columns, result.types
     if not all(_plain(kind) for kind in kinds):
         if len(set(names)) != len(names):
@@ -260,5 +295,4 @@ def _frame(result: duckdb.DuckDBPyRelation) -> pl.DataFrame:
                 for q, kind in zip(quoted, kinds, strict=True)
             )
         )
-    frame: pl.DataFrame = result.pl()
-    return frame
+    return result.to_arrow_table()
