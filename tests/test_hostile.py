@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -29,8 +30,9 @@ from relations_etl import errors
 from relations_etl.config import Kind, Mapping, Source, builtin_mapping, load_sources
 from relations_etl.extract import extract
 from relations_etl.pipeline import run_source
-from relations_etl.query import analyst_connection, check_statement
+from relations_etl.query import analyst_connection, check_statement, execute
 from relations_etl.reference import Reference
+from relations_etl.sandbox import landlock_abi, run_sandboxed
 from relations_etl.settings import Settings
 from tests.conftest import QuietHandler, Serve
 from tests.hostile_cases import DAMAGE, GENERATORS, LEAN, MEMORY, SECONDS, worker_main
@@ -934,9 +936,10 @@ def _mapping_file(folder: Path) -> Path:
 # --- hostile SQL: `relations-etl sql` cannot write, load, reconfigure or read beyond its paths ---
 
 
-SQL_ATTACKS: list[dict[str, str]] = yaml.safe_load(
-    (CASES_DIR / "sql.yaml").read_text(encoding="utf-8")
-)["attacks"]
+SQL_CORPUS: dict[str, Any] = yaml.safe_load((CASES_DIR / "sql.yaml").read_text(encoding="utf-8"))
+SQL_ATTACKS: list[dict[str, str]] = SQL_CORPUS["attacks"]
+SQL_WRITES: list[dict[str, str]] = SQL_CORPUS["writes"]
+SQL_WRAPPERS: list[dict[str, str]] = SQL_CORPUS["wrappers"]
 
 
 def _file_digests(root: Path) -> dict[str, str]:
@@ -1103,3 +1106,90 @@ def test_an_analyst_query_has_a_memory_limit(
     monkeypatch.setenv("RELATIONS_ETL_SQL_MEMORY_LIMIT", "lots")
     assert main(["sql", setting]) == 78
     assert "RELATIONS_ETL_SQL_MEMORY_LIMIT 'lots'" in capsys.readouterr().err
+
+
+# --- writes that slip past the statement check: the kernel refuses them (sql.yaml `writes`) ---
+
+
+@pytest.fixture
+def tmp_folder() -> Iterator[Path]:
+    """A folder under /tmp holding existing.csv, removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="relations-etl-test-", dir="/tmp"))
+    (folder / "existing.csv").write_text("a\n1\n", encoding="utf-8")
+    yield folder
+    shutil.rmtree(folder)
+
+
+def _write_attack(write: dict[str, str], home: Path, tmp: Path) -> tuple[str, Path]:
+    target = write["target"].format(home=home, tmp=tmp)
+    return write["sql"].format(target=target, home=home, tmp=tmp), Path(target)
+
+
+def _bytes_or_absent(path: Path) -> bytes | None:
+    return path.read_bytes() if path.is_file() else None
+
+
+def _write_ids(write: dict[str, str]) -> str:
+    return f"{write['sql'].split()[0]}-{write['target'].split('}')[-1]}"
+
+
+@pytest.mark.parametrize("wrapper", SQL_WRAPPERS, ids=[w["form"][:24] for w in SQL_WRAPPERS])
+@pytest.mark.parametrize("write", SQL_WRITES, ids=[_write_ids(w) for w in SQL_WRITES])
+def test_a_wrapped_write_is_refused_and_its_target_unchanged(
+    write: dict[str, str],
+    wrapper: dict[str, str],
+    analyst: Settings,
+    tmp_folder: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    statement, target = _write_attack(write, analyst.home, tmp_folder)
+    before = _bytes_or_absent(target)
+    files = (_file_digests(analyst.home.parent), _file_digests(tmp_folder))
+    query = wrapper["form"].format(sql=statement)
+    try:
+        duckdb.extract_statements(query)
+        says = wrapper["says"]
+    except duckdb.ParserException:
+        says = "the query does not parse"
+    # the folder of a /tmp target readable too: only the statement check and the kernel stand
+    assert main(["sql", query, "--read", str(tmp_folder)]) == 64
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err
+    assert _bytes_or_absent(target) == before
+    assert (_file_digests(analyst.home.parent), _file_digests(tmp_folder)) == files
+
+
+@pytest.mark.skipif(landlock_abi() < 1, reason="the kernel has no Landlock: DuckDB's layer only")
+@pytest.mark.parametrize("write", SQL_WRITES, ids=[_write_ids(w) for w in SQL_WRITES])
+def test_a_write_past_the_statement_check_is_refused_by_the_kernel(
+    write: dict[str, str], sample_warehouse: Settings, tmp_folder: Path
+) -> None:
+    statement, target = _write_attack(write, sample_warehouse.home, tmp_folder)
+    with pytest.raises(errors.QueryError):
+        check_statement(statement)  # the check would refuse it; it is bypassed below
+    before = _bytes_or_absent(target)
+    files = (_file_digests(sample_warehouse.home.parent), _file_digests(tmp_folder))
+    read = (tmp_folder,)  # DuckDB lets the query write in every folder it may read
+    with pytest.raises(errors.QueryError, match=write["os_says"]) as refused:
+        run_sandboxed(
+            execute,
+            (sample_warehouse, statement, read),
+            read=[sample_warehouse.home, tmp_folder],
+            timeout=60,
+        )
+    assert "Permission denied" in str(refused.value)
+    assert _bytes_or_absent(target) == before
+    assert (_file_digests(sample_warehouse.home.parent), _file_digests(tmp_folder)) == files
+
+
+def test_duckdb_alone_lets_those_writes_through(tmp_folder: Path) -> None:
+    """The kernel's layer is needed: without it, the analyst connection writes in a folder it
+    may read (so the test above proves the sandbox, not DuckDB)."""
+    conn = duckdb.connect()
+    try:
+        conn.execute("SET allowed_directories = ?", [[f"{tmp_folder}/"]])
+        conn.execute("SET enable_external_access = false")
+        conn.execute(f"COPY (SELECT 'junk' AS x) TO '{tmp_folder}/existing.csv'")
+    finally:
+        conn.close()
+    assert (tmp_folder / "existing.csv").read_text(encoding="utf-8") == "x\njunk\n"

@@ -193,10 +193,11 @@ def run_sandboxed(
     *,
     read: Iterable[Path],
     timeout: float,
+    grace: float = _GRACE,
 ) -> pa.Table:
     """`target(*args, scratch)` in a child process that can read only `read` and write only
     `scratch` (a throwaway folder for DuckDB's spills, removed afterwards), killed past
-    `timeout` seconds (plus a grace for its own timeout's answer); its table comes back.
+    `timeout` seconds plus `grace` (for DuckDB's own timeout to answer); its table comes back.
     """
     context = _get_context()
     scratch = Path(tempfile.mkdtemp(prefix="relations-etl-sql-"))
@@ -204,7 +205,7 @@ def run_sandboxed(
     process = context.Process(
         target=_child, args=(send, target, args, list(read), scratch), daemon=True
     )
-    deadline = time.monotonic() + timeout + _GRACE
+    deadline = time.monotonic() + timeout + grace
     try:
         with _without_main():
             process.start()
