@@ -263,6 +263,16 @@ def big_field(folder: Path) -> Path:
     return path
 
 
+def big_string_ndjson(folder: Path) -> Path:
+    """NDJSON whose second line holds a notes value of 17 MiB."""
+    path = folder / "big_string.ndjson"
+    line = '{"id": "h%d", "visitor": "King Philippe", "country": "Belgium", "start": "2023-03-01"'
+    path.write_text(
+        line % 1 + "}\n" + line % 2 + f', "notes": "{"x" * (17 * 1024**2)}"}}\n', encoding="utf-8"
+    )
+    return path
+
+
 def deep_json(folder: Path) -> Path:
     """JSON nested 100,000 deep."""
     path = folder / "deep.json"
@@ -366,6 +376,7 @@ GENERATORS: dict[str, Callable[[Path], Path]] = {
         million_columns,
         repeated_columns,
         big_field,
+        big_string_ndjson,
         deep_json,
         deep_ndjson,
         huge_integer_json,

@@ -485,6 +485,23 @@ class HostileHandler(QuietHandler):
                     self.wfile.write(b"h,King Philippe,Belgium,2023-03-01,,x\n" * 4096)
             except OSError:
                 return
+        elif self.path.startswith("/endless-"):
+            # one field or string that never ends
+            head, repeated = {
+                "/endless-field.csv": (b",2023-03-01,,", b"x" * 65536),
+                "/endless-quoted-field.csv": (b',2023-03-01,,"', b'x,\n""' * 16384),
+                "/endless-string.json": (b'[{"id": "h1", "notes": "', b'x\\"\\\\' * 16384),
+            }[self.path]
+            self.send_response(200)
+            self.end_headers()
+            try:
+                if self.path.endswith(".csv"):
+                    self.wfile.write(b"id,visitor,country,start,end,notes\nh1,King,Belgium")
+                self.wfile.write(head)
+                while True:
+                    self.wfile.write(repeated)
+            except OSError:
+                return
         elif self.path in ("/to-file.csv", "/to-ftp.csv"):
             self.send_response(302)
             where = "file:///etc/passwd" if self.path == "/to-file.csv" else "ftp://127.0.0.1/x"

@@ -29,7 +29,8 @@ from relations_etl.errors import (
 )
 from relations_etl.facts import ERRORS
 from relations_etl.limits import amount, too_large
-from relations_etl.readers.delimited import RowErrors, read_delimited
+from relations_etl.readers.delimited import RowErrors, field_screen, read_delimited
+from relations_etl.readers.records import string_screen
 from relations_etl.settings import Settings
 from relations_etl.text import shown
 
@@ -239,20 +240,33 @@ def read_bytes(
 _WIDE = ("utf-16", "utf-32")
 
 
-def text_screen(fmt: str, options: dict[str, Any], uri: str, source: str) -> Screen | None:
+def text_screen(
+    fmt: str, options: dict[str, Any], uri: str, source: str, settings: Settings | None = None
+) -> Screen | None:
     """For text formats in an 8-bit or UTF-8 encoding: refuse a NUL byte as it arrives (no list
-    holds one; a binary file or a gigabyte of zeros stops at its first chunk)."""
+    holds one; a binary file or a gigabyte of zeros stops at its first chunk), and a field
+    longer than max_field_bytes while it arrives (it costs the limit, not the field)."""
     if fmt not in ("csv", "tsv", "json", "ndjson"):
         return None
+    settings = settings or Settings()
+    limit = settings.max_field_bytes
     encoding = str(options.get("encoding") or "utf-8").lower().replace("_", "-")
     if encoding.startswith(_WIDE) or encoding in ("utf16", "utf32"):
         return None
     lines = [0]
+    if fmt in ("csv", "tsv"):
+        separator = options.get("separator", "\t" if fmt == "tsv" else ",")
+        skip = int(options.get("skip_rows", 0))
+        fields = field_screen(separator, limit, uri=uri, source=source, skip_lines=skip)
+    else:
+        fields = string_screen(limit, uri=uri, source=source)
 
     def screen(chunk: bytes, offset: int) -> None:
         at = chunk.find(0)
         if at < 0:
             lines[0] += chunk.count(b"\n")
+            if fields is not None:
+                fields(chunk, offset)
             return
         line = lines[0] + chunk.count(b"\n", 0, at) + 1
         raise SourceReadError(
@@ -415,7 +429,7 @@ def extract(source: Source, settings: Settings | None = None) -> Iterator[RawTab
         yield combine(list(tables), source.uri)
         return
     options = source.mapping.options
-    screen = text_screen(fmt, options, source.uri, source.name)
+    screen = text_screen(fmt, options, source.uri, source.name, settings)
     data = read_bytes(source.uri, source.name, settings, landing=source.landing, screen=screen)
     frame, row_errors = _read_table(data, fmt, options, source.uri, source.name, settings)
     table = as_text_table(frame, source.uri, hashlib.sha256(data).hexdigest(), row_errors)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import polars as pl
+import pyarrow as pa
+
 from relations_etl.errors import ConfigError, LimitError
 
 
@@ -49,3 +52,13 @@ def config_too_large(what: str, limit: int, setting: str, unit: str) -> ConfigEr
         hint="Fix the file (YAML anchors and aliases repeat whole nodes); if it is right, raise "
         "the setting named above.",
     )
+
+
+def byte_series(chunk: bytes) -> pl.Series:
+    """The bytes of `chunk` as a polars UInt8 series, without copying them: readers scan a file
+    as it arrives for what would cost more than a limit allows."""
+    series = pl.from_arrow(
+        pa.Array.from_buffers(pa.uint8(), len(chunk), [None, pa.py_buffer(chunk)])
+    )
+    assert isinstance(series, pl.Series)
+    return series

@@ -12,12 +12,14 @@ import csv
 import io
 import json
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 
 from relations_etl.errors import ConfigError, SourceReadError
-from relations_etl.limits import too_large
+from relations_etl.limits import byte_series, too_large
 from relations_etl.settings import Settings
 from relations_etl.text import shown
 
@@ -80,6 +82,199 @@ def _field_at(data: bytes, prefix: str, separator: str, skip_lines: int) -> str 
     )
     position = len(next(csv.reader([prefix], delimiter=separator), [""])) - 1
     return shown(header[position], quoted=False) if 0 <= position < len(header) else None
+
+
+@dataclass
+class _Open:
+    """What a field screen carries from one chunk to the next: the field still open."""
+
+    quoted: int = 0  # quotes seen so far, modulo 2: 1 inside a quoted field
+    size: int = 0  # bytes of the open field so far
+    quotes: int = 0  # quote characters among them
+    line: int = 1  # the line it starts on
+    column: int = 0  # its position in its line (0: the first field)
+    lines: int = 0  # line ends before this chunk
+
+
+def field_screen(
+    separator: str, limit: int, *, uri: str, source: str, skip_lines: int = 0
+) -> Callable[[bytes, int], None] | None:
+    """While a CSV or TSV file arrives, refuse it at the first field longer than `limit` bytes:
+    a gigabyte field costs the limit (and one chunk), not the gigabyte, nor its text and table.
+
+    For encodings where a separator, quote and line end are one byte each (UTF-8, 8-bit); a
+    field's size counts a doubled quote once and its enclosing quotes as one byte. None when
+    the separator is not one byte.
+    """
+    sep = separator.encode("utf-8")
+    if len(sep) != 1:
+        return None
+    state = _Open()
+    heads: list[bytes] = []  # the first chunk, for the header's names
+
+    def breach(line: int, column: int) -> SourceReadError:
+        known = heads and column >= 0
+        name = _header_name(heads[0], separator, skip_lines, column) if known else None
+        row = line - 1 - skip_lines
+        return too_large(
+            f"a field at line {line}" + (f" ({shown(name)})" if name else ""),
+            limit,
+            "max_field_bytes",
+            source=source,
+            file=uri,
+            row=row if row > 0 else None,
+            column=shown(name, quoted=False) if name and row > 0 else None,
+        )
+
+    endings = (sep, b"\n", b"\r")
+
+    def screen(chunk: bytes, offset: int) -> None:
+        if not heads:
+            heads.append(chunk)
+        if len(chunk) > limit:  # a field inside this chunk may be longer (a low limit)
+            _scan(chunk, state, limit, breach, sep[0])
+            return
+        # no field that starts in this chunk can be over the limit before the chunk ends: only
+        # where the open field ends matters, and where the one left open starts (found with
+        # C-speed searches, walking from quote to quote near the ends of the chunk)
+        first = _first_end(chunk, state.quoted, endings)
+        quoted = (state.quoted + chunk.count(b'"')) % 2
+        last = _last_end(chunk, quoted, endings)
+        line_end = _last_end(chunk, quoted, endings[1:])
+        if first is None or last is None or line_end is None:
+            _scan(chunk, state, limit, breach, sep[0])
+            return
+        if first < 0:
+            _carry(state, chunk, 0, limit, breach)
+            return
+        if state.size + first - (state.quotes + chunk.count(b'"', 0, first)) // 2 > limit:
+            raise breach(state.line, state.column)
+        if line_end < 0:
+            column = state.column + chunk.count(sep) if b'"' not in chunk else -1
+        else:
+            column = _fields_ended(chunk[line_end + 1 : last + 1], separator)
+        _close(state, chunk, last, column)
+        _carry(state, chunk, last + 1, limit, breach)
+
+    return screen
+
+
+# quotes a walk from one end of a chunk steps over before it leaves the chunk to polars (a chunk
+# thick with quotes: each step is a Python iteration)
+_STEPS = 64
+
+
+def _first_end(chunk: bytes, quoted: int, endings: tuple[bytes, ...]) -> int | None:
+    """Where the first field end outside quotes is in `chunk` (-1: none; None: too many quotes
+    to tell quickly), `quoted`: whether the chunk starts inside quotes."""
+    at, end = 0, -2
+    for _ in range(_STEPS):
+        quote = chunk.find(b'"', at)
+        if not quoted:
+            if end != -1 and end < at:  # each search starts after the last: linear in all
+                end = min((e for e in (chunk.find(x, at) for x in endings) if e >= 0), default=-1)
+            if end >= 0 and (quote < 0 or end < quote):
+                return end
+        if quote < 0:
+            return -1
+        quoted, at = 1 - quoted, quote + 1
+    return None
+
+
+def _last_end(chunk: bytes, quoted: int, endings: tuple[bytes, ...]) -> int | None:
+    """Where the last field end outside quotes is in `chunk` (-1: none; None: too many quotes
+    to tell quickly), `quoted`: whether the chunk ends inside quotes."""
+    at, end = len(chunk), len(chunk)
+    for _ in range(_STEPS):
+        quote = chunk.rfind(b'"', 0, at)
+        if not quoted:
+            if end >= at:
+                end = max(chunk.rfind(x, 0, at) for x in endings)
+            if end > quote:
+                return end
+        if quote < 0:
+            return -1
+        quoted, at = 1 - quoted, quote
+    return None
+
+
+def _fields_ended(text: bytes, separator: str) -> int:
+    """How many fields a piece of a line (starting outside quotes) ends; -1: cannot tell."""
+    if not text:
+        return 0
+    try:
+        return len(next(csv.reader([text.decode("utf-8", "replace")], delimiter=separator))) - 1
+    except (csv.Error, StopIteration):
+        return -1
+
+
+def _close(state: _Open, chunk: bytes, last: int, column: int) -> None:
+    """The field open before this chunk has ended; the one open now starts after `last`."""
+    state.line = state.lines + chunk.count(b"\n", 0, last + 1) + 1
+    state.column = column
+    state.size = state.quotes = 0
+
+
+def _carry(
+    state: _Open, chunk: bytes, start: int, limit: int, breach: Callable[[int, int], Exception]
+) -> None:
+    """chunk[start:] is the open field's; refuse once the field is over the limit."""
+    state.size += len(chunk) - start
+    state.quotes += chunk.count(b'"', start)
+    if state.size - state.quotes // 2 > limit:
+        raise breach(state.line, state.column)
+    state.quoted = (state.quoted + chunk.count(b'"')) % 2
+    state.lines += chunk.count(b"\n")
+
+
+def _scan(
+    chunk: bytes, state: _Open, limit: int, breach: Callable[[int, int], Exception], sep: int
+) -> None:
+    """A chunk with quotes (or longer than the limit): where each field ends, found by polars
+    over the chunk's bytes; a quote toggles quoting (a doubled one toggles it twice)."""
+    data = byte_series(chunk)
+    quotes = (data == ord('"')).cum_sum().cast(pl.Int64)
+    outside = (quotes + state.quoted) % 2 == 0
+    ending = (data == sep) | (data == ord("\n")) | (data == ord("\r"))
+    ends = (ending & outside).arg_true().cast(pl.Int64)
+    if ends.len() == 0:
+        _carry(state, chunk, 0, limit, breach)
+        return
+    at_ends = quotes.gather(ends)
+    if state.size + int(ends[0]) - (state.quotes + int(at_ends[0])) // 2 > limit:
+        raise breach(state.line, state.column)
+    newline = data.gather(ends) != sep
+    if len(chunk) > limit:
+        # each field ended in this chunk: its bytes, less half its quotes
+        sizes = (ends - ends.shift(1, fill_value=-1) - 1) - (
+            at_ends - at_ends.shift(1, fill_value=0)
+        ) // 2
+        over = (sizes.slice(1) > limit).arg_true()
+        if over.len():
+            j = int(over[0]) + 1
+            line = state.lines + chunk.count(b"\n", 0, int(ends[j - 1]) + 1) + 1
+            raise breach(line, _column(newline, j, state.column))
+    last = int(ends[-1])
+    _close(state, chunk, last, _column(newline, ends.len(), state.column))
+    _carry(state, chunk, last + 1, limit, breach)
+
+
+def _column(newline: pl.Series, j: int, column: int) -> int:
+    """The position in its line of the field after end number `j - 1` of a chunk."""
+    before = newline.head(j).arg_true()
+    if before.len():
+        return j - int(before[-1]) - 1
+    return column + j if column >= 0 else -1
+
+
+def _header_name(head: bytes, separator: str, skip_lines: int, column: int) -> str | None:
+    """The name of column `column` in the header line, if the first chunk holds all of it."""
+    lines = head.split(b"\n", skip_lines + 1)
+    if len(lines) <= skip_lines + 1:
+        return None
+    text = lines[skip_lines].decode("utf-8", "replace").strip("\r\ufeff")
+    header = next(csv.reader([text], delimiter=separator), [])
+    return header[column].strip() if 0 <= column < len(header) else None
 
 
 def _text(value: str) -> str | None:

@@ -10,17 +10,150 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 
 from relations_etl.errors import SourceReadError
-from relations_etl.limits import too_large
+from relations_etl.limits import byte_series, too_large
 from relations_etl.readers.delimited import RowErrors, decode
 from relations_etl.settings import Settings
 from relations_etl.text import shown
 
 _SHOWN = 10_000  # characters of a bad line kept in its row error
+
+
+@dataclass
+class _String:
+    """What a string screen carries from one chunk to the next."""
+
+    inside: bool = False  # the chunk before ended inside a string
+    size: int = 0  # bytes of that string so far
+    line: int = 1  # the line it starts on
+    backslashes: int = 0  # backslashes that ended the chunk before (an odd run escapes)
+    lines: int = 0  # line ends before this chunk
+
+
+def string_screen(limit: int, *, uri: str, source: str) -> Callable[[bytes, int], None]:
+    """While a JSON or NDJSON file arrives, refuse it at the first string (a value or a key)
+    longer than `limit` bytes as written in the file (escapes count as written): a gigabyte
+    string costs the limit and one chunk, not the gigabyte and its parsed copies.
+
+    For encodings where a quote and a backslash are one byte each (UTF-8, 8-bit).
+    """
+    state = _String()
+
+    def breach(line: int) -> SourceReadError:
+        return too_large(
+            f"a string at line {line}", limit, "max_field_bytes", source=source, file=uri
+        )
+
+    def screen(chunk: bytes, offset: int) -> None:
+        if len(chunk) > limit or b"\\\\" in chunk or state.backslashes % 2:
+            _scan_strings(chunk, state, limit, breach)
+            return
+        # no backslash follows another here, so a quote is escaped exactly when a backslash
+        # stands before it; and no string that starts in this chunk can be over the limit
+        # before the chunk ends: only the strings open at its two ends matter
+        close = _real_quote(chunk, 0) if state.inside else -1
+        opened = _last_real_quote(chunk)
+        if close is None or opened is None:
+            _scan_strings(chunk, state, limit, breach)
+            return
+        if state.inside:
+            if close < 0:
+                state.size += len(chunk)
+                if state.size > limit:
+                    raise breach(state.line)
+                _end(state, chunk)
+                return
+            if state.size + close > limit:
+                raise breach(state.line)
+            state.inside = False
+        real = chunk.count(b'"', close + 1) - chunk.count(b'\\"', close + 1)
+        if real % 2:
+            state.inside, state.size = True, len(chunk) - opened - 1
+            state.line = state.lines + chunk.count(b"\n", 0, opened) + 1
+        _end(state, chunk)
+
+    return screen
+
+
+_STEPS = 64  # escaped quotes stepped over before a chunk is left to polars
+
+
+def _real_quote(chunk: bytes, at: int) -> int | None:
+    """The first quote from `at` with no backslash before it (-1: none; None: too many)."""
+    for _ in range(_STEPS):
+        quote = chunk.find(b'"', at)
+        if quote <= 0 or chunk[quote - 1] != ord("\\"):
+            return quote
+        at = quote + 1
+    return None
+
+
+def _last_real_quote(chunk: bytes) -> int | None:
+    """The last quote with no backslash before it (-1: none; None: too many to tell)."""
+    at = len(chunk)
+    for _ in range(_STEPS):
+        quote = chunk.rfind(b'"', 0, at)
+        if quote <= 0 or chunk[quote - 1] != ord("\\"):
+            return quote
+        at = quote
+    return None
+
+
+def _end(state: _String, chunk: bytes) -> None:
+    trailing = len(chunk) - len(chunk.rstrip(b"\\"))
+    state.backslashes = trailing + (state.backslashes if trailing == len(chunk) else 0)
+    state.lines += chunk.count(b"\n")
+
+
+def _scan_strings(
+    chunk: bytes, state: _String, limit: int, breach: Callable[[int], Exception]
+) -> None:
+    """A chunk with escaped quotes (or longer than the limit): every string's bounds, found by
+    polars over the chunk's bytes; a quote after an odd run of backslashes is escaped."""
+    data = byte_series(chunk)
+    slashes = data == ord("\\")
+    count = slashes.cum_sum().cast(pl.Int64)
+    # the backslashes in the run that ends at each byte: all so far, less those before the run
+    before = pl.select(
+        pl.when(~slashes).then(count).otherwise(None).forward_fill().fill_null(-state.backslashes)
+    ).to_series()
+    run = count - before
+    quotes = (data == ord('"')).arg_true().cast(pl.Int64)
+    preceding = run.gather((quotes - 1).clip(0))
+    preceding = pl.select(
+        pl.when(quotes == 0).then(pl.lit(state.backslashes)).otherwise(preceding)
+    ).to_series()
+    real = quotes.filter(preceding % 2 == 0)
+    if state.inside:
+        if real.len() == 0:
+            state.size += len(chunk)
+            if state.size > limit:
+                raise breach(state.line)
+            _end(state, chunk)
+            return
+        if state.size + int(real[0]) > limit:
+            raise breach(state.line)
+        real = real.slice(1)
+        state.inside = False
+    opens, closes = real.gather_every(2), real.gather_every(2, offset=1)
+    sizes = closes - opens.head(closes.len()) - 1
+    over = (sizes > limit).arg_true()
+    if over.len():
+        start = int(opens[int(over[0])])
+        raise breach(state.lines + chunk.count(b"\n", 0, start) + 1)
+    if opens.len() > closes.len():
+        opened = int(opens[-1])
+        state.inside, state.size = True, len(chunk) - opened - 1
+        state.line = state.lines + chunk.count(b"\n", 0, opened) + 1
+        if state.size > limit:
+            raise breach(state.line)
+    _end(state, chunk)
 
 
 class _RepeatedKeyError(Exception):
