@@ -175,8 +175,13 @@ def test_a_publish_the_disk_refuses_is_pending_not_failed(settings: Settings) ->
     assert statuses == [("succeeded",)], "one word for one state: the batches are committed"
     summary = Artifact.get("nightly-summary")
     assert summary is not None
-    assert "loaded, publish pending" in str(summary.data)
+    assert "## Publish pending" in str(summary.data)
     assert "Failed sources" not in str(summary.data)
+    counts = Artifact.get("nightly-counts")
+    assert counts is not None
+    rows = json.loads(str(counts.data))
+    # the audit's word for the batch's state, and the publish's own column
+    assert {(r["status"], r["publish"]) for r in rows} == {("succeeded", "pending")}
     assert run_query(settings, "SELECT count(*) FROM publish_queue").item() > 0
 
     (settings.home / "parquet").unlink()  # the disk is fixed: the next run publishes what waited

@@ -859,6 +859,31 @@ def test_cli_exit_codes(
     assert _good_rows(settings) == before  # nothing already loaded was lost
 
 
+def test_cli_publish_pending_exits_3_and_the_next_run_publishes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "warehouse"
+    home.mkdir()
+    monkeypatch.setenv("RELATIONS_ETL_HOME", str(home))
+    # parquet/ is a file: every Parquet write fails, as on a full or read-only disk
+    (home / "parquet").write_text("not a folder\n", encoding="utf-8")
+    mapping = str(_mapping_file(tmp_path))
+    ingest = ["ingest", "visits", str(CASES_DIR / "good.csv"), "--name", NAME]
+    assert main([*ingest, "--mapping", mapping]) == errors.EX_PUBLISH_PENDING == 3
+    out, err = capsys.readouterr()
+    assert f"{NAME}: read 3, loaded 3" in out and "publish pending" in out
+    assert "1 source(s) loaded, their Parquet files pending" in _one_paragraph(err)
+    assert "Traceback" not in err
+    assert main(["sql", "SELECT status FROM load_batches", "--csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["status", "succeeded"]  # one word, one state
+
+    (home / "parquet").unlink()  # the disk is fixed: the next run writes what waited, exit 0
+    assert main([*ingest, "--mapping", mapping]) == 0
+    out, err = capsys.readouterr()
+    assert "skipped" in out and "pending" not in out + err
+    assert list((home / "parquet" / "visits").glob("year=*/data.parquet"))
+
+
 @pytest.mark.parametrize(
     ("broken", "limits", "says"),
     [

@@ -22,6 +22,7 @@ from relations_etl.errors import (
     EX_CONFIG,
     EX_SOFTWARE,
     PrefectUnavailableError,
+    PublishPendingError,
     RelationsEtlError,
     sentence,
 )
@@ -172,6 +173,12 @@ def _load(args: argparse.Namespace, settings: Settings) -> None:
             if not results:
                 print("quarantine is empty: nothing to replay")
     print_results(results)
+    pending = [f"{r.source}: {r.publish_pending}" for r in results if r.publish_pending]
+    if pending:
+        # loaded, yet the files other teams read are stale: a scheduler must see it (exit 3)
+        raise PublishPendingError(
+            f"{len(pending)} source(s) loaded, their Parquet files pending: " + "; ".join(pending)
+        )
 
 
 def _nightly(args: argparse.Namespace, settings: Settings) -> list[LoadResult]:

@@ -143,9 +143,9 @@ def replay_quarantine(source: str | None = None, home: str | None = None) -> lis
 
 
 def _status(result: LoadResult) -> str:
-    """One word per state, the audit's: a committed batch is loaded even when its Parquet waits."""
-    status = "skipped (unchanged)" if result.unchanged_since else "loaded"
-    return f"{status}, publish pending" if result.publish_pending else status
+    """The batch's state in the audit's own word (load_batches.status): a committed batch has
+    succeeded even when its Parquet waits; the publish column says that."""
+    return "skipped" if result.unchanged_since else "succeeded"
 
 
 @flow(name="nightly", log_prints=True)
@@ -171,6 +171,7 @@ def nightly(
                 "source": r.source,
                 "kind": r.kind.value,
                 "status": _status(r),
+                "publish": "pending" if r.publish_pending else "done",
                 "read": r.rows_read,
                 "loaded": r.rows_loaded,
                 "rejected": r.rows_rejected,
@@ -182,6 +183,13 @@ def nightly(
     markdown = "# Nightly run\n\n" + markdown_table(summary)
     if run.failures:
         markdown += "\n\n## Failed sources\n\n" + "\n".join(f"- {f}" for f in run.failures)
+    pending = [f"- {r.source}: {r.publish_pending}" for r in run.results if r.publish_pending]
+    if pending:
+        markdown += (
+            "\n\n## Publish pending (the rows are loaded; the next run writes the Parquet files)"
+            "\n\n" + "\n".join(pending)
+        )
+        get_run_logger().warning("publish pending, the next run writes the files: %s", pending)
     if run.unconfigured.height:
         markdown += "\n\n## Sources no longer configured (their rows stay)\n\n"
         markdown += markdown_table(run.unconfigured)

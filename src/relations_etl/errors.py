@@ -7,6 +7,7 @@ Exit codes follow sysexits(3), so a scheduler can tell "retry later" (75) from "
 from __future__ import annotations
 
 EX_SOURCES_FAILED = 1
+EX_PUBLISH_PENDING = 3
 EX_USAGE = 64
 EX_DATAERR = 65
 EX_NOINPUT = 66
@@ -190,6 +191,19 @@ class SourcesFailedError(RelationsEtlError):
 
     hint = "The other sources were loaded; see each failed source's message and the audit table."
     exit_code = EX_SOURCES_FAILED
+
+
+class PublishPendingError(RelationsEtlError):
+    """Batches were committed, but the disk refused their Parquet files; the next run writes
+    them (their years wait in publish_queue)."""
+
+    hint = (
+        "The rows are loaded (load_batches: succeeded) and `relations-etl sql` sees them; the "
+        "Parquet files other teams read are not updated yet. Free space or fix the permissions "
+        "of the home's parquet/ folder, then run again: any run, even one that skips every "
+        "source, writes what waits."
+    )
+    exit_code = EX_PUBLISH_PENDING
 
 
 class WarehouseLockedError(WarehouseError):
