@@ -347,6 +347,7 @@ def guess_format(uri: str) -> str:
         "ndjson": "ndjson",
         "jsonl": "ndjson",
         "parquet": "parquet",
+        "xml": "xml",
     }
     if suffix not in guesses:
         raise ConfigError(
