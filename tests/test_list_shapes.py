@@ -3,12 +3,14 @@ a trips list with one country per row, and XML that must be refused."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 
-from relations_etl.config import Kind, load_mapping, source_for
+from relations_etl.config import Kind, Mapping, load_mapping, source_for
 from relations_etl.errors import ColumnsMissingError, ConfigError, SourceReadError
 from relations_etl.extract import ROW, RawTable, extract
 from relations_etl.load import LoadResult
@@ -500,3 +502,12 @@ def test_hsg_visits_through_the_generic_xml_reader(tmp_path: Path) -> None:
     assert (
         run_query(settings, "SELECT count(*) FROM visits WHERE visitor_country = 'SUN'").item() == 6
     )
+
+
+def test_the_readme_examples_of_these_keys_are_valid_mappings() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Mapping keys for real list shapes", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"^```yaml\n(.*?)^```", section, flags=re.S | re.M)
+    assert len(blocks) == 3
+    for block in blocks:
+        Mapping.model_validate(yaml.safe_load(block))
