@@ -107,16 +107,21 @@ def value_map(column: str, table: dict[str, str]) -> pl.Expr:
     return pl.coalesce(by_text, by_number, pl.col(column)).alias(column)
 
 
-def _is_one_of(column: str, values: list[str]) -> pl.Expr:
-    """Whether a cell (cleaned) is one of `values`, numbers compared as numbers, '' empty."""
-    texts = [(clean(v) or "").lower() for v in values]
-    cell = clean_expr(column)
-    hit = cell.str.to_lowercase().is_in([t for t in texts if t])
-    numbers = [n for n in (_number(t) for t in texts if t) if n is not None]
-    if numbers:
-        hit = hit | _numeric(cell).is_in(numbers)
+def _is_one_of(frame: pl.DataFrame, column: str, values: list[str]) -> pl.Expr:
+    """Whether a cell (cleaned) is one of `values`, numbers compared as numbers, '' empty.
+
+    Decided once per distinct cell in Python (a rule's column holds a list's codes: a few
+    distinct values in millions of cells) and joined back with `is_in`."""
+    texts = {(clean(v) or "").lower() for v in values}
+    numbers = {n for n in map(_number, texts - {""}) if n is not None}
+    hits = []
+    for cell in frame.get_column(column).drop_nulls().unique().to_list():
+        text = (clean(cell) or "").lower()
+        if text in texts or (text and numbers and _number(text) in numbers):
+            hits.append(cell)
+    hit = pl.col(column).is_in(pl.Series(hits, dtype=pl.String))
     if "" in texts:
-        hit = hit | cell.is_null()
+        hit = hit | pl.col(column).is_null()
     return hit.fill_null(False)
 
 
@@ -139,12 +144,17 @@ def reshape(raw: RawTable, source: Source) -> Shaped:
     mapping = source.mapping
     table = raw
     # a replayed quarantine row (it carries its record id) is a cell already
-    if mapping.unpivot is not None and RECORD not in raw.frame.columns:
-        table = _unpivot(raw, mapping.unpivot, source.name)
+    spec = None if RECORD in raw.frame.columns else mapping.unpivot
+    if spec is not None:
+        table = _unpivot(raw, spec, source.name)
     read = table.frame.height
     dropped: dict[str, int] = {}
     if mapping.drop:
         table, dropped = _drop(table, mapping, source.name)
+    if spec is not None:
+        # each cell's row as read, written only for the cells kept (a panel drops most)
+        frame = table.frame.with_columns(pl.struct(table.columns).struct.json_encode().alias(RAW))
+        table = RawTable(frame, table.file, table.content_hash, table.columns)
     return Shaped(table, read, dropped)
 
 
@@ -178,7 +188,8 @@ def _chosen(raw: RawTable, spec: Unpivot, source: str) -> list[str]:
 
 def _unpivot(raw: RawTable, spec: Unpivot, source: str) -> RawTable:
     """One row per chosen cell: the other columns, the header in `name`, the cell in `value`;
-    cells are numbered row by row: cell k of raw row r is row (r - 1) * columns + k."""
+    cells are numbered row by row: cell k of raw row r is row (r - 1) * columns + k. Its `_raw`
+    is written by `reshape`, after the drop."""
     chosen = _chosen(raw, spec, source)
     kept = [c for c in raw.columns if c not in set(chosen)]
     clash = [c for c in (spec.name, spec.value) if c in set(kept)]
@@ -203,7 +214,6 @@ def _unpivot(raw: RawTable, spec: Unpivot, source: str) -> RawTable:
     columns = (*kept, spec.name, spec.value)
     frame = (
         long.with_columns(((pl.col(ROW) - 1) * len(chosen) + cell).alias(ROW))
-        .with_columns(pl.struct(columns).struct.json_encode().alias(RAW))
         # row-major as the list reads, its files in their order
         .sort("_file_order", ROW, maintain_order=True)
         .drop("_file_order")
@@ -243,7 +253,7 @@ def _rule(
                 source=source,
                 file=raw.file,
             )
-        condition = condition & _is_one_of(column, values)
+        condition = condition & _is_one_of(raw.frame, column, values)
     return condition
 
 
