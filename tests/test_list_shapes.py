@@ -15,7 +15,7 @@ from relations_etl.errors import ColumnsMissingError, ConfigError, SourceReadErr
 from relations_etl.extract import ROW, RawTable, extract
 from relations_etl.load import LoadResult
 from relations_etl.mapping import reshape
-from relations_etl.pipeline import run_source
+from relations_etl.pipeline import replay, run_source
 from relations_etl.query import run_query
 from relations_etl.readers.xml import RecordPath, parse_xml
 from relations_etl.settings import Settings
@@ -511,3 +511,41 @@ def test_the_readme_examples_of_these_keys_are_valid_mappings() -> None:
     assert len(blocks) == 3
     for block in blocks:
         Mapping.model_validate(yaml.safe_load(block))
+
+
+def test_quarantined_cells_replay_as_cells(tmp_path: Path, settings: Settings) -> None:
+    data = PANEL + "390,2003,Dnmark,1.0,-9,1.0,1.0\n"
+    csv, mapping = _panel(tmp_path, data)
+    first = run_source(source_for(Kind.MEMBERSHIPS, str(csv), None, mapping), settings)
+    # the unknown label stops its row's three cells that are facts; the -9 cell is dropped
+    assert (first.rows_read, first.rows_rejected, first.rows_dropped) == (40, 3, 6)
+    quarantined = run_query(
+        settings, "SELECT source_row, source_record FROM rejected_rows ORDER BY 1"
+    ).rows()
+    assert quarantined == [(37, "390|2003|UN"), (39, "390|2003|EU"), (40, "390|2003|WHO")]
+    settings.user_reference_dir.mkdir(parents=True)
+    _write(
+        settings.user_reference_dir / "country_aliases.csv",
+        "alias,code,valid_from,valid_to,note\nDnmark,DNK,,,typo in the panel\n",
+    )
+    [again] = replay(settings)
+    assert (again.rows_read, again.rows_loaded, again.rows_rejected) == (3, 3, 0)
+    spells = run_query(
+        settings,
+        "SELECT organization, year(start_date), year(end_date) FROM memberships "
+        "WHERE country = 'DNK' ORDER BY 1",
+    ).rows()
+    assert spells == [
+        ("EU", 2002, 2002),
+        ("EU", 2003, 2003),
+        ("NATO", 2002, 2002),
+        ("UN", 2003, 2003),
+        ("WHO", 2002, 2002),
+        ("WHO", 2003, 2003),
+    ]
+    assert (
+        run_query(
+            settings, "SELECT count(*) FROM rejected_rows WHERE resolved_batch_id IS NULL"
+        ).item()
+        == 0
+    )
