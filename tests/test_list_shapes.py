@@ -530,19 +530,12 @@ def test_quarantined_cells_replay_as_cells(tmp_path: Path, settings: Settings) -
     )
     [again] = replay(settings)
     assert (again.rows_read, again.rows_loaded, again.rows_rejected) == (3, 3, 0)
-    spells = run_query(
+    replayed = run_query(
         settings,
-        "SELECT organization, year(start_date), year(end_date) FROM memberships "
-        "WHERE country = 'DNK' ORDER BY 1",
-    ).rows()
-    assert spells == [
-        ("EU", 2002, 2002),
-        ("EU", 2003, 2003),
-        ("NATO", 2002, 2002),
-        ("UN", 2003, 2003),
-        ("WHO", 2002, 2002),
-        ("WHO", 2003, 2003),
-    ]
+        "SELECT organization FROM memberships WHERE country = 'DNK' AND year(end_date) = 2003 "
+        "ORDER BY 1",
+    ).to_series()
+    assert replayed.to_list() == ["EU", "UN", "WHO"]
     assert (
         run_query(
             settings, "SELECT count(*) FROM rejected_rows WHERE resolved_batch_id IS NULL"
