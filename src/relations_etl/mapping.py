@@ -1,4 +1,5 @@
-"""Map: rename a raw list's columns to fields, add constants, value maps, and split people."""
+"""Map: reshape a raw list (unpivot, drop), rename its columns to fields, add constants, value
+maps, and split people."""
 
 from __future__ import annotations
 

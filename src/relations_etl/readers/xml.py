@@ -55,7 +55,8 @@ class RecordPath:
             raise ConfigError(
                 "format xml needs options.record: the element that is one record",
                 source=source,
-                hint="Set options: {record: trip} (or a path such as trips/trip) in the mapping.",
+                hint="Set options: {record: trip} (or a path such as trips/trip) in the mapping; "
+                "the Office of the Historian's visits read with --format hsg-visits-xml.",
             )
         text = option.strip()
         tags = tuple(t for t in text.strip("/").split("/") if t)
