@@ -13,7 +13,7 @@ import yaml
 from relations_etl.config import Kind, Mapping, load_mapping, source_for
 from relations_etl.errors import ColumnsMissingError, ConfigError, SourceReadError
 from relations_etl.extract import ROW, RawTable, extract
-from relations_etl.load import LoadResult
+from relations_etl.load import LoadResult, connect
 from relations_etl.mapping import reshape
 from relations_etl.pipeline import replay, run_source
 from relations_etl.query import run_query
@@ -542,3 +542,24 @@ def test_quarantined_cells_replay_as_cells(tmp_path: Path, settings: Settings) -
         ).item()
         == 0
     )
+
+
+def test_a_warehouse_from_before_drop_rules_gains_the_columns(
+    tmp_path: Path, settings: Settings
+) -> None:
+    conn = connect(settings)
+    conn.execute("DROP VIEW dropped_by_reason")
+    conn.execute("DROP TABLE dropped_rows")
+    conn.execute("ALTER TABLE load_batches DROP COLUMN rows_dropped")
+    conn.execute("DROP TABLE schema_applied")
+    conn.close()
+    csv, mapping = _panel(tmp_path)
+    result = run_source(source_for(Kind.MEMBERSHIPS, str(csv), None, mapping), settings)
+    assert result.rows_dropped == 5
+    assert (
+        run_query(
+            settings, "SELECT rows_dropped FROM load_batches WHERE status = 'succeeded'"
+        ).item()
+        == 5
+    )
+    assert run_query(settings, "SELECT sum(rows) FROM dropped_by_reason").item() == 5

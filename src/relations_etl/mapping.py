@@ -1,5 +1,4 @@
-"""Map: reshape a raw list (unpivot, drop), rename its columns to fields, add constants, value
-maps, and split people."""
+"""Map: unpivot and drop rows, rename columns to fields, add constants and values, split people."""
 
 from __future__ import annotations
 
