@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from relations_etl.config import Kind, Mapping, load_mapping, source_for
-from relations_etl.errors import ColumnsMissingError, ConfigError, SourceReadError
+from relations_etl.errors import ColumnsMissingError, ConfigError, LimitError, SourceReadError
 from relations_etl.extract import ROW, RawTable, extract
 from relations_etl.load import LoadResult, connect
 from relations_etl.mapping import reshape
@@ -563,3 +563,19 @@ def test_a_warehouse_from_before_drop_rules_gains_the_columns(
         == 5
     )
     assert run_query(settings, "SELECT sum(rows) FROM dropped_by_reason").item() == 5
+
+
+def test_xml_records_offering_too_many_columns_are_refused(tmp_path: Path) -> None:
+    children = "".join(f"<c{i}>x</c{i}>" for i in range(30))
+    data = f"<trips><trip>{children}</trip></trips>".encode()
+    with pytest.raises(LimitError, match="RELATIONS_ETL_MAX_COLUMNS") as info:
+        parse_xml(
+            data,
+            RecordPath.parse("trip", "s"),
+            [],
+            discover=True,
+            file="f.xml",
+            source="s",
+            settings=Settings(home=tmp_path, max_columns=20),
+        )
+    assert info.value.exit_code == 65

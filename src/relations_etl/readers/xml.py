@@ -138,10 +138,13 @@ def parse_xml(
     discover: bool,
     file: str,
     source: str,
+    settings: Settings | None = None,
 ) -> tuple[pl.DataFrame, RowErrors]:
     """One row per record element: a column per path (in order), with the columns records
     offer unasked after them when `discover`. A path that finds several elements in one record
-    makes a read error on that row (a column holds one value)."""
+    makes a read error on that row (a column holds one value). The settings' max_columns and
+    max_cells bound what records may offer."""
+    limits = settings or Settings()
     columns: dict[str, list[str | None]] = {p: [] for p in paths}
     errors: RowErrors = []
     rows = 0
@@ -162,6 +165,7 @@ def parse_xml(
                 _read_record(element, paths, discover, columns, errors, rows)
                 rows += 1
                 inside = 0
+                _within(limits, rows, len(columns), file, source)
             stack.pop()
             tags.pop()
             if not inside and stack:
@@ -203,6 +207,28 @@ def parse_xml(
     for values in columns.values():
         values.extend([None] * (rows - len(values)))
     return pl.DataFrame(columns, schema={name: pl.String for name in columns}), errors
+
+
+def _within(settings: Settings, rows: int, columns: int, file: str, source: str) -> None:
+    """Refuse a document whose records offer more columns or cells than the settings allow."""
+    if columns > settings.max_columns:
+        raise too_large(
+            f"the records offer more than {settings.max_columns:,} distinct columns",
+            settings.max_columns,
+            "max_columns",
+            unit="columns",
+            source=source,
+            file=file,
+        )
+    if rows * columns > settings.max_cells:
+        raise too_large(
+            f"{rows:,} records x {columns:,} columns",
+            settings.max_cells,
+            "max_cells",
+            unit="cells",
+            source=source,
+            file=file,
+        )
 
 
 def _read_record(
@@ -287,7 +313,9 @@ def read_xml_files(
             )
         data = read_bytes(file, source, settings, landing=landing, limit=remaining)
         remaining -= len(data)
-        frame, errors = parse_xml(data, record, paths, discover=discover, file=file, source=source)
+        frame, errors = parse_xml(
+            data, record, paths, discover=discover, file=file, source=source, settings=settings
+        )
         table = as_text_table(frame, file, hashlib.sha256(data).hexdigest(), errors)
         yield check_fields(table, settings, source)
 
