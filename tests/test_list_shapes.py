@@ -9,6 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
+from relations_etl_flows.cli import main
 
 from relations_etl.config import Kind, Mapping, load_mapping, source_for
 from relations_etl.errors import ColumnsMissingError, ConfigError, LimitError, SourceReadError
@@ -579,3 +580,21 @@ def test_xml_records_offering_too_many_columns_are_refused(tmp_path: Path) -> No
             settings=Settings(home=tmp_path, max_columns=20),
         )
     assert info.value.exit_code == 65
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_the_cli_exit_codes_of_these_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RELATIONS_ETL_HOME", str(tmp_path / "warehouse"))
+    csv, mapping = _panel(tmp_path)
+    assert main(["ingest", "memberships", str(csv), "--mapping", str(mapping)]) == 0
+    assert "read 36, loaded 31, rejected 0, deduplicated 0, dropped 5" in capsys.readouterr().out
+    twice = _write(tmp_path / "twice.yaml", "columns: {ccode: country, state: country}\n")
+    assert main(["ingest", "memberships", str(csv), "--mapping", str(twice)]) == 78
+    err = capsys.readouterr().err
+    assert "'ccode' and 'state' both map to field 'country'" in err and "internal" not in err
+    bomb = _write(tmp_path / "bomb.xml", HOSTILE["billion_laughs"])
+    trips = _write(tmp_path / "trips.yaml", "format: xml\noptions: {record: trip}\n")
+    assert main(["ingest", "visits", str(bomb), "--mapping", str(trips)]) == 65
+    assert "refused: the XML declares a DTD" in capsys.readouterr().err
