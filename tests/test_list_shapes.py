@@ -590,3 +590,26 @@ def test_the_cli_exit_codes_of_these_keys(
     trips = _write(tmp_path / "trips.yaml", "format: xml\noptions: {record: trip}\n")
     assert main(["ingest", "visits", str(bomb), "--mapping", str(trips)]) == 65
     assert "refused: the XML declares a DTD" in capsys.readouterr().err
+
+
+def test_a_panel_whose_headers_are_fields_needs_only_the_unpivot(
+    tmp_path: Path, settings: Settings
+) -> None:
+    data = "Country,Year,UN,WHO\nFRA,2001,1.0,-9\nDEU,2001,1,1.0\n"
+    mapping = (
+        "unpivot: {columns: {exclude: [Country, Year]}, name: organization, value: status}\n"
+        "values: {status: {1: member}}\n"
+        "drop: [{when: {status: ['-9']}, reason: missing}]\n"
+    )
+    csv, path = _panel(tmp_path, data, mapping)
+    result = run_source(source_for(Kind.MEMBERSHIPS, str(csv), None, path), settings)
+    assert (result.rows_read, result.rows_loaded, result.rows_dropped) == (4, 3, 1)
+    rows = run_query(settings, "SELECT country, organization FROM memberships ORDER BY ALL")
+    assert rows.rows() == [("DEU", "UN"), ("DEU", "WHO"), ("FRA", "UN")]
+
+
+def test_drop_reads_a_field_that_a_header_fills(tmp_path: Path, settings: Settings) -> None:
+    data = "Country,Year,Organization,Status\nFRA,2001,UN,member\nDEU,2001,UN,-9\n"
+    csv, path = _panel(tmp_path, data, "drop: [{when: {status: [-9]}, reason: missing}]\n")
+    result = run_source(source_for(Kind.MEMBERSHIPS, str(csv), None, path), settings)
+    assert (result.rows_read, result.rows_loaded, result.rows_dropped) == (2, 1, 1)

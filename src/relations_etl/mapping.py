@@ -10,7 +10,7 @@ from decimal import Decimal, InvalidOperation
 
 import polars as pl
 
-from relations_etl.config import FIELDS, Columns, Drop, Kind, Mapping, Source, Unpivot
+from relations_etl.config import FIELDS, Columns, Drop, Kind, Source, Unpivot
 from relations_etl.errors import ColumnsMissingError, ConfigError
 from relations_etl.extract import FILE, RAW, ROW, ROW_ERRORS, RawTable
 from relations_etl.facts import ERRORS, error_struct
@@ -62,9 +62,9 @@ def header_columns(headers: Sequence[str], kind: Kind, source: str, file: str) -
 
 def mapped_columns(raw: RawTable, source: Source) -> dict[str, str]:
     """Column -> field: the mapping's columns (with an unpivot's name and value), or when it
-    names none the headers that are field names (a mapping that names columns keeps full
-    control)."""
-    if source.mapping.columns or source.mapping.unpivot is not None:
+    names none the headers that are field names, an unpivot's name and value among them (a
+    mapping that names columns keeps full control)."""
+    if source.mapping.columns:
         return source.mapping.fields_from_columns()
     return header_columns(raw.columns, source.kind, source.name, raw.file)
 
@@ -150,7 +150,7 @@ def reshape(raw: RawTable, source: Source) -> Shaped:
     read = table.frame.height
     dropped: dict[str, int] = {}
     if mapping.drop:
-        table, dropped = _drop(table, mapping, source.name)
+        table, dropped = _drop(table, source)
     if spec is not None:
         # each cell's row as read, written only for the cells kept (a panel drops most)
         frame = table.frame.with_columns(pl.struct(table.columns).struct.json_encode().alias(RAW))
@@ -221,14 +221,15 @@ def _unpivot(raw: RawTable, spec: Unpivot, source: str) -> RawTable:
     return RawTable(frame, raw.file, raw.content_hash, columns)
 
 
-def _drop(raw: RawTable, mapping: Mapping, source: str) -> tuple[RawTable, dict[str, int]]:
+def _drop(raw: RawTable, source: Source) -> tuple[RawTable, dict[str, int]]:
     """Remove the rows a `drop` rule matches (the first matching rule counts them)."""
-    from_field = {f: c for c, f in mapping.fields_from_columns().items()}
+    mapping = source.mapping
+    from_field = {f: c for c, f in mapped_columns(raw, source).items()}
     have = set(raw.columns)
     reason = pl.lit(None, dtype=pl.String)
     for rule in reversed(mapping.drop):
         reason = (
-            pl.when(_rule(rule, have, from_field, raw, source))
+            pl.when(_rule(rule, have, from_field, raw, source.name))
             .then(pl.lit(rule.reason))
             .otherwise(reason)
         )
