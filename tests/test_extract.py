@@ -376,7 +376,7 @@ def test_hsg_local_folder(hsg_dir: Path) -> None:
         "end-date",
         "visitor",
         "from",
-        "from-id",
+        "from/@id",
         "description",
     )
     rows = first.frame.select(*first.columns).to_dicts()
@@ -386,11 +386,11 @@ def test_hsg_local_folder(hsg_dir: Path) -> None:
         "end-date": "2013-06-03",
         "visitor": "Prime Minister Mark Rutte",
         "from": "Netherlands",
-        "from-id": "netherlands",
+        "from/@id": "netherlands",
         "description": "Official working visit. Met with the President.",
     }
     assert rows[1]["description"] == "State visit & dinner."
-    assert tables[1].frame.get_column("from-id").to_list() == ["korea-south"]
+    assert tables[1].frame.get_column("from/@id").to_list() == ["korea-south"]
 
 
 def test_hsg_single_file_and_missing_elements(tmp_path: Path) -> None:

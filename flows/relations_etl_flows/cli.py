@@ -83,7 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument(
         "--format",
         dest="fmt",
-        help="csv, tsv, xlsx, json, ndjson, parquet, hsg-visits-xml (default: from the extension)",
+        help="csv, tsv, xlsx, json, ndjson, parquet, xml, hsg-visits-xml "
+        "(default: from the extension)",
     )
     ingest.add_argument("--mapping", type=Path, help="mapping file (YAML)")
     ingest.add_argument("--name", help="source name (default: the mapping's name or file name)")

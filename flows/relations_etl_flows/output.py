@@ -207,7 +207,9 @@ def print_results(results: list[LoadResult]) -> None:
         if r.unchanged_since:
             print(f"{r.source}: unchanged since batch {r.unchanged_since}, skipped{pending}")
             continue
+        # dropped by the mapping's own rules: shown when there are any, so the counts add up
+        dropped = f", dropped {r.rows_dropped}" if r.rows_dropped else ""
         print(
             f"{r.source}: read {r.rows_read}, loaded {r.rows_loaded}, "
-            f"rejected {r.rows_rejected}, deduplicated {r.rows_deduplicated}{pending}"
+            f"rejected {r.rows_rejected}, deduplicated {r.rows_deduplicated}{dropped}{pending}"
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import unicodedata
@@ -80,7 +81,7 @@ Mark Rutte"), split through the titles table; `year` is one membership year (see
 the year a reported total counts; `publisher` is who published a total (`source` is taken: it
 names the configured list in every lineage column)."""
 
-FORMATS = ("csv", "tsv", "xlsx", "json", "ndjson", "parquet", "hsg-visits-xml")
+FORMATS = ("csv", "tsv", "xlsx", "json", "ndjson", "parquet", "xml", "hsg-visits-xml")
 
 
 class _Strict(BaseModel):
@@ -131,6 +132,73 @@ class DateOptions(_Strict):
     """Two-digit years (31/12/99): below the pivot 20xx, from it 19xx; unset, a row error."""
 
 
+class Columns(_Strict):
+    """Which raw columns a rule takes: those matching `match` (a linear regex over the header),
+    all of them when `match` is unset, less those in `exclude`."""
+
+    match: str | None = None
+    exclude: list[str] = Field(default_factory=list)
+
+    @field_validator("match")
+    @classmethod
+    def _linear(cls, value: str | None) -> str | None:
+        return None if value is None else linear_regex(value)
+
+
+class Unpivot(_Strict):
+    """A wide table made long: each chosen column's cell becomes a row of its own, holding the
+    column's header in `name` and the cell in `value`, beside the columns not chosen."""
+
+    columns: list[str] | Columns
+    name: str
+    value: str
+
+    @model_validator(mode="after")
+    def _two_names(self) -> Unpivot:
+        if self.name == self.value:
+            raise ValueError(f"unpivot.name and unpivot.value are both {self.name!r}")
+        return self
+
+
+class Drop(_Strict):
+    """Rows that are not facts by the list's own rules: every `when` column (a raw column, or
+    the field a column is mapped to) holds one of its values (numbers compared as numbers, ''
+    an empty cell). Dropped rows are counted by `reason`, not quarantined."""
+
+    when: dict[str, list[str]] = Field(min_length=1)
+    reason: str = Field(min_length=1)
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _texts(cls, value: Any) -> Any:
+        # YAML reads -1 and 1.0 as numbers: the rule means the text a list writes
+        if isinstance(value, dict):
+            return {
+                k: [v if isinstance(v, str) else _yaml_text(v) for v in vs]
+                if isinstance(vs, list)
+                else [vs if isinstance(vs, str) else _yaml_text(vs)]
+                for k, vs in value.items()
+            }
+        return value
+
+
+def _yaml_text(value: Any) -> Any:
+    """A bare YAML scalar (-1, 2.0) as the text it was written as; booleans stay refused."""
+    if isinstance(value, bool) or value is None:
+        return value
+    return str(value) if isinstance(value, int | float) else value
+
+
+class AliasRow(_Strict):
+    """A dated country alias in a mapping: the columns of the shared country_aliases.csv."""
+
+    alias: str
+    code: str
+    valid_from: dt.date | None = None
+    valid_to: dt.date | None = None
+    note: str | None = None
+
+
 DEFAULT_PEOPLE_SEPARATOR = r"\s+(?:and|&)\s+|\s*[,;]\s+"
 
 
@@ -149,10 +217,14 @@ class Mapping(_Strict):
     people_separator: str | None = DEFAULT_PEOPLE_SEPARATOR
     dates: DateOptions = Field(default_factory=DateOptions)
     periods: Literal["as_given", "yearly"] = "as_given"
-    country_aliases: dict[str, str] = Field(default_factory=dict)
+    country_aliases: dict[str, str] | list[AliasRow] = Field(default_factory=dict)
+    """Label -> code, or rows with the columns of country_aliases.csv (dates for a label that
+    meant another state before)."""
     organization_aliases: dict[str, str] = Field(default_factory=dict)
     titles: dict[str, str] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
+    unpivot: Unpivot | None = None
+    drop: list[Drop] = Field(default_factory=list)
 
     @field_validator("people_separator")
     @classmethod
@@ -166,9 +238,55 @@ class Mapping(_Strict):
             data = {**data, "record_id": [data["record_id"]]}
         return data
 
+    @field_validator("values", mode="before")
+    @classmethod
+    def _numbers_as_text(cls, value: Any) -> Any:
+        # `{status: {1: member, -9: missing}}`: YAML reads the codes as numbers
+        if isinstance(value, dict):
+            return {
+                field: {_yaml_text(k): _yaml_text(v) for k, v in table.items()}
+                if isinstance(table, dict)
+                else table
+                for field, table in value.items()
+            }
+        return value
+
+    @model_validator(mode="after")
+    def _one_column_per_field(self) -> Mapping:
+        filled: dict[str, str] = {}
+        if self.unpivot is not None:
+            for column in (self.unpivot.name, self.unpivot.value):
+                if column not in self.columns:  # else it is checked as a mapped column
+                    filled.setdefault(column, column)
+        for column, field in self.columns.items():
+            twin = filled.setdefault(field, column)
+            if twin != column:
+                raise ValueError(
+                    f"columns {twin!r} and {column!r} both map to field {field!r}; map one of "
+                    "them (a field is filled from one column)"
+                )
+        return self
+
+    def fields_from_columns(self) -> dict[str, str]:
+        """Column -> field as the mapping names them, the unpivoted name and value included
+        (a name or value that is a field fills that field unless `columns` maps it)."""
+        columns = dict(self.columns)
+        if self.unpivot is not None:
+            for column in (self.unpivot.name, self.unpivot.value):
+                columns.setdefault(column, column)
+        return columns
+
     def check_fields(self, kind: Kind, where: str) -> None:
         """Raise ConfigError if the mapping fills a field that `kind` does not have."""
         allowed = set(FIELDS[kind])
+        if self.unpivot is not None:
+            for column in (self.unpivot.name, self.unpivot.value):
+                if column not in self.columns and column not in allowed:
+                    raise ConfigError(
+                        f"mapping {where}: unpivot names {column!r}, which is no {kind.value} "
+                        f"field; name a field or map {column!r} in columns "
+                        f"(fields: {sorted(allowed)})"
+                    )
         named = (
             set(self.columns.values())
             | set(self.constants)
@@ -229,6 +347,7 @@ def guess_format(uri: str) -> str:
         "ndjson": "ndjson",
         "jsonl": "ndjson",
         "parquet": "parquet",
+        "xml": "xml",
     }
     if suffix not in guesses:
         raise ConfigError(

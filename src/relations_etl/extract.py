@@ -38,8 +38,8 @@ ROW = "_row"
 FILE = "_file"
 RAW = "_raw"
 ROW_ERRORS = "_row_errors"
-# checks of rows that could not be read as written (readers/delimited.py, readers/records.py)
-READ_CHECKS = ("field_count", "json_line", "json_record")
+# checks of rows that could not be read as written (readers/delimited.py, records.py, xml.py)
+READ_CHECKS = ("field_count", "json_line", "json_record", "xml_record")
 
 
 @dataclass(frozen=True)
@@ -426,6 +426,12 @@ def extract(source: Source, settings: Settings | None = None) -> Iterator[RawTab
         from relations_etl.readers.hsg_visits import read_hsg_visits
 
         tables = read_hsg_visits(source.uri, source.name, settings, source.landing)
+        yield combine(list(tables), source.uri)
+        return
+    if fmt == "xml":
+        from relations_etl.readers.xml import read_xml
+
+        tables = read_xml(source.uri, source.name, source.mapping, settings, source.landing)
         yield combine(list(tables), source.uri)
         return
     options = source.mapping.options

@@ -65,6 +65,9 @@ class LoadResult:
     publish_pending: str | None = None
     """Why the batch's Parquet years are not written yet (committed and queued: the next run
     writes them); None once published."""
+    rows_dropped: int = 0
+    """Rows the mapping's drop rules removed (counted in `rows_read`, by reason in
+    dropped_rows)."""
 
 
 def _one_line(exc: BaseException) -> str:
@@ -307,8 +310,12 @@ def load_batch(
     ref: Reference,
     replayed: list[str] | None = None,
     fingerprint: str | None = None,
+    dropped: dict[str, int] | None = None,
 ) -> LoadResult:
     """Insert new and changed facts, keep identical ones, quarantine rejects, audit: one commit.
+
+    `dropped` counts the rows the mapping's drop rules removed, by reason: part of `rows_read`,
+    audited in load_batches.rows_dropped and dropped_rows.
 
     `replayed` lists the raw keys ("file#row") of quarantined rows this batch re-ran: their old
     quarantine entries are closed, and those still failing are quarantined anew with today's
@@ -327,11 +334,17 @@ def load_batch(
     columns = fact_columns(kind)
     now = dt.datetime.now(dt.UTC)
     entry = batch.entry()
+    dropped = dropped or {}
+    rows_dropped = sum(dropped.values())
     failure = (
         None
         if replayed is not None
         else rejection_failure(
-            batch, rows_read, rejected, entry.max_rejected_share if entry else 1.0
+            # dropped rows are no facts: the share is of the rows that could load
+            batch,
+            rows_read - rows_dropped,
+            rejected,
+            entry.max_rejected_share if entry else 1.0,
         )
     )
     if failure is not None:
@@ -446,13 +459,17 @@ def load_batch(
             rows_deduplicated,
             facts_written,
             {table: years, "rejected_rows": rejected_years},
+            rows_dropped=rows_dropped,
         )
         # a failed batch loads none of its rows: those that passed are neither loaded nor
         # rejected, and stay in the list for the run that loads it
-        if failure is None and rows_read != rows_loaded + result.rows_rejected + rows_deduplicated:
+        if failure is None and rows_read != (
+            rows_loaded + result.rows_rejected + rows_deduplicated + rows_dropped
+        ):
             raise WarehouseError(
                 f"conservation broken: read {rows_read} != loaded {rows_loaded} + rejected "
-                f"{result.rows_rejected} + deduplicated {rows_deduplicated}",
+                f"{result.rows_rejected} + deduplicated {rows_deduplicated} + dropped "
+                f"{rows_dropped}",
                 source=batch.source,
                 batch_id=batch.batch_id,
             )
@@ -461,6 +478,11 @@ def load_batch(
         queued = [[t, y, batch.batch_id] for t, ys in result.years.items() for y in sorted(ys)]
         if queued:
             conn.executemany("INSERT OR IGNORE INTO publish_queue VALUES (?, ?, ?)", queued)
+        if dropped:
+            conn.executemany(
+                "INSERT OR REPLACE INTO dropped_rows VALUES (?, ?, ?, ?)",
+                [[batch.batch_id, batch.source, r, n] for r, n in sorted(dropped.items())],
+            )
         _audit(
             conn,
             batch,
@@ -495,8 +517,9 @@ def _audit(
     conn.execute(
         """INSERT OR REPLACE INTO load_batches (batch_id, source, kind, source_uri, content_hash,
             started_at, finished_at, status, rows_read, rows_loaded, rows_rejected,
-            rows_deduplicated, facts_written, flow_run_id, error, source_config, fingerprint)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            rows_deduplicated, facts_written, flow_run_id, error, source_config, fingerprint,
+            rows_dropped)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         [
             batch.batch_id,
             batch.source,
@@ -515,6 +538,7 @@ def _audit(
             error,
             batch.source_config,
             fingerprint,
+            result.rows_dropped if result else 0,
         ],
     )
 

@@ -1,14 +1,16 @@
-"""Map: rename a raw list's columns to fields, add constants, value maps, and split people."""
+"""Map: unpivot and drop rows, rename columns to fields, add constants and values, split people."""
 
 from __future__ import annotations
 
 import re
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 import polars as pl
 
-from relations_etl.config import FIELDS, Kind, Source
+from relations_etl.config import FIELDS, Columns, Drop, Kind, Source, Unpivot
 from relations_etl.errors import ColumnsMissingError, ConfigError
 from relations_etl.extract import FILE, RAW, ROW, ROW_ERRORS, RawTable
 from relations_etl.facts import ERRORS, error_struct
@@ -59,11 +61,201 @@ def header_columns(headers: Sequence[str], kind: Kind, source: str, file: str) -
 
 
 def mapped_columns(raw: RawTable, source: Source) -> dict[str, str]:
-    """Column -> field: the mapping's columns, or when it names none the headers that are
-    field names (a mapping that names columns keeps full control)."""
+    """Column -> field: the mapping's columns (with an unpivot's name and value), or when it
+    names none the headers that are field names, an unpivot's name and value among them (a
+    mapping that names columns keeps full control)."""
     if source.mapping.columns:
-        return source.mapping.columns
+        return source.mapping.fields_from_columns()
     return header_columns(raw.columns, source.kind, source.name, raw.file)
+
+
+def _number(text: str) -> float | None:
+    """The number a mapping key writes ('1', '-9', '2.0'), or None for a word."""
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        return None
+    return float(number) if number.is_finite() else None
+
+
+def _numeric(expr: pl.Expr) -> pl.Expr:
+    """A cell as a number where it writes one ("1.0", "-9", "2e3"), else null."""
+    number = expr.cast(pl.Float64, strict=False)
+    return pl.when(number.is_finite()).then(number)
+
+
+def value_map(column: str, table: dict[str, str]) -> pl.Expr:
+    """A cell replaced by its entry in `table`: compared as text (case and spaces aside), else
+    as a number where both sides are numbers ("1.0" finds the key "1"); unmatched, unchanged."""
+    keys = {(clean(k) or "").lower(): v for k, v in table.items()}
+    # str.lower matches polars' to_lowercase (casefold would turn ß into ss)
+    by_text = (
+        pl.col(column)
+        .str.to_lowercase()
+        .replace_strict(list(keys), list(keys.values()), default=None, return_dtype=pl.String)
+    )
+    numbers: dict[float, str] = {}
+    for k, v in keys.items():
+        number = _number(k)
+        if number is not None:
+            numbers.setdefault(number, v)
+    if not numbers:
+        return pl.coalesce(by_text, pl.col(column)).alias(column)
+    by_number = _numeric(pl.col(column)).replace_strict(
+        list(numbers), list(numbers.values()), default=None, return_dtype=pl.String
+    )
+    return pl.coalesce(by_text, by_number, pl.col(column)).alias(column)
+
+
+def _is_one_of(frame: pl.DataFrame, column: str, values: list[str]) -> pl.Expr:
+    """Whether a cell (cleaned) is one of `values`, numbers compared as numbers, '' empty.
+
+    Decided once per distinct cell in Python (a rule's column holds a list's codes: a few
+    distinct values in millions of cells) and joined back with `is_in`."""
+    texts = {(clean(v) or "").lower() for v in values}
+    numbers = {n for n in map(_number, texts - {""}) if n is not None}
+    hits = []
+    for cell in frame.get_column(column).drop_nulls().unique().to_list():
+        text = (clean(cell) or "").lower()
+        if text in texts or (text and numbers and _number(text) in numbers):
+            hits.append(cell)
+    hit = pl.col(column).is_in(pl.Series(hits, dtype=pl.String))
+    if "" in texts:
+        hit = hit | pl.col(column).is_null()
+    return hit.fill_null(False)
+
+
+@dataclass(frozen=True)
+class Shaped:
+    """A raw table in the shape its mapping reads: unpivoted if asked, dropped rows removed.
+
+    `read` counts rows in the list's own unit (cells once unpivoted), dropped rows included;
+    `dropped` counts the rows each `drop` rule removed, by reason.
+    """
+
+    table: RawTable
+    read: int
+    dropped: dict[str, int]
+
+
+def reshape(raw: RawTable, source: Source) -> Shaped:
+    """Apply a mapping's `unpivot` and `drop` to one raw table (chunk by chunk alike: both work
+    row by row, and a cell's row number depends only on its raw row and column)."""
+    mapping = source.mapping
+    table = raw
+    # a replayed quarantine row (it carries its record id) is a cell already
+    spec = None if RECORD in raw.frame.columns else mapping.unpivot
+    if spec is not None:
+        table = _unpivot(raw, spec, source.name)
+    read = table.frame.height
+    dropped: dict[str, int] = {}
+    if mapping.drop:
+        table, dropped = _drop(table, source)
+    if spec is not None:
+        # each cell's row as read, written only for the cells kept (a panel drops most)
+        frame = table.frame.with_columns(pl.struct(table.columns).struct.json_encode().alias(RAW))
+        table = RawTable(frame, table.file, table.content_hash, table.columns)
+    return Shaped(table, read, dropped)
+
+
+def _chosen(raw: RawTable, spec: Unpivot, source: str) -> list[str]:
+    headers = list(raw.columns)
+    if isinstance(spec.columns, Columns):
+        named = spec.columns.exclude
+        chosen = headers
+        if spec.columns.match is not None:
+            hits = pl.Series(headers, dtype=pl.String).str.contains(spec.columns.match)
+            chosen = [h for h, hit in zip(headers, hits.to_list(), strict=True) if hit]
+        chosen = [h for h in chosen if h not in set(named)]
+    else:
+        named = spec.columns
+        chosen = [h for h in headers if h in set(named)]
+    missing = [c for c in named if c not in set(headers)]
+    if missing or not chosen:
+        listed = [shown(c, quoted=False) for c in headers[:30]]
+        raise ColumnsMissingError(
+            f"unpivot names column(s) {missing} that the list lacks; its columns are {listed}"
+            if missing
+            else f"unpivot takes no column of the list; its columns are {listed}",
+            column=missing[0] if missing else None,
+            source=source,
+            file=raw.file,
+            hint="Name the columns as the list's header writes them (unpivot.columns: a list, "
+            "{exclude: [...]} or {match: REGEX}).",
+        )
+    return chosen
+
+
+def _unpivot(raw: RawTable, spec: Unpivot, source: str) -> RawTable:
+    """One row per chosen cell: the other columns, the header in `name`, the cell in `value`;
+    cells are numbered row by row: cell k of raw row r is row (r - 1) * columns + k. Its `_raw`
+    is written by `reshape`, after the drop."""
+    chosen = _chosen(raw, spec, source)
+    kept = [c for c in raw.columns if c not in set(chosen)]
+    clash = [c for c in (spec.name, spec.value) if c in set(kept)]
+    if clash:
+        raise ConfigError(
+            f"unpivot.name/value {clash[0]!r} is also a column the list keeps",
+            source=source,
+            file=raw.file,
+            column=clash[0],
+            hint="Give the unpivoted name or value another name, or unpivot that column too.",
+        )
+    position = {c: i for i, c in enumerate(chosen, start=1)}
+    envelope = [ROW, FILE, ROW_ERRORS, "_file_order"]
+    long = (
+        raw.frame.with_columns(pl.col(FILE).rle_id().alias("_file_order"))
+        .select(*kept, *chosen, *envelope)
+        .unpivot(
+            on=chosen, index=[*kept, *envelope], variable_name=spec.name, value_name=spec.value
+        )
+    )
+    cell = pl.col(spec.name).replace_strict(position, return_dtype=pl.Int64)
+    columns = (*kept, spec.name, spec.value)
+    frame = (
+        long.with_columns(((pl.col(ROW) - 1) * len(chosen) + cell).alias(ROW))
+        # row-major as the list reads, its files in their order
+        .sort("_file_order", ROW, maintain_order=True)
+        .drop("_file_order")
+    )
+    return RawTable(frame, raw.file, raw.content_hash, columns)
+
+
+def _drop(raw: RawTable, source: Source) -> tuple[RawTable, dict[str, int]]:
+    """Remove the rows a `drop` rule matches (the first matching rule counts them)."""
+    mapping = source.mapping
+    from_field = {f: c for c, f in mapped_columns(raw, source).items()}
+    have = set(raw.columns)
+    reason = pl.lit(None, dtype=pl.String)
+    for rule in reversed(mapping.drop):
+        reason = (
+            pl.when(_rule(rule, have, from_field, raw, source.name))
+            .then(pl.lit(rule.reason))
+            .otherwise(reason)
+        )
+    marked = raw.frame.with_columns(reason.alias("_dropped"))
+    counts = marked.filter(pl.col("_dropped").is_not_null()).group_by("_dropped").len()
+    dropped = {str(r): int(n) for r, n in counts.iter_rows()}
+    kept = marked.filter(pl.col("_dropped").is_null()).drop("_dropped")
+    return RawTable(kept, raw.file, raw.content_hash, raw.columns), dropped
+
+
+def _rule(
+    rule: Drop, have: set[str], from_field: dict[str, str], raw: RawTable, source: str
+) -> pl.Expr:
+    condition = pl.lit(True)
+    for name, values in rule.when.items():
+        column = name if name in have else from_field.get(name)
+        if column is None or column not in have:
+            raise ColumnsMissingError(
+                f"drop rule {rule.reason!r} reads {name!r}, which is neither a column of the "
+                "list nor a field a column fills",
+                column=name,
+                source=source,
+                file=raw.file,
+            )
+        condition = condition & _is_one_of(raw.frame, column, values)
+    return condition
 
 
 def _check_columns(raw: RawTable, source: Source, columns: dict[str, str]) -> None:
@@ -190,17 +382,7 @@ def apply_mapping(raw: RawTable, source: Source, ref: Reference) -> pl.DataFrame
         for field, value in mapping.constants.items()
     )
     frame = _corrections(frame, mapping.corrections)
-    for field, table in mapping.values.items():
-        # str.lower matches polars' to_lowercase (casefold would turn ß into ss)
-        keys = {(clean(k) or "").lower(): v for k, v in table.items()}
-        frame = frame.with_columns(
-            pl.col(field)
-            .str.to_lowercase()
-            .replace_strict(
-                list(keys), list(keys.values()), default=pl.col(field), return_dtype=pl.String
-            )
-            .alias(field)
-        )
+    frame = frame.with_columns(value_map(field, table) for field, table in mapping.values.items())
     for field, rule in mapping.derive.items():
         # the first pattern that matches wins, as in a chain of when/then
         derived = pl.lit(rule.default, dtype=pl.String)

@@ -10,6 +10,7 @@ import polars as pl
 
 from relations_etl.config import Kind, Source
 from relations_etl.dates import DateError, Order, parse_date
+from relations_etl.facts import EVENTS, METRICS, ROLES, STATUSES, VISIT_TYPES
 from relations_etl.mapping import append_error
 from relations_etl.numbers import parse_whole
 from relations_etl.reference import Reference
@@ -31,6 +32,13 @@ ENUM_FIELDS: dict[Kind, tuple[str, ...]] = {
     Kind.MEMBERSHIPS: ("status",),
     Kind.RELATIONS: ("event",),
     Kind.REPORTED_TOTALS: ("metric",),
+}
+_ENUM_VALUES: dict[str, tuple[str, ...]] = {
+    "visitor_role": ROLES,
+    "visit_type": VISIT_TYPES,
+    "status": STATUSES,
+    "event": EVENTS,
+    "metric": METRICS,
 }
 # whole-number fields with the range they are read in (a year past Int32 must not break a cast)
 WHOLE_FIELDS: dict[Kind, tuple[tuple[str, int, int], ...]] = {
@@ -292,8 +300,14 @@ def normalize(
     kind = source.kind
     ref = ref.for_source(source.mapping)
     for field in ENUM_FIELDS[kind]:
+        # "Elected Member" is elected_member; a value that is none stays as written, so the
+        # quarantine shows '-1', not '_1'
+        spelled = pl.col(field).str.to_lowercase().str.replace_all(r"[\s-]+", "_")
         frame = frame.with_columns(
-            pl.col(field).str.to_lowercase().str.replace_all(r"[\s-]+", "_").alias(field)
+            pl.when(spelled.is_in(_ENUM_VALUES[field]))
+            .then(spelled)
+            .otherwise(pl.col(field))
+            .alias(field)
         )
     frame = _dates(frame, kind, source, default_order)
     frame = _whole_numbers(frame, kind)

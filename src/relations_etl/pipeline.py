@@ -6,7 +6,7 @@ import datetime as dt
 import hashlib
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import polars as pl
@@ -26,7 +26,7 @@ from relations_etl.load import (
     unconfigured_sources,
 )
 from relations_etl.lock import run_lock
-from relations_etl.mapping import apply_mapping
+from relations_etl.mapping import apply_mapping, reshape
 from relations_etl.normalize import normalize
 from relations_etl.periods import collapse_years
 from relations_etl.publish import publish_or_defer
@@ -48,6 +48,8 @@ class Prepared:
     repeated: int
     content_hash: str
     fingerprint: str | None = None
+    dropped: dict[str, int] = field(default_factory=dict)
+    """Rows the mapping's `drop` rules removed, by reason (counted in `rows_read`)."""
 
 
 def new_batch(source: Source, flow_run_id: str | None = None) -> Batch:
@@ -83,17 +85,19 @@ def prepare(
 ) -> Prepared:
     """Transform the raw tables of a source as one table and gather facts, rejects and counts."""
     raw = combine(list(tables), source.uri)
-    part = transform(raw, source, ref, settings)
+    shaped = reshape(raw, source)  # unpivot and drop: rows are cells from here on
+    part = transform(shaped.table, source, ref, settings)
     facts = part.facts
     if source.kind is Kind.MEMBERSHIPS and source.mapping.periods == "yearly":
         facts = collapse_years(facts)
     return Prepared(
         facts,
         part.rejected,
-        raw.frame.height,
+        shaped.read,
         part.repeated,
         raw.content_hash,
         fingerprint(raw, source, ref),
+        shaped.dropped,
     )
 
 
@@ -145,6 +149,7 @@ def load_source(
         prepared.rejected,
         rows_read=prepared.rows_read,
         repeated=prepared.repeated,
+        dropped=prepared.dropped,
         content_hash=prepared.content_hash,
         ref=ref,
         replayed=replayed,

@@ -115,6 +115,17 @@ def _digest(settings: Settings) -> str:
     return digest.hexdigest()
 
 
+def _mapping_aliases(mapping: Mapping) -> dict[str, list[Alias]]:
+    """A mapping's own country aliases: label -> code, or dated rows as in country_aliases.csv
+    (all the rows of one label replace the shared rows of that label)."""
+    if isinstance(mapping.country_aliases, dict):
+        return {key(a): [Alias(c.upper(), None, None)] for a, c in mapping.country_aliases.items()}
+    rows: dict[str, list[Alias]] = defaultdict(list)
+    for row in mapping.country_aliases:
+        rows[key(row.alias)].append(Alias(row.code.upper(), row.valid_from, row.valid_to))
+    return dict(rows)
+
+
 @dataclass
 class Reference:
     """All reference data, loaded once per run; lookups are pure functions of it."""
@@ -251,13 +262,7 @@ class Reference:
         return Reference(
             self.countries,
             self.names,
-            {
-                **self.aliases,
-                **{
-                    key(a): [Alias(c.upper(), None, None)]
-                    for a, c in mapping.country_aliases.items()
-                },
-            },
+            {**self.aliases, **_mapping_aliases(mapping)},
             {**self.titles, **{key(t): {"": role} for t, role in mapping.titles.items()}},
             self.organizations,
             {

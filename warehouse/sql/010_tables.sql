@@ -118,6 +118,7 @@ CREATE TABLE IF NOT EXISTS load_batches (
     rows_rejected      BIGINT NOT NULL,
     rows_deduplicated  BIGINT NOT NULL,
     facts_written      BIGINT NOT NULL DEFAULT 0,
+    rows_dropped       BIGINT DEFAULT 0,   -- removed by the mapping's drop rules (dropped_rows)
     flow_run_id        VARCHAR,
     error              VARCHAR,            -- why a failed batch failed
     source_config      JSON,               -- the source entry and mapping used, for replays
@@ -127,6 +128,18 @@ CREATE TABLE IF NOT EXISTS load_batches (
 -- warehouses created before fingerprints (a source whose fingerprint equals its last
 -- successful batch's is skipped)
 ALTER TABLE load_batches ADD COLUMN IF NOT EXISTS fingerprint VARCHAR;
+-- warehouses created before drop rules (read = loaded + rejected + deduplicated + dropped)
+ALTER TABLE load_batches ADD COLUMN IF NOT EXISTS rows_dropped BIGINT DEFAULT 0;
+
+-- Rows a batch dropped by its mapping's own rules (`drop:`), counted per reason, never kept:
+-- "not a member that year" is the list's -9, not a fact, and not a fault to fix.
+CREATE TABLE IF NOT EXISTS dropped_rows (
+    batch_id  VARCHAR NOT NULL,
+    source    VARCHAR NOT NULL,
+    reason    VARCHAR NOT NULL,   -- the rule's reason, as the mapping writes it
+    rows      BIGINT NOT NULL,
+    PRIMARY KEY (batch_id, reason)
+);
 
 -- The list each source name stands for: bound by the name's first committed load, moved only by
 -- a load that declares the move (moved_from), so two lists never mix under one name.

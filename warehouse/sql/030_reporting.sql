@@ -316,3 +316,28 @@ final AS (
     ORDER BY rows DESC, source, "column", "check"
 )
 SELECT * FROM final;
+
+-- Rows dropped by the mapping's drop rules, per source and reason: the last successful batch's
+-- count (what the list holds today) and the sum over every batch that ran.
+CREATE OR REPLACE VIEW dropped_by_reason AS
+WITH
+batches AS (
+    SELECT d.source, d.reason, d.rows, b.batch_id, b.started_at
+    FROM dropped_rows AS d
+    JOIN load_batches AS b USING (batch_id)
+    WHERE b.status = 'succeeded'
+),
+latest AS (
+    SELECT source, max(started_at) AS started_at FROM batches GROUP BY source
+),
+final AS (
+    SELECT b.source, b.reason,
+           coalesce(sum(b.rows) FILTER (WHERE b.started_at = l.started_at), 0)::BIGINT AS rows,
+           any_value(b.batch_id) FILTER (WHERE b.started_at = l.started_at) AS last_batch_id,
+           count(*) AS batches,
+           sum(b.rows)::BIGINT AS rows_all_batches
+    FROM batches AS b JOIN latest AS l USING (source)
+    GROUP BY ALL
+    ORDER BY b.source, rows DESC NULLS LAST, b.reason
+)
+SELECT * FROM final;
