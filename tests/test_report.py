@@ -112,7 +112,7 @@ def test_reported_totals_load_quarantine_and_publish_like_every_kind(demo: Setti
     assert batch.rows() == [(4, 3, 1, 0)]
     reasons = run_query(
         demo,
-        'SELECT "column", "check", "values" FROM rejections_by_reason '
+        "SELECT column_name, check_name, values FROM rejections_by_reason "
         "WHERE source = 'kz-reported-totals'",
     )
     assert reasons.rows() == [("value", "whole_number", "several")]
