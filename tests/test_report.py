@@ -339,6 +339,8 @@ def test_text_markdown_and_html_show_the_same_figures(demo: Settings) -> None:
         "outbound_head_visits": 2,
         "chairmanships": 2,
         "elected_seats": 1,
+        "outbound_foreign_minister_visits": 0,
+        "memberships": 4,
     }
     for shown in (text, markdown, page):
         for coverage in ("5 of 186 published", "5 of 32 published", "1 of 24 published"):
