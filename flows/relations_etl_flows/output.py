@@ -223,5 +223,6 @@ def print_results(results: list[LoadResult]) -> None:
             continue
         print(
             f"{r.source}: read {r.rows_read}, loaded {r.rows_loaded}, "
-            f"rejected {r.rows_rejected}, deduplicated {r.rows_deduplicated}{pending}"
+            f"rejected {r.rows_rejected}, deduplicated {r.rows_deduplicated}"
+            f"{f', retired {r.rows_retired}' if r.rows_retired else ''}{pending}"
         )

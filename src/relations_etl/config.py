@@ -204,6 +204,10 @@ class Source(_Strict):
     moved_from: str | None = None
     """The URI this source's name was bound to before the list moved: declares the move, so the
     name is bound to `uri` from this load on (see `relations_etl.bindings`)."""
+    mode: Literal["snapshot", "append"] = "snapshot"
+    """snapshot: each version of the list is the whole truth, so a fact of this source that the
+    new version no longer holds is retired (see `relations_etl.retire`); append: a feed, whose
+    rows absent from a new version say nothing and stay."""
 
     @model_validator(mode="after")
     def _known_format(self) -> Source:

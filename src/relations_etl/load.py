@@ -25,6 +25,7 @@ from relations_etl.errors import (
 from relations_etl.facts import ID_COLUMN, TABLE, content_columns, fact_columns, year_sql
 from relations_etl.lock import holder
 from relations_etl.reference import Reference
+from relations_etl.retire import record_retired, retire
 from relations_etl.settings import Settings
 from relations_etl.split import RAW_KEYS
 
@@ -65,6 +66,8 @@ class LoadResult:
     publish_pending: str | None = None
     """Why the batch's Parquet years are not written yet (committed and queued: the next run
     writes them); None once published."""
+    rows_retired: int = 0
+    """Facts of a snapshot source that this batch's list no longer held (see `retire`)."""
 
 
 def _one_line(exc: BaseException) -> str:
@@ -447,6 +450,8 @@ def load_batch(
             facts_written,
             {table: years, "rejected_rows": rejected_years},
         )
+        if failure is None and replayed is None:  # a snapshot list retires the facts it dropped
+            result.rows_retired = retire(conn, batch, entry, result.years)
         # a failed batch loads none of its rows: those that passed are neither loaded nor
         # rejected, and stay in the list for the run that loads it
         if failure is None and rows_read != rows_loaded + result.rows_rejected + rows_deduplicated:
@@ -471,6 +476,7 @@ def load_batch(
             fingerprint,
             None if failure is None else str(failure),
         )
+        record_retired(conn, batch.batch_id, result.rows_retired)
         conn.commit()
     except Exception:
         conn.rollback()
