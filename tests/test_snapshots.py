@@ -151,6 +151,17 @@ def test_a_record_rejected_this_time_is_not_retired(settings: Settings, tmp_path
     ]
 
 
+def test_an_empty_version_retires_nothing(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "trips.csv"
+    _write(path, "a", "b")
+    source = _visits(path)
+    run_source(source, settings)
+    _write(path)  # the header and no row: a failed export, far more often than an empty list
+    empty = run_source(source, settings)
+    assert (empty.rows_read, empty.rows_retired) == (0, 0)
+    assert _ids(settings) == ["a", "b"] == _published(settings)
+
+
 def _seats(path: Path, years: list[int]) -> Source:
     path.write_text("c,y\n" + "".join(f"Kazakhstan,{y}\n" for y in years), encoding="utf-8")
     return Source.model_validate(

@@ -451,7 +451,7 @@ def load_batch(
             {table: years, "rejected_rows": rejected_years},
         )
         if failure is None and replayed is None:  # a snapshot list retires the facts it dropped
-            result.rows_retired = retire(conn, batch, entry, result.years)
+            result.rows_retired = retire(conn, batch, entry, result.years, rows_read)
         # a failed batch loads none of its rows: those that passed are neither loaded nor
         # rejected, and stay in the list for the run that loads it
         if failure is None and rows_read != rows_loaded + result.rows_rejected + rows_deduplicated:

@@ -20,6 +20,7 @@ def retire(
     batch: Batch,
     source: Source | None,
     years: dict[str, set[int]],
+    rows_read: int,
     *,
     staged: str = "_staged",
     rejected: str = "_rejected",
@@ -32,10 +33,12 @@ def retire(
     with the batch's fact ids) and its rejected rows in `rejected` (with `source_record`), and
     only for a batch that loads its list: never for a failed batch (it loads nothing) or a
     quarantine replay (it holds only quarantined rows). A source in append mode (or with no
-    recorded entry) retires nothing. A fact whose record is in the list but rejected this time
-    stays: the list still names it, and the row waits in quarantine for its fix.
+    recorded entry) retires nothing, and neither does an empty version (`rows_read` 0): a list
+    with no row at all is far more often an export or a download gone wrong than the end of
+    every record. A fact whose record is in the list but rejected this time stays: the list
+    still names it, and the row waits in quarantine for its fix.
     """
-    if source is None or source.mode != "snapshot":
+    if source is None or source.mode != "snapshot" or rows_read == 0:
         return 0
     kind = batch.kind
     table, ident = TABLE[kind], ID_COLUMN[kind]
