@@ -12,6 +12,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+from relations_etl_flows.cli import main
 
 from relations_etl.config import Kind, Source, load_sources
 from relations_etl.errors import BatchRejectedError
@@ -112,6 +113,29 @@ def test_a_snapshot_retires_what_its_new_version_dropped(
     assert (back.rows_loaded, back.rows_retired) == (1, 0)
     assert _ids(settings) == ["a", "b", "c"] and _published(settings) == ["a", "b", "c"]
     assert run_query(settings, "SELECT count(*) FROM retired_facts").item() == 2
+
+
+def test_the_command_line_says_what_a_load_retired(
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("RELATIONS_ETL_HOME", str(settings.home))
+    path, mapping = tmp_path / "trips.csv", tmp_path / "trips.yaml"
+    mapping.write_text(
+        "name: trips\nrecord_id: record\ncolumns: {host: host_country, visitor_country: "
+        "visitor_country, visitor: visitor_name, title: visitor_title, date: start_date}\n",
+        encoding="utf-8",
+    )
+    _write(path, "a", "b", "c")
+    assert main(["ingest", "visits", str(path), "--mapping", str(mapping)]) == 0
+    assert "retired" not in capsys.readouterr().out
+    _write(path, "a")
+    assert main(["ingest", "visits", str(path), "--mapping", str(mapping)]) == 0
+    assert capsys.readouterr().out.strip() == (
+        "trips: read 1, loaded 0, rejected 0, deduplicated 1, retired 2"
+    )
 
 
 def test_a_feed_keeps_what_its_new_version_does_not_repeat(
