@@ -136,6 +136,12 @@ def test_the_command_line_says_what_a_load_retired(
     assert capsys.readouterr().out.strip() == (
         "trips: read 1, loaded 0, rejected 0, deduplicated 1, retired 2"
     )
+    _write(path, "d")  # as a feed, a file of new rows retires nothing
+    assert main(["ingest", "visits", str(path), "--mapping", str(mapping), "--mode", "append"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        "trips: read 1, loaded 1, rejected 0, deduplicated 0"
+    )
+    assert _ids(settings) == ["a", "d"]
 
 
 def test_a_feed_keeps_what_its_new_version_does_not_repeat(

@@ -117,6 +117,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="OLD_URI",
         help="the list of this source name moved from OLD_URI: bind the name to the new URI",
     )
+    ingest.add_argument(
+        "--mode",
+        choices=["snapshot", "append"],
+        help="snapshot (default): the list is the whole list, facts it no longer holds are "
+        "retired; append: a feed, absent records stay",
+    )
     _add_progress(ingest)
     sql = commands.add_parser("sql", help="read-only query on the warehouse")
     sql.add_argument("query")
@@ -198,6 +204,7 @@ def _load(args: argparse.Namespace, settings: Settings) -> None:
                 args.name,
                 settings,
                 args.moved_from,
+                args.mode,
             )
             results = [pipeline.run_source(source, settings, force=args.force, steps=steps)]
         else:

@@ -587,10 +587,12 @@ def source_for(
     name: str | None = None,
     settings: Settings | None = None,
     moved_from: str | None = None,
+    mode: Literal["snapshot", "append"] | None = None,
 ) -> Source:
     """Build the Source for a one-off `ingest` from its command-line parts.
 
-    `moved_from` declares that the name's list moved from that URI (`ingest --moved-from`).
+    `moved_from` declares that the name's list moved from that URI (`ingest --moved-from`);
+    `mode` is `ingest --mode` (None: the Source's default, snapshot).
     """
     check_uri(name or uri, uri, (settings or Settings()).allowed_schemes)
     mapping = load_mapping(mapping_path, kind, settings) if mapping_path else None
@@ -607,6 +609,7 @@ def source_for(
             format=resolved,
             mapping=mapping,
             moved_from=resolve_uri(moved_from, Path.cwd()) if moved_from else None,
+            **({"mode": mode} if mode else {}),
         )
     except ValidationError as exc:
         raise _explain(exc, f"ingest of {uri}") from exc
