@@ -192,7 +192,7 @@ def test_an_empty_version_retires_nothing(settings: Settings, tmp_path: Path) ->
     assert _ids(settings) == ["a", "b"] == _published(settings)
 
 
-def _seats(path: Path, years: list[int]) -> Source:
+def _seats(path: Path, years: list[int | str]) -> Source:
     path.write_text("c,y\n" + "".join(f"Kazakhstan,{y}\n" for y in years), encoding="utf-8")
     return Source.model_validate(
         {
@@ -229,6 +229,35 @@ def test_a_yearly_period_that_lost_its_first_year_replaces_the_old_period(
     assert run_query(settings, "SELECT fact_id, year FROM retired_facts").rows() == [
         ("seats:Kazakhstan|2016", 2016)
     ]
+
+
+def test_a_yearly_period_with_a_year_rejected_is_rebuilt_not_counted_twice(
+    settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "seats.csv"
+    source = _seats(path, [])
+    source = source.model_copy(
+        update={
+            "mapping": source.mapping.model_copy(
+                update={
+                    "columns": {"id": "notes", "c": "country", "y": "year"},
+                    "record_id": ["id"],
+                }
+            )
+        }
+    )
+    path.write_text("id,c,y\ns17,Kazakhstan,2017\ns18,Kazakhstan,2018\n", encoding="utf-8")
+    run_source(source, settings)
+    assert _ids(settings, "memberships") == ["s17..s18"]
+    # the 2017 row is still in the list, with a country that is none: it waits in quarantine
+    path.write_text("id,c,y\ns17,Atlantis,2017\ns18,Kazakhstan,2018\n", encoding="utf-8")
+    edited = run_source(source, settings)
+    assert (edited.rows_rejected, edited.rows_retired) == (1, 1)
+    assert _ids(settings, "memberships") == ["s18"]
+    seats = run_query(
+        settings, "SELECT year, elected_seats FROM annual_summary WHERE country = 'KAZ' ORDER BY 1"
+    ).rows()
+    assert dict(seats)[2018] == 1  # the 2018 seat once, not in the old period and the new one
 
 
 def test_a_run_killed_inside_the_retiring_load_retires_nothing(tmp_path: Path) -> None:

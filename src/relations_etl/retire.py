@@ -36,22 +36,23 @@ def retire(
     recorded entry) retires nothing, and neither does an empty version (`rows_read` 0): a list
     with no row at all is far more often an export or a download gone wrong than the end of
     every record. A fact whose record is in the list but rejected this time stays: the list
-    still names it, and the row waits in quarantine for its fix.
+    still names it, and the row waits in quarantine for its fix (a period collapsed from
+    several yearly rows is the exception: it is rebuilt from the rows that pass).
     """
     if source is None or source.mode != "snapshot" or rows_read == 0:
         return 0
     kind = batch.kind
     table, ident = TABLE[kind], ID_COLUMN[kind]
-    # a period collapsed from yearly rows has the record range "first..last" as its record
+    # a period collapsed from yearly rows ("first..last") is rebuilt from the rows that pass:
+    # kept beside the new periods because one of its years failed, it would count the others
+    # twice, so only a fact of one record is kept for its rejected row
     conn.execute(
         f"""CREATE OR REPLACE TEMP TABLE _retiring AS
         SELECT t.* FROM {table} AS t
         WHERE t.source = ?
           AND NOT EXISTS (SELECT 1 FROM {staged} AS s WHERE s.{ident} = t.{ident})
           AND NOT EXISTS (
-              SELECT 1 FROM {rejected} AS r
-              WHERE r.source_record = t.source_record
-                 OR starts_with(t.source_record, r.source_record || '..'))""",
+              SELECT 1 FROM {rejected} AS r WHERE r.source_record = t.source_record)""",
         [batch.source],
     )
     row = conn.execute("SELECT count(*) FROM _retiring").fetchone()
