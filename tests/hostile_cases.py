@@ -64,6 +64,9 @@ def case_source(case: dict[str, Any], uri: str, folder: Path, settings: Any) -> 
         landing=case.get("landing"),
         # every case loads as `hostile` over good.csv: each declares the move, as a user must
         moved_from=None if uri == str(CASES_DIR / "good.csv") else str(CASES_DIR / "good.csv"),
+        # a case is one more file for the source, not a new version of the whole list: what
+        # the corpus checks is that hostile input never costs a row already loaded
+        mode="append",
     )
 
 

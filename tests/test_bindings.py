@@ -101,8 +101,10 @@ def test_a_declared_move_rebinds_the_name_once(settings: Settings, lists: Path) 
     moved = source_for(Kind.RELATIONS, "b/data.csv", None, None, moved_from=f"file://{old}")
     run_source(moved, settings)
     assert _binding(settings, "data") == (new, old)
-    # the moved list's row 1 replaced row 1 of the old one, as the user declared it would
-    assert [c for *_, c in _relations(settings)] == ["IND", "JPN"]
+    # the moved list's row 1 replaced row 1 of the old one, as the user declared it would; the
+    # moved list is the whole list now (a snapshot), so the old row 2 it lacks is retired
+    assert [c for *_, c in _relations(settings)] == ["IND"]
+    assert run_query(settings, "SELECT fact_id FROM retired_facts").rows() == [("data:2",)]
     # the declaration left in place lets no later, different move through, nor a move back
     _list(lists / "c" / "data.csv", "China")
     for uri in ("c/data.csv", "a/data.csv"):

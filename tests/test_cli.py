@@ -86,6 +86,8 @@ def test_run_then_report_and_sql(cli: Cli) -> None:
             "outbound_head_visits": "2",
             "chairmanships": "2",
             "elected_seats": "1",
+            "outbound_foreign_minister_visits": "0",
+            "memberships": "4",
         }
     ]
     quarantine = cli("quarantine").stdout
@@ -176,6 +178,8 @@ def test_sql_prints_json_with_types_and_csv_as_before(
             "outbound_head_visits": 2,
             "chairmanships": 2,
             "elected_seats": 1,
+            "outbound_foreign_minister_visits": 0,
+            "memberships": 4,
         }
     ]
     typed = json.loads(

@@ -31,8 +31,16 @@ from relations_etl.contract import (
     published_tables,
 )
 from relations_etl.contract_compat import changes, verdict
-from relations_etl.contract_files import ContractError, check, history_problems, write
+from relations_etl.contract_files import (
+    ContractError,
+    check,
+    history_problems,
+    shipped,
+    view_columns,
+    write,
+)
 from relations_etl.facts import fact_columns
+from relations_etl.load import apply_sql
 from relations_etl.pipeline import run_source
 from relations_etl.query import run_query
 from relations_etl.settings import Settings
@@ -155,6 +163,41 @@ def test_contracts_refuse_a_shipped_version_the_code_broke(tmp_path: Path) -> No
     assert "CONTRACT_VERSION = '1.0.0'" in problems[1]
     assert problems[1:] and len(problems) == 2
     assert problems[0] in check(chain)
+
+
+def test_no_column_analysts_query_is_a_reserved_word() -> None:
+    conn = duckdb.connect()
+    try:
+        apply_sql(conn, REPO / "warehouse" / "sql")
+        reserved = conn.execute(
+            """SELECT c.table_name || '.' || c.column_name
+            FROM information_schema.columns AS c
+            JOIN duckdb_keywords() AS k ON lower(k.keyword_name) = lower(c.column_name)
+            WHERE k.keyword_category = 'reserved' ORDER BY 1"""
+        ).fetchall()
+        # so a steward's query needs no quotes
+        assert conn.sql("SELECT column_name, check_name, rows FROM quarantine_summary").columns == [
+            "column_name",
+            "check_name",
+            "rows",
+        ]
+    finally:
+        conn.close()
+    assert reserved == []
+
+
+def test_renaming_a_view_column_was_a_major_version() -> None:
+    history = shipped(REPO / "schemas")
+    views = {f"view {v}": c for v, c in view_columns(REPO / "warehouse" / "sql").items()}
+    assert "view quarantine_summary" not in history["1.1.0"]  # views are tracked from 1.2.0
+    assert {"column", "check"} <= set(history["1.2.0"]["view quarantine_summary"])
+    assert views["view rejections_by_reason"]["check_name"] == "VARCHAR"
+    current = {**history[CONTRACT_VERSION], **views}
+    problems = verdict("1.2.0", history["1.2.0"], "1.3.0", current)
+    removed = "column view rejections_by_reason.check removed since contract 1.2.0"
+    assert f"{removed} but the version is 1.3.0" in problems
+    assert "CONTRACT_VERSION = '2.0.0'" in problems[-1]
+    assert verdict("1.2.0", history["1.2.0"], "2.0.0", current) == []
 
 
 @pytest.fixture

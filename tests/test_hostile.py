@@ -77,6 +77,9 @@ def hostile_source(case: dict[str, Any], name: str = NAME) -> Source:
         mapping=mapping,
         # every case loads as `hostile` over good.csv: each declares the move, as a user must
         moved_from=good if uri != good else None,
+        # a case is one more file for the source, not a new version of the whole list: what
+        # the corpus checks is that hostile input never costs a row already loaded
+        mode="append",
     )
 
 

@@ -112,7 +112,7 @@ def test_reported_totals_load_quarantine_and_publish_like_every_kind(demo: Setti
     assert batch.rows() == [(4, 3, 1, 0)]
     reasons = run_query(
         demo,
-        'SELECT "column", "check", "values" FROM rejections_by_reason '
+        "SELECT column_name, check_name, values FROM rejections_by_reason "
         "WHERE source = 'kz-reported-totals'",
     )
     assert reasons.rows() == [("value", "whole_number", "several")]
@@ -339,6 +339,8 @@ def test_text_markdown_and_html_show_the_same_figures(demo: Settings) -> None:
         "outbound_head_visits": 2,
         "chairmanships": 2,
         "elected_seats": 1,
+        "outbound_foreign_minister_visits": 0,
+        "memberships": 4,
     }
     for shown in (text, markdown, page):
         for coverage in ("5 of 186 published", "5 of 32 published", "1 of 24 published"):

@@ -27,7 +27,16 @@ from relations_etl.errors import (
     sentence,
 )
 from relations_etl.load import LoadResult, connect
-from relations_etl.quarantine import describe, open_rejections, unresolved_summary
+from relations_etl.quarantine import (
+    TOP_VALUES,
+    count_open,
+    count_reasons,
+    count_unresolved,
+    describe,
+    open_rejections,
+    reason_summary,
+    unresolved_summary,
+)
 from relations_etl.query import run_query
 from relations_etl.report import annual_report, resolve_report_country, write_html
 from relations_etl.settings import Settings
@@ -35,6 +44,7 @@ from relations_etl_flows.output import (
     FORMATS,
     error_paragraph,
     print_frame,
+    print_more,
     print_paragraphs,
     print_results,
 )
@@ -66,6 +76,24 @@ def _add_output_format(command: argparse.ArgumentParser) -> None:
     )
 
 
+# rows of `quarantine` shown at a terminal unless --limit says otherwise: a list of 40,000
+# rejected rows is for a file or a pipe, not for a screen
+QUARANTINE_LIMIT = 50
+# values listed under the rows at a terminal; `quarantine --summary` lists them by reason
+QUARANTINE_VALUES = 10
+
+
+def _count_arg(text: str) -> int:
+    """A non-negative whole number for --limit."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (all) or more, not {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relations-etl",
@@ -93,6 +121,12 @@ def _parser() -> argparse.ArgumentParser:
         "--moved-from",
         metavar="OLD_URI",
         help="the list of this source name moved from OLD_URI: bind the name to the new URI",
+    )
+    ingest.add_argument(
+        "--mode",
+        choices=["snapshot", "append"],
+        help="snapshot (default): the list is the whole list, facts it no longer holds are "
+        "retired; append: a feed, absent records stay",
     )
     _add_progress(ingest)
     sql = commands.add_parser("sql", help="read-only query on the warehouse")
@@ -136,6 +170,19 @@ def _parser() -> argparse.ArgumentParser:
         help="replay: re-check open rows against today's reference data",
     )
     quarantine.add_argument("--source", help="only this source")
+    quarantine.add_argument(
+        "--limit",
+        type=_count_arg,
+        metavar="N",
+        help=f"print at most N rows, 0 for all (default: {QUARANTINE_LIMIT} at a terminal, all "
+        "when the output is a pipe or a file)",
+    )
+    quarantine.add_argument(
+        "--summary",
+        action="store_true",
+        help="only the counts by reason (source, column, check), with the values that stop "
+        f"most rows (the top {TOP_VALUES} of each reason)",
+    )
     _add_output_format(quarantine)
     contracts = commands.add_parser(
         "contracts", help="regenerate the contract files other teams read (schemas/)"
@@ -167,6 +214,7 @@ def _load(args: argparse.Namespace, settings: Settings) -> None:
                 args.name,
                 settings,
                 args.moved_from,
+                args.mode,
             )
             results = [pipeline.run_source(source, settings, force=args.force, steps=steps)]
         else:
@@ -180,6 +228,32 @@ def _load(args: argparse.Namespace, settings: Settings) -> None:
         raise PublishPendingError(
             f"{len(pending)} source(s) loaded, their Parquet files pending: " + "; ".join(pending)
         )
+
+
+def _quarantine(args: argparse.Namespace, settings: Settings) -> None:
+    """The open quarantine rows (or, with --summary, their counts by reason), limited at a
+    terminal; what was left out is said on stdout for a table, on stderr for CSV and JSON."""
+    if args.limit is None:
+        limit = QUARANTINE_LIMIT if sys.stdout.isatty() else None
+    else:
+        limit = args.limit or None
+    fmt = args.output_format
+    if args.summary:
+        reasons = reason_summary(settings, args.source, limit)
+        print_frame(reasons, fmt)
+        print_more(reasons.height, count_reasons(settings, args.source), "reason", fmt)
+        return
+    rows = open_rejections(settings, args.source, limit)
+    print_frame(rows, fmt)
+    total = count_open(settings, args.source) if limit is not None else rows.height
+    print_more(rows.height, total, "row", fmt)
+    if fmt == "table":
+        values = unresolved_summary(settings, args.source, QUARANTINE_VALUES)
+        print(f"\n{total} row(s) in quarantine. Values that stopped them:")
+        print_paragraphs(describe(values), indent=2)
+        more = count_unresolved(settings, args.source) - values.height
+        if more > 0:
+            print(f"  and {more} more: `relations-etl quarantine --summary` counts them by reason")
 
 
 def _nightly(args: argparse.Namespace, settings: Settings) -> list[LoadResult]:
@@ -219,11 +293,7 @@ def main(argv: list[str] | None = None) -> int:
                 frame = run_query(settings, args.query, args.read)
             print_frame(frame, args.output_format)
         elif args.command == "quarantine":
-            rows = open_rejections(settings, args.source)
-            print_frame(rows, args.output_format)
-            if args.output_format == "table":
-                print(f"\n{rows.height} row(s) in quarantine. Values that stopped them:")
-                print_paragraphs(describe(unresolved_summary(settings, args.source)), indent=2)
+            _quarantine(args, settings)
         elif args.command == "contracts":
             from relations_etl.contract_files import check, write
 

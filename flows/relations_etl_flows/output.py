@@ -184,6 +184,20 @@ def _emit(out: TextIO, renderables: list[RenderableType]) -> None:
     out.write("\n".join(line.rstrip() for line in captured.get().split("\n")))
 
 
+def print_more(shown: int, total: int, noun: str, fmt: Format) -> None:
+    """Say how many of `total` rows a limit left out, and how to see them: under a table on
+    stdout, on stderr for CSV and JSON (whose stdout stays the data alone). Nothing when none."""
+    if shown >= total:
+        return
+    rest = total - shown
+    line = (
+        f"{shown} of {total} {noun}s shown; {rest} more {noun}{'s' if rest != 1 else ''}: "
+        "`--limit 0` shows all, `--limit N` the first N"
+    )
+    out = sys.stdout if fmt == "table" else sys.stderr
+    print(line, file=out, flush=True)
+
+
 def print_paragraphs(lines: list[str], indent: int = 0, file: TextIO | None = None) -> None:
     """Lines of prose, wrapped at word boundaries to the terminal's width, each indented."""
     _emit(file or sys.stdout, [Padding(Text(line), (0, 0, 0, indent)) for line in lines])
@@ -211,5 +225,6 @@ def print_results(results: list[LoadResult]) -> None:
         dropped = f", dropped {r.rows_dropped}" if r.rows_dropped else ""
         print(
             f"{r.source}: read {r.rows_read}, loaded {r.rows_loaded}, "
-            f"rejected {r.rows_rejected}, deduplicated {r.rows_deduplicated}{dropped}{pending}"
+            f"rejected {r.rows_rejected}, deduplicated {r.rows_deduplicated}{dropped}"
+            f"{f', retired {r.rows_retired}' if r.rows_retired else ''}{pending}"
         )

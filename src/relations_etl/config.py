@@ -322,6 +322,10 @@ class Source(_Strict):
     moved_from: str | None = None
     """The URI this source's name was bound to before the list moved: declares the move, so the
     name is bound to `uri` from this load on (see `relations_etl.bindings`)."""
+    mode: Literal["snapshot", "append"] = "snapshot"
+    """snapshot: each version of the list is the whole truth, so a fact of this source that the
+    new version no longer holds is retired (see `relations_etl.retire`); append: a feed, whose
+    rows absent from a new version say nothing and stay."""
 
     @model_validator(mode="after")
     def _known_format(self) -> Source:
@@ -702,10 +706,12 @@ def source_for(
     name: str | None = None,
     settings: Settings | None = None,
     moved_from: str | None = None,
+    mode: Literal["snapshot", "append"] | None = None,
 ) -> Source:
     """Build the Source for a one-off `ingest` from its command-line parts.
 
-    `moved_from` declares that the name's list moved from that URI (`ingest --moved-from`).
+    `moved_from` declares that the name's list moved from that URI (`ingest --moved-from`);
+    `mode` is `ingest --mode` (None: the Source's default, snapshot).
     """
     check_uri(name or uri, uri, (settings or Settings()).allowed_schemes)
     mapping = load_mapping(mapping_path, kind, settings) if mapping_path else None
@@ -722,6 +728,7 @@ def source_for(
             format=resolved,
             mapping=mapping,
             moved_from=resolve_uri(moved_from, Path.cwd()) if moved_from else None,
+            **({"mode": mode} if mode else {}),
         )
     except ValidationError as exc:
         raise _explain(exc, f"ingest of {uri}") from exc

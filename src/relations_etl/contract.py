@@ -17,10 +17,11 @@ from relations_etl.facts import (
     fact_columns,
 )
 
-# Semantic version of the published tables. A removed or retyped column (or table) needs a
-# major bump, an added one at least a minor bump; `relations-etl contracts` then ships
-# schemas/history/<version>.json and tests/test_contract.py checks the bump against it.
-CONTRACT_VERSION = "1.1.0"
+# Semantic version of the published tables and of the analyst views (from 1.2.0 on). A removed,
+# renamed or retyped column (or table, or view) needs a major bump, an added one at least a
+# minor bump; `relations-etl contracts` then ships schemas/history/<version>.json and
+# tests/test_contract.py checks the bump against it.
+CONTRACT_VERSION = "2.1.0"
 
 REJECTED_ROWS = "rejected_rows"
 # Parquet key-value metadata: the version, the table, and one entry per column.

@@ -76,6 +76,38 @@ def arrow_schemas(sql_dir: Path) -> dict[str, pa.Schema]:
     return schemas
 
 
+# analyst views are named so in compatibility messages ("column view annual_summary.x removed")
+VIEW_PREFIX = "view "
+
+
+def view_columns(sql_dir: Path) -> Tables:
+    """view -> column -> DuckDB type of every analyst view (the reporting layer; staging views
+    `stg_*` rename and cast for it and are not part of the contract)."""
+    conn = duckdb.connect()
+    try:
+        apply_sql(conn, sql_dir)
+        rows = conn.execute(
+            """SELECT c.table_name, c.column_name, c.data_type
+            FROM information_schema.columns AS c
+            JOIN duckdb_views() AS v ON v.view_name = c.table_name
+            WHERE NOT v.internal AND NOT v.temporary AND NOT starts_with(v.view_name, 'stg_')
+            ORDER BY c.table_name, c.ordinal_position"""
+        ).fetchall()
+    finally:
+        conn.close()
+    views: Tables = {}
+    for view, column, dtype in rows:
+        views.setdefault(view, {})[column] = dtype
+    return views
+
+
+def compared(document: dict[str, Any]) -> Tables:
+    """What a compatibility check compares in a history document: the published tables and,
+    from 1.2.0 on, the analyst views (as `view <name>`); older documents have no views."""
+    views = document.get("views", {})
+    return {**document["tables"], **{f"{VIEW_PREFIX}{v}": c for v, c in views.items()}}
+
+
 def contract_tables(schemas: dict[str, pa.Schema]) -> Tables:
     """table -> column -> Arrow type: what a compatibility check compares."""
     return {table: {f.name: str(f.type) for f in schema} for table, schema in schemas.items()}
@@ -269,14 +301,33 @@ def _json(document: object) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
-def history_document(tables: Tables) -> dict[str, Any]:
-    """What schemas/history/<version>.json ships: the version, and each column's Arrow type."""
-    return {"contract_version": CONTRACT_VERSION, "tables": tables}
+def history_document(tables: Tables, views: Tables) -> dict[str, Any]:
+    """What schemas/history/<version>.json ships: the version, each published column's Arrow
+    type and each analyst view column's DuckDB type."""
+    return {"contract_version": CONTRACT_VERSION, "tables": tables, "views": views}
+
+
+def views_markdown(views: Tables) -> str:
+    """The columns of every analyst view, with their DuckDB types (README says what they mean)."""
+    lines = [
+        "",
+        "# Analyst views",
+        "",
+        "Views of the warehouse (`warehouse/sql/030_reporting.sql`) that queries rely on: a",
+        "renamed or removed column is a major version, an added one a minor version, as for the",
+        "published tables. No column name is an SQL reserved word, so none needs quoting.",
+    ]
+    for view, columns in views.items():
+        lines += ["", f"## {view}", "", "| column | type |", "|---|---|"]
+        lines += [f"| {name} | {_cell(dtype)} |" for name, dtype in columns.items()]
+    return "\n".join(lines) + "\n"
 
 
 def render(sql_dir: Path | None = None) -> dict[str, str]:
     """Every contract file, path relative to schemas/ -> text."""
-    schemas = arrow_schemas(sql_dir or Settings().sql_dir)
+    sql = sql_dir or Settings().sql_dir
+    schemas = arrow_schemas(sql)
+    views = view_columns(sql)
     files: dict[str, str] = {}
     for table, schema in schemas.items():
         yaml_text = _pandera_yaml(table)
@@ -284,7 +335,7 @@ def render(sql_dir: Path | None = None) -> dict[str, str]:
             files[f"{table}.pandera.yaml"] = yaml_text
         files[f"{table}.schema.json"] = _json(json_schema(table, schema))
         files[f"{table}.arrow.json"] = _json(arrow_document(table, schema))
-    files["tables.md"] = tables_markdown(schemas)
+    files["tables.md"] = tables_markdown(schemas) + views_markdown(views)
     files["contract.json"] = _json(
         {
             "contract_version": CONTRACT_VERSION,
@@ -301,9 +352,10 @@ def render(sql_dir: Path | None = None) -> dict[str, str]:
                 }
                 for t in schemas
             },
+            "views": list(views),
         }
     )
-    history = _json(history_document(contract_tables(schemas)))
+    history = _json(history_document(contract_tables(schemas), views))
     files[f"{HISTORY}/{CONTRACT_VERSION}.json"] = history
     return files
 
@@ -315,7 +367,7 @@ def shipped(folder: Path) -> dict[str, Tables]:
         document = json.loads(path.read_text(encoding="utf-8"))
         if document["contract_version"] != path.stem:
             raise ContractError(f"{path} holds contract {document['contract_version']}")
-        found[path.stem] = document["tables"]
+        found[path.stem] = compared(document)
     return dict(sorted(found.items(), key=lambda item: parse_version(item[0])))
 
 
@@ -344,7 +396,7 @@ def history_problems(folder: Path, tables: Tables) -> list[str]:
 def write(folder: Path, sql_dir: Path | None = None) -> list[Path]:
     """Regenerate every contract file in `folder`; refuse when the code broke a shipped version."""
     files = render(sql_dir)
-    tables = json.loads(files[f"{HISTORY}/{CONTRACT_VERSION}.json"])["tables"]
+    tables = compared(json.loads(files[f"{HISTORY}/{CONTRACT_VERSION}.json"]))
     problems = history_problems(folder, tables)
     if problems:
         raise ContractError("the published contract changed:\n  " + "\n  ".join(problems))
@@ -382,5 +434,5 @@ def check(folder: Path, sql_dir: Path | None = None) -> list[str]:
         elif target.read_text(encoding="utf-8") != text:
             stale.append(f"{target}: differs from the code")
     stale += [f"{p}: no longer generated" for p in _unexpected(folder, files)]
-    tables = json.loads(files[f"{HISTORY}/{CONTRACT_VERSION}.json"])["tables"]
+    tables = compared(json.loads(files[f"{HISTORY}/{CONTRACT_VERSION}.json"]))
     return stale + history_problems(folder, tables)

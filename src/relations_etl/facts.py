@@ -20,6 +20,8 @@ METRICS = (
     "outbound_head_visits",
     "chairmanships",
     "elected_seats",
+    "outbound_foreign_minister_visits",
+    "memberships",
 )
 __all__ = ["EVENTS", "METRICS", "PRECISIONS", "ROLES", "STATUSES", "VISIT_TYPES"]
 

@@ -25,6 +25,7 @@ from relations_etl.errors import (
 from relations_etl.facts import ID_COLUMN, TABLE, content_columns, fact_columns, year_sql
 from relations_etl.lock import holder
 from relations_etl.reference import Reference
+from relations_etl.retire import record_retired, retire
 from relations_etl.settings import Settings
 from relations_etl.split import RAW_KEYS
 
@@ -68,6 +69,8 @@ class LoadResult:
     rows_dropped: int = 0
     """Rows the mapping's drop rules removed (counted in `rows_read`, by reason in
     dropped_rows)."""
+    rows_retired: int = 0
+    """Facts of a snapshot source that this batch's list no longer held (see `retire`)."""
 
 
 def _one_line(exc: BaseException) -> str:
@@ -461,6 +464,8 @@ def load_batch(
             {table: years, "rejected_rows": rejected_years},
             rows_dropped=rows_dropped,
         )
+        if failure is None and replayed is None:  # a snapshot list retires the facts it dropped
+            result.rows_retired = retire(conn, batch, entry, result.years, rows_read)
         # a failed batch loads none of its rows: those that passed are neither loaded nor
         # rejected, and stay in the list for the run that loads it
         if failure is None and rows_read != (
@@ -493,6 +498,7 @@ def load_batch(
             fingerprint,
             None if failure is None else str(failure),
         )
+        record_retired(conn, batch.batch_id, result.rows_retired)
         conn.commit()
     except Exception:
         conn.rollback()

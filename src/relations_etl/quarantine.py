@@ -31,8 +31,10 @@ def _where(source: str | None) -> tuple[str, list[object]]:
     return ("AND source = ?", [source]) if source else ("", [])
 
 
-def open_rejections(settings: Settings, source: str | None = None) -> pl.DataFrame:
-    """Open quarantine rows with every reason, oldest first."""
+def open_rejections(
+    settings: Settings, source: str | None = None, limit: int | None = None
+) -> pl.DataFrame:
+    """Open quarantine rows with every reason, oldest first; only the first `limit` if given."""
     where, params = _where(source)
     conn = connect(settings, read_only=True)
     try:
@@ -40,7 +42,7 @@ def open_rejections(settings: Settings, source: str | None = None) -> pl.DataFra
             f"""SELECT source, source_file, source_row, source_record,
                    list_transform(errors, lambda e: e."column" || ': ' || e.message) AS reasons
             FROM rejected_rows WHERE resolved_batch_id IS NULL {where}
-            ORDER BY rejected_at, source, source_file, source_row""",
+            ORDER BY rejected_at, source, source_file, source_row {_limit(limit)}""",
             params=params,
         ).pl()
     finally:
@@ -48,17 +50,120 @@ def open_rejections(settings: Settings, source: str | None = None) -> pl.DataFra
     return frame.with_columns(pl.col("reasons").list.join("; "))
 
 
-def unresolved_summary(settings: Settings, source: str | None = None) -> pl.DataFrame:
+def _limit(limit: int | None) -> str:
+    return "" if limit is None else f"LIMIT {int(limit)}"
+
+
+def _count(settings: Settings, query: str, params: list[object]) -> int:
+    conn = connect(settings, read_only=True)
+    try:
+        row = conn.execute(query, params).fetchone()
+    finally:
+        conn.close()
+    return int(row[0]) if row else 0
+
+
+def count_open(settings: Settings, source: str | None = None) -> int:
+    """How many rows are open in quarantine (of one source, if given)."""
+    where, params = _where(source)
+    return _count(
+        settings,
+        f"SELECT count(*) FROM rejected_rows WHERE resolved_batch_id IS NULL {where}",
+        params,
+    )
+
+
+def unresolved_summary(
+    settings: Settings, source: str | None = None, limit: int | None = None
+) -> pl.DataFrame:
     """Values that stopped rows, by frequency: what a steward should add or fix first."""
     where, params = _where(source)
     conn = connect(settings, read_only=True)
     try:
         summary: pl.DataFrame = conn.sql(
-            f"SELECT * FROM quarantine_summary WHERE true {where}", params=params
+            f"SELECT * FROM quarantine_summary WHERE true {where} {_limit(limit)}", params=params
         ).pl()
         return summary
     finally:
         conn.close()
+
+
+def count_unresolved(settings: Settings, source: str | None = None) -> int:
+    """How many rows `unresolved_summary` has without a limit."""
+    where, params = _where(source)
+    return _count(settings, f"SELECT count(*) FROM quarantine_summary WHERE true {where}", params)
+
+
+# a value longer than this is cut in the summary: a whole raw line is not a useful label
+SHOWN_VALUE = 40
+# values named per reason in the summary
+TOP_VALUES = 5
+
+
+def reason_summary(
+    settings: Settings, source: str | None = None, limit: int | None = None
+) -> pl.DataFrame:
+    """Open rows counted by reason (source, kind, column, check), most rows first, each with
+    its number of distinct values and its TOP_VALUES most frequent values with their rows."""
+    where, params = _where(source)
+    quoted = f"chr(39) || left(v.error_value, {SHOWN_VALUE}) || chr(39)"
+    conn = connect(settings, read_only=True)
+    try:
+        frame: pl.DataFrame = conn.sql(
+            f"""WITH
+            errs AS (
+                SELECT source, kind, error_column, error_check, error_value, source_file,
+                       source_row
+                FROM stg_rejections WHERE true {where}
+            ),
+            reasons AS (
+                SELECT source, kind, error_column, error_check,
+                       count(DISTINCT (source_file, source_row)) AS rows,
+                       count(DISTINCT coalesce(error_value, chr(0))) AS distinct_values
+                FROM errs GROUP BY ALL
+            ),
+            by_value AS (
+                SELECT source, kind, error_column, error_check, error_value,
+                       count(DISTINCT (source_file, source_row)) AS rows
+                FROM errs GROUP BY ALL
+            ),
+            ranked AS (
+                SELECT *, row_number() OVER (
+                    PARTITION BY source, kind, error_column, error_check
+                    ORDER BY rows DESC, error_value NULLS LAST) AS rank
+                FROM by_value
+            ),
+            final AS (
+                SELECT r.source, r.kind, r.error_column AS column_name,
+                       r.error_check AS check_name, r.rows, r.distinct_values,
+                       string_agg(
+                           CASE WHEN v.error_value IS NULL THEN '(empty)'
+                                WHEN length(v.error_value) > {SHOWN_VALUE} THEN {quoted} || '...'
+                                ELSE {quoted} END || ' (' || v.rows || ')',
+                           ', ' ORDER BY v.rank) AS top_values
+                FROM reasons AS r
+                JOIN ranked AS v USING (source, kind, error_column, error_check)
+                WHERE v.rank <= {TOP_VALUES}
+                GROUP BY ALL
+                ORDER BY r.rows DESC, r.source, column_name, check_name
+            )
+            SELECT * FROM final {_limit(limit)}""",
+            params=params,
+        ).pl()
+    finally:
+        conn.close()
+    return frame
+
+
+def count_reasons(settings: Settings, source: str | None = None) -> int:
+    """How many rows `reason_summary` has without a limit."""
+    where, params = _where(source)
+    return _count(
+        settings,
+        "SELECT count(*) FROM (SELECT DISTINCT source, kind, error_column, error_check "
+        f"FROM stg_rejections WHERE true {where})",
+        params,
+    )
 
 
 def describe(summary: pl.DataFrame) -> list[str]:

@@ -173,3 +173,20 @@ CREATE TABLE IF NOT EXISTS published_files (
     published_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (table_name, year)
 );
+
+-- Facts a snapshot source's list no longer holds (see README "Snapshots and feeds"): moved out
+-- of their fact table by the batch that loaded that version, in the same transaction, whole
+-- and with their lineage, so nothing a list once said is lost.
+CREATE TABLE IF NOT EXISTS retired_facts (
+    batch_id       VARCHAR NOT NULL,   -- the batch whose list no longer held the fact
+    source         VARCHAR NOT NULL,
+    kind           VARCHAR NOT NULL,
+    fact_id        VARCHAR NOT NULL,   -- visit_id, membership_id, relation_id or reported_id
+    source_record  VARCHAR NOT NULL,
+    year           INTEGER,            -- the Parquet year the fact was published under
+    retired_at     TIMESTAMPTZ NOT NULL,
+    fact           JSON NOT NULL       -- the row as it was, its own batch_id and loaded_at included
+);
+
+-- facts each batch retired (0 for a feed, a replay or a failed batch)
+ALTER TABLE load_batches ADD COLUMN IF NOT EXISTS rows_retired BIGINT DEFAULT 0;

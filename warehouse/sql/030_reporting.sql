@@ -166,9 +166,10 @@ final AS (
 SELECT * FROM final;
 
 -- One row per (country, year) from the country's first fact up to the current year, with the
--- state at year end (relations, chairs, seats) and the year's visits. A year after the current
--- one has no row: the lists record what happened, so nothing is known of it yet (a term that
--- ends in 2027 is a plan until then), and a relation in force today is not counted ahead.
+-- state at year end (relations, memberships, chairs, seats) and the year's visits both ways. A
+-- year after the current one has no row: the lists record what happened, so nothing is known of
+-- it yet (a term that ends in 2027 is a plan until then), and a relation in force today is not
+-- counted ahead.
 CREATE OR REPLACE VIEW annual_summary AS
 WITH
 horizon AS (
@@ -218,7 +219,9 @@ inbound AS (
 ),
 outbound AS (
     SELECT reporting_country AS country, year,
-           count(*) FILTER (WHERE is_head) AS outbound_head_visits
+           count(*) FILTER (WHERE is_head) AS outbound_head_visits,
+           count(*) FILTER (WHERE visitor_role = 'foreign_minister')
+               AS outbound_foreign_minister_visits
     FROM visits_outbound
     GROUP BY ALL
 ),
@@ -230,6 +233,18 @@ seats AS (
          range(m.first_year, least(coalesce(m.last_year, h.last_year), h.last_year) + 1) AS y(year)
     GROUP BY ALL
 ),
+-- organizations the country is a full member of on 31 December (seats on bodies, chairs,
+-- associates, observers and partners are not memberships); an end known to the year is stored
+-- as its last day, so a membership that ends "2020" counts at the end of 2020
+members_at_year_end AS (
+    SELECT s.country, s.year, count(DISTINCT m.organization) AS memberships
+    FROM spine AS s
+    JOIN stg_memberships AS m
+      ON m.country = s.country AND m.status = 'member' AND m.body IS NULL
+     AND m.start_date <= make_date(s.year::BIGINT, 12, 31)
+     AND (m.end_date IS NULL OR m.end_date >= make_date(s.year::BIGINT, 12, 31))
+    GROUP BY s.country, s.year
+),
 final AS (
     SELECT
         s.country,
@@ -240,12 +255,15 @@ final AS (
         coalesce(i.organization_head_visits, 0) AS organization_head_visits,
         coalesce(o.outbound_head_visits, 0) AS outbound_head_visits,
         coalesce(m.chairmanships, 0) AS chairmanships,
-        coalesce(m.elected_seats, 0) AS elected_seats
+        coalesce(m.elected_seats, 0) AS elected_seats,
+        coalesce(o.outbound_foreign_minister_visits, 0) AS outbound_foreign_minister_visits,
+        coalesce(y.memberships, 0) AS memberships
     FROM spine AS s
     LEFT JOIN relations_at_year_end AS r USING (country, year)
     LEFT JOIN inbound AS i USING (country, year)
     LEFT JOIN outbound AS o USING (country, year)
     LEFT JOIN seats AS m USING (country, year)
+    LEFT JOIN members_at_year_end AS y USING (country, year)
 )
 SELECT * FROM final;
 
@@ -285,18 +303,19 @@ final AS (
 )
 SELECT * FROM final;
 
--- What a data steward should add to the reference data, most frequent first.
+-- What a data steward should add to the reference data, most frequent first. No column is named
+-- with an SQL reserved word (column, check), so no query has to quote one.
 CREATE OR REPLACE VIEW quarantine_summary AS
 WITH
 open_errors AS (
     SELECT source, error_column, error_check, error_value FROM stg_rejections
 ),
 final AS (
-    SELECT source, error_column AS "column", error_check AS "check", error_value AS value,
+    SELECT source, error_column AS column_name, error_check AS check_name, error_value AS value,
            count(*) AS rows
     FROM open_errors
     GROUP BY ALL
-    ORDER BY rows DESC, source, "column", value
+    ORDER BY rows DESC, source, column_name, value
 )
 SELECT * FROM final;
 
@@ -308,12 +327,12 @@ open_errors AS (
     FROM stg_rejections
 ),
 final AS (
-    SELECT source, kind, error_column AS "column", error_check AS "check",
+    SELECT source, kind, error_column AS column_name, error_check AS check_name,
            count(DISTINCT (source_file, source_row)) AS rows,
            string_agg(DISTINCT error_value, ', ' ORDER BY error_value) AS "values"
     FROM open_errors
     GROUP BY ALL
-    ORDER BY rows DESC, source, "column", "check"
+    ORDER BY rows DESC, source, column_name, check_name
 )
 SELECT * FROM final;
 

@@ -25,6 +25,8 @@ LABELS = {
     "outbound_head_visits": "Visits abroad by its head of state or government",
     "chairmanships": "Chairmanships held",
     "elected_seats": "Elected seats held",
+    "outbound_foreign_minister_visits": "Visits abroad by its foreign minister",
+    "memberships": "Organizations it is a member of at year end",
 }
 assert tuple(LABELS) == METRICS, "every metric has a label"
 ROLE_LABELS = {
