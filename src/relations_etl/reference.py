@@ -203,6 +203,7 @@ class Reference:
     """Organization code -> the years it was founded and dissolved (None: not known / alive)."""
     _title_keys: list[str] = field(init=False, repr=False)
     _compact: dict[str, set[str]] = field(init=False, repr=False)
+    _validity: pl.DataFrame | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         # longest first: "Premier and Prince" must win over "Premier"
@@ -598,5 +599,8 @@ class Reference:
         )
 
     def validity_frame(self) -> pl.DataFrame:
-        """Each country code with the dates its state existed, for checks over whole periods."""
-        return self.countries_frame().select("code", "name", "valid_from", "valid_to")
+        """Each country code with the dates its state existed, for checks over whole periods
+        (built once: normalize asks for it on every batch)."""
+        if self._validity is None:
+            self._validity = self.countries_frame().select("code", "name", "valid_from", "valid_to")
+        return self._validity

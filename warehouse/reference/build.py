@@ -11,8 +11,10 @@ used unmodified); no GPL table (countrycode, country_converter) is used.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import itertools
 import re
+import shutil
 import sys
 import tempfile
 from collections import defaultdict
@@ -53,7 +55,7 @@ _SHARED: dict[str, list[Spell]] = {
         ("RUS", "1991-12-26", "", "the Russian Federation"),
     ],
     "490": [("COD", "", "", "DR Congo (Zaire 1971-1997, same state)")],
-    "511": [("XZN", "", "", "Zanzibar")],
+    "511": [("XUG", "", "", "Zanzibar")],
     "552": [
         ("RHO", "", "1980-04-17", "Rhodesia (UDI 1965), before independence as Zimbabwe"),
         ("ZWE", "1980-04-18", "", "Zimbabwe"),
@@ -115,6 +117,7 @@ _GW: dict[str, list[Spell]] = {
 }
 # list names a plain lookup does not resolve (or resolves to a label not meant here)
 _NAMES = {
+    "Congo": "COG",  # the list's 484 is Brazzaville (490 is the DR Congo)
     "Antigua & Barbuda": "ATG",
     "Surinam": "SUR",
     "Samoa/Western Samoa": "WSM",
@@ -221,7 +224,9 @@ def _state_codes(
         if same and same.get(code, ("", []))[0] == row[letter]:
             spells[code] = same[code][1]
             continue
-        found = _NAMES.get(name) or ref.resolve_country(name, None).code
+        # the name as the list used it, on the day its spell began ("Yemen" in 1990)
+        day = dt.date.fromisoformat(row["start"])
+        found = _NAMES.get(name) or ref.resolve_country(name, day).code
         if found is None:
             raise SystemExit(f"{system} {code} {name!r}: no project code; add it to the tables")
         spells[code] = [(found, "", "", name)]
@@ -454,10 +459,13 @@ def main(argv: list[str]) -> None:
     """Write country_codes.csv and organizations_cow.csv from the sources folder in argv[1]."""
     sources = Path(argv[1]) if len(argv) > 1 else HERE.parents[2] / "shared" / "reference-sources"
     with tempfile.TemporaryDirectory() as home:
-        settings = Settings(home=Path(home), reference_dir=HERE)
-        (HERE / "country_codes.csv").unlink(missing_ok=True)
-        (HERE / "organizations_cow.csv").unlink(missing_ok=True)
-        ref = Reference.load(settings)
+        # the hand-kept tables only: the outputs of an earlier build must not feed this one
+        curated = Path(home) / "curated"
+        curated.mkdir()
+        for path in HERE.glob("*.csv"):
+            if path.name not in ("country_codes.csv", "organizations_cow.csv"):
+                shutil.copy(path, curated / path.name)
+        ref = Reference.load(Settings(home=Path(home), reference_dir=curated))
     spells: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
     rows = _crosswalk(sources, ref)
     for row in rows:
