@@ -83,6 +83,7 @@ def test_cow_panel_with_codes_written_as_floats_resolves_by_year(tmp_path: Path)
         ["260", "1970", "ITU"],
         ["265", "1980", "ITU"],
         ["255", "1995", "ITU"],
+        ["255", "1990", "ITU"],  # COW 255 is back from 1990-10-03: "1990" covers that day
         ["816", "1970", "UPU"],
         ["817", "1970", "UPU"],
         ["816", "1980", "UPU"],
@@ -94,7 +95,7 @@ def test_cow_panel_with_codes_written_as_floats_resolves_by_year(tmp_path: Path)
         ["240", "1860", "ITU"],
     ]
     settings, result = _load(tmp_path, Kind.MEMBERSHIPS, ["ccode", "year", "ioname"], rows, PANEL)
-    assert (result.rows_read, result.rows_loaded, result.rows_rejected) == (19, 19, 0)
+    assert (result.rows_read, result.rows_loaded, result.rows_rejected) == (20, 20, 0)
     loaded = run_query(
         settings,
         "SELECT source_record, country, organization FROM memberships ORDER BY source_record",
@@ -110,6 +111,7 @@ def test_cow_panel_with_codes_written_as_floats_resolves_by_year(tmp_path: Path)
         "260|1970|ITU": "DEU",
         "265|1980|ITU": "DDR",
         "255|1995|ITU": "DEU",
+        "255|1990|ITU": "DEU",
         "816|1970|UPU": "VDR",
         "817|1970|UPU": "XSV",
         "816|1980|UPU": "VNM",
@@ -284,6 +286,7 @@ def test_the_list_says_which_side_and_other_years_are_one_state(tmp_path: Path) 
         ["China", "1990"],
         ["China", "1930"],
         ["Viet Nam", "2008"],
+        ["Viet Nam", "1976"],  # from 1976-07-02 one state: the year's first day names none
     ]
     settings, result = _load(tmp_path, Kind.MEMBERSHIPS, ["who", "year"], rows, mapping)
     assert result.rows_rejected == 0, _rejections(settings)
@@ -298,6 +301,7 @@ def test_the_list_says_which_side_and_other_years_are_one_state(tmp_path: Path) 
         "China|1990": "CHN",
         "China|1930": "CHN",
         "Viet Nam|2008": "VNM",
+        "Viet Nam|1976": "VNM",
     }
 
 

@@ -178,11 +178,15 @@ def _countries(frame: pl.DataFrame, kind: Kind, ref: Reference, source: Source) 
         system: CodeSystem = source.mapping.codes.get(field, "iso3")
 
         def resolve(
-            label: str | None, day: dt.date | None, field: str = field, system: CodeSystem = system
+            label: str | None,
+            day: dt.date | None,
+            until: dt.date | None,
+            field: str = field,
+            system: CodeSystem = system,
         ) -> Answer:
             if label is None:
                 return {}, None
-            found = ref.resolve_code(system, label, day)
+            found = ref.resolve_code(system, label, day, until)
             if found.code is None:
                 return {}, _error(
                     field, found.check or "country_known", label, found.error or "unresolved"
@@ -192,13 +196,19 @@ def _countries(frame: pl.DataFrame, kind: Kind, ref: Reference, source: Source) 
         # most labels mean the same on every day: resolve those once, not once per date
         labels = frame.get_column(field).drop_nulls().unique().to_list()
         dated = [label for label in labels if ref.depends_on_date(label, system)]
+        # a date known to the year or month is looked up on its first day, and on the rest of
+        # its span if nothing holds that day
+        is_dated = pl.col(field).is_in(dated)
         frame = frame.with_columns(
-            pl.when(pl.col(field).is_in(dated)).then(pl.col(day_field)).alias("_day")
+            pl.when(is_dated).then(pl.col(day_field)).alias("_day"),
+            pl.when(is_dated)
+            .then(_window(day_field, _precision(day_field), last=True))
+            .alias("_until"),
         )
-        frame = _lookup(frame, [field, "_day"], {field + "_code": pl.String()}, resolve)
+        frame = _lookup(frame, [field, "_day", "_until"], {field + "_code": pl.String()}, resolve)
         frame = _existed(frame, kind, field, ref)
         frame = frame.with_columns(pl.col(field + "_code").alias(field)).drop(
-            field + "_code", "_day"
+            field + "_code", "_day", "_until"
         )
     return frame
 

@@ -64,6 +64,23 @@ class Alias:
         )
 
 
+def _meaning(rows: list[Alias], day: dt.date | None, until: dt.date | None) -> list[str]:
+    """The codes a dated label or code means on `day`; when none covers that day and the date
+    stands for a longer span (a year: `day` its first day, `until` its last), the codes that
+    cover part of the span (COW 255 in "1990" is united Germany, from 1990-10-03)."""
+    found = sorted({a.code for a in rows if a.covers(day)})
+    if found or day is None or until is None or until <= day:
+        return found
+    return sorted(
+        {
+            a.code
+            for a in rows
+            if (a.valid_from is None or a.valid_from <= until)
+            and (a.valid_to is None or day <= a.valid_to)
+        }
+    )
+
+
 SYSTEMS: dict[str, str] = {
     "iso2": "ISO 3166 alpha-2",
     "iso-numeric": "ISO 3166 numeric",
@@ -408,13 +425,20 @@ class Reference:
         found = self.lookup_country(label, day)
         return found if found.code is None else self._known(found.code, label, day)
 
-    def lookup_country(self, label: str, day: dt.date | None, *, rules: bool = True) -> Resolution:
+    def lookup_country(
+        self,
+        label: str,
+        day: dt.date | None,
+        *,
+        rules: bool = True,
+        until: dt.date | None = None,
+    ) -> Resolution:
         """The code a label means at `day` (aliases, then ISO names and codes, then the rules
         for run-together and "X (Y)" labels), without checking that the state existed then."""
         k = key(label)
         rows = self.aliases.get(k)
         if rows:
-            matching = sorted({a.code for a in rows if a.covers(day)})
+            matching = _meaning(rows, day, until)
             if len(matching) == 1:
                 return self._exists(matching[0], label)
             if not matching:
@@ -447,14 +471,18 @@ class Reference:
             f"country {label!r} is unknown; add it to country_aliases.csv (alias,code)",
             "country_known",
         )
-        return (self._by_rules(label, day) or unknown) if rules else unknown
+        return (self._by_rules(label, day, until) or unknown) if rules else unknown
 
-    def _by_rules(self, label: str, day: dt.date | None) -> Resolution | None:
+    def _by_rules(
+        self, label: str, day: dt.date | None, until: dt.date | None
+    ) -> Resolution | None:
         """Labels no table holds but that say one country plainly, or None."""
         # "UnitedStates", "Guinea Bissau": the same letters as one known label
         same_letters = self._compact.get(_compact(key(label)), set())
         if same_letters:
-            found = {self.lookup_country(k, day, rules=False).code for k in same_letters}
+            found = {
+                self.lookup_country(k, day, rules=False, until=until).code for k in same_letters
+            }
             if len(found) == 1 and None not in found:
                 return self._exists(found.pop() or "", label)
         parts = _PARENTHESES.match(clean(label) or "")
@@ -463,12 +491,12 @@ class Reference:
         outer, inner = parts.group(1), parts.group(2)
         # "Iran (Islamic Republic of)": the UN's form of "Islamic Republic of Iran"
         if inner.casefold().endswith(" of"):
-            inverted = self.lookup_country(f"{inner} {outer}", day, rules=False)
+            inverted = self.lookup_country(f"{inner} {outer}", day, rules=False, until=until)
             if inverted.code is not None:
                 return inverted
         # "Zaire (Democratic Republic of the Congo)", "Burma (Myanmar)": both sides one state;
         # "Congo (Brazzaville)" is not, its inner part names no country
-        both = {self.lookup_country(p, day, rules=False).code for p in (outer, inner)}
+        both = {self.lookup_country(p, day, rules=False, until=until).code for p in (outer, inner)}
         if len(both) == 1 and None not in both:
             return self._exists(both.pop() or "", label)
         return None
@@ -480,10 +508,13 @@ class Reference:
             )
         return Resolution(code)
 
-    def resolve_code(self, system: CodeSystem, value: str, day: dt.date | None) -> Resolution:
-        """The project code a country code of `system` (cow, gw, iso2, ...) means at `day`."""
+    def resolve_code(
+        self, system: CodeSystem, value: str, day: dt.date | None, until: dt.date | None = None
+    ) -> Resolution:
+        """The project code a country code of `system` (cow, gw, iso2, ...) means at `day`
+        (`until`: the last day the date stands for, when it is known to the year or month)."""
         if system == "iso3":
-            return self.lookup_country(value, day)
+            return self.lookup_country(value, day, until=until)
         name = SYSTEMS[system]
         written = code_value(system, value)
         spells = self.codes.get(system, {}).get(written or "")
@@ -494,7 +525,7 @@ class Reference:
                 f"{system} codes (country_codes.csv lists them)",
                 "country_known",
             )
-        matching = sorted({a.code for a in spells if a.covers(day)})
+        matching = _meaning(spells, day, until)
         if len(matching) == 1:
             return self._exists(matching[0], value)
         spans = ", ".join(f"{a.code} {a.valid_from or '…'}..{a.valid_to or '…'}" for a in spells)
