@@ -324,6 +324,7 @@ class Reference:
         cow_rows = _layered(
             settings, "organizations_cow.csv", ("code", "name", "parent", "same_as"), ("code",)
         )
+        cow_names: dict[str, set[str]] = defaultdict(set)
         for row in cow_rows:
             # COW's own spelling is kept (LoN, ComSec): the codes researchers query by
             same = row["same_as"].upper()
@@ -337,12 +338,15 @@ class Reference:
             organization_names[key(row["code"])] = code
             for label in (row["name"], row.get("cow_name", "")):
                 if label:
-                    organization_names.setdefault(key(label), code)
+                    cow_names[key(label)].add(code)
             known = years.get(code, (None, None))
             years[code] = (
                 known[0] or _year(row.get("founded", ""), row),
                 known[1] or _year(row.get("dissolved", ""), row),
             )
+        for label, codes in cow_names.items():
+            if len(codes) == 1:  # a name COW gives two bodies names neither
+                organization_names.setdefault(label, codes.pop())
         parents = [(r, r["parent"].upper()) for r in organization_rows] + [
             (r, r["parent"]) for r in cow_rows if not r["same_as"]
         ]

@@ -328,6 +328,9 @@ _FULL = {
     "WEU": "Western European Union",
     "SAARC": "South Asian Association for Regional Cooperation",
     "IAEA": "International Atomic Energy Agency",
+    # COW names both "Eastern Caribb. Central Bank"; ECCA (1979-1983) is its predecessor
+    "ECCA": "East Caribbean Currency Authority",
+    "ECCB": "Eastern Caribbean Central Bank",
 }
 # COW abbreviations of organizations the project already codes otherwise: the same body
 _SAME = {
