@@ -327,6 +327,7 @@ def test_the_list_says_which_side_and_other_years_are_one_state(tmp_path: Path) 
         ("Persia (Iran)", "IRN"),
         ("Tanzania (United Republic of)", "TZA"),
         ("Moldova (Republic of)", "MDA"),
+        ("Burma/Myanmar", "MMR"),
         # "Country (region)"
         ("Germany (West)", "DEU"),
         ("Korea (South)", "KOR"),
@@ -342,7 +343,9 @@ def test_label_classes_resolve(ref: Reference, label: str, code: str) -> None:
     assert ref.resolve_country(label, D(1985, 6, 1)).code == code
 
 
-@pytest.mark.parametrize("label", ["Congo (Zaire)", "Korea (Peninsula)", "Atlantis (Lost)"])
+@pytest.mark.parametrize(
+    "label", ["Congo (Zaire)", "Zaire/Congo", "Korea (Peninsula)", "Atlantis (Lost)"]
+)
 def test_a_label_whose_parts_disagree_stays_a_row_error(ref: Reference, label: str) -> None:
     found = ref.resolve_country(label, D(1985, 6, 1))
     assert found.code is None

@@ -489,9 +489,13 @@ class Reference:
             }
             if len(found) == 1 and None not in found:
                 return self._exists(found.pop() or "", label)
-        parts = _PARENTHESES.match(clean(label) or "")
+        text = clean(label) or ""
+        parts = _PARENTHESES.match(text)
         if parts is None:
-            return None
+            if text.count("/") != 1:
+                return None
+            # "Burma/Myanmar", "Zaire/DR Congo": one state under both names, or nothing
+            return self._same_state(label, text.split("/"), day, until)
         outer, inner = parts.group(1), parts.group(2)
         # "Iran (Islamic Republic of)": the UN's form of "Islamic Republic of Iran"
         if inner.casefold().endswith(" of"):
@@ -500,10 +504,15 @@ class Reference:
                 return inverted
         # "Zaire (Democratic Republic of the Congo)", "Burma (Myanmar)": both sides one state;
         # "Congo (Brazzaville)" is not, its inner part names no country
-        both = {self.lookup_country(p, day, rules=False, until=until).code for p in (outer, inner)}
-        if len(both) == 1 and None not in both:
-            return self._exists(both.pop() or "", label)
-        return None
+        return self._same_state(label, [outer, inner], day, until)
+
+    def _same_state(
+        self, label: str, parts: list[str], day: dt.date | None, until: dt.date | None
+    ) -> Resolution | None:
+        """The one state every part of a label names, or None."""
+        codes = {self.lookup_country(p, day, rules=False, until=until).code for p in parts}
+        code = codes.pop() if len(codes) == 1 else None
+        return None if code is None else self._exists(code, label)
 
     def _exists(self, code: str, label: str) -> Resolution:
         if code not in self.countries:
