@@ -441,3 +441,52 @@ def test_the_shipped_crosswalk_gives_one_meaning_per_code_and_day(ref: Reference
             for (_, end), (start, _) in itertools.pairwise(bounds):
                 assert end < start, (system, value, spells)
     assert Mapping().codes == {}
+
+
+def test_a_trips_list_with_one_country_per_row(tmp_path: Path) -> None:
+    mapping = {
+        "columns": {"id": "notes", "country": "host_country", "date": "start_date"},
+        "constants": {
+            "visitor_country": "United States",
+            "visitor_name": "Secretary",
+            "visitor_role": "foreign_minister",
+        },
+        "record_id": "id",
+    }
+    rows = [
+        ["1", "Germany, West", "1975-05-20"],
+        ["2", "Soviet Union", "1985-11-19"],
+        ["3", "Russia", "1995-01-10"],
+        ["4", "Soviet Union", "1991-12-20"],  # the trip began in the USSR's last week
+        ["5", "Yugoslavia", "1990-06-01"],
+        ["6", "Yugoslavia", "1995-06-01"],
+        ["7", "Serbia-Montenegro", "2004-06-01"],
+        ["8", "Congo (Kinshasa)", "1980-03-01"],
+        ["9", "Palestinian Authority", "1999-02-01"],
+        ["10", "SouthKorea", "2001-03-01"],
+        ["11", "Vietnam", "1967-10-01"],  # which Vietnam: the list does not say
+        ["12", "Yugoslavia", "2008-06-01"],  # the label names no state by then
+        ["13", "Soviet Union", "1992-01-02"],
+        ["14", "Byelorussia", "1995-01-01"],
+    ]
+    settings, _ = _load(tmp_path, Kind.VISITS, ["id", "country", "date"], rows, mapping)
+    loaded = dict(run_query(settings, "SELECT source_record, host_country FROM visits").rows())
+    assert loaded == {
+        "1": "DEU",
+        "2": "SUN",
+        "3": "RUS",
+        "4": "SUN",
+        "5": "YUG",
+        "6": "SCG",
+        "7": "SCG",
+        "8": "COD",
+        "9": "PSE",
+        "10": "KOR",
+        "14": "BLR",
+    }
+    errors = {r: check for r, check, _, _ in _rejections(settings)}
+    assert errors == {
+        "11": "country_ambiguous",
+        "12": "country_at_date",
+        "13": "country_at_date",
+    }

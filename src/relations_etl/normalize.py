@@ -238,7 +238,9 @@ def _existed(frame: pl.DataFrame, kind: Kind, field: str, ref: Reference) -> pl.
     and Montenegro (to 2006-06-03) in a membership running to 2014 does not, nor in an open
     (current) membership."""
     start = DATE_FIELDS[kind][0][0]
-    ends = [f for f, end in DATE_FIELDS[kind] if end]
+    # a membership is a standing over its whole period; a visit is checked on its start (a
+    # trip that ends after a state's last day was still a trip to it)
+    ends = [f for f, end in DATE_FIELDS[kind] if end] if kind is Kind.MEMBERSHIPS else []
     code = field + "_code"
     valid = ref.validity_frame().rename(
         {"code": code, "name": "_state", "valid_from": "_from", "valid_to": "_to"}
@@ -250,14 +252,9 @@ def _existed(frame: pl.DataFrame, kind: Kind, field: str, ref: Reference) -> pl.
     today = dt.datetime.now(dt.UTC).date()
     if ends:
         end = ends[0]
-        # an open membership is current; a visit without an end is its start day
-        current = kind is Kind.MEMBERSHIPS
-        open_end = pl.lit(today) if current else pl.col(start)
-        lasts_to = pl.coalesce(_window(end, _precision(end), last=False), open_end)
-        shown_end = pl.coalesce(
-            pl.col(end).cast(pl.String),
-            pl.lit("today (the period is open)") if current else pl.col(start).cast(pl.String),
-        )
+        # an open membership is current
+        lasts_to = pl.coalesce(_window(end, _precision(end), last=False), pl.lit(today))
+        shown_end = pl.coalesce(pl.col(end).cast(pl.String), pl.lit("today (the period is open)"))
     else:
         lasts_to = _window(start, start_precision, last=False)
         shown_end = pl.col(start).cast(pl.String)

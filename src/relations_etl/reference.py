@@ -563,7 +563,10 @@ class Reference:
         rows = self.aliases.get(k)
         if rows:
             return any(a.valid_from or a.valid_to for a in rows)
-        return k not in self.names
+        if k in self.names:
+            return False
+        # only the rules could resolve it, through parts that may be dated
+        return "/" in k or _PARENTHESES.match(k) is not None or _compact(k) in self._compact
 
     def _known(self, code: str, label: str, day: dt.date | None) -> Resolution:
         country = self.countries.get(code)
