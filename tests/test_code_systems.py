@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 import yaml
 
-from relations_etl.config import Kind, Mapping, Source, load_mapping
+from relations_etl.config import CodeSystem, Kind, Mapping, Source, load_mapping
 from relations_etl.errors import ConfigError
 from relations_etl.load import LoadResult
 from relations_etl.pipeline import run_source
 from relations_etl.query import run_query
 from relations_etl.reference import Reference
 from relations_etl.settings import Settings
+from tests.conftest import shared
 
 D = dt.date
 
@@ -490,3 +491,30 @@ def test_a_trips_list_with_one_country_per_row(tmp_path: Path) -> None:
         "12": "country_at_date",
         "13": "country_at_date",
     }
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize(
+    ("name", "system", "column"), [("cow", "cow", "cowcode"), ("gw", "gw", "gwcode")]
+)
+def test_every_state_year_of_the_lists_resolves_to_a_state_of_that_year(
+    ref: Reference, name: str, system: CodeSystem, column: str
+) -> None:
+    """The lists the crosswalk was built from (../shared/reference-sources), year by year: each
+    code of each year a state was in the system names one project country that existed then."""
+    path = shared(f"../reference-sources/{name}-states.csv")
+    with path.open(encoding="utf-8") as handle:
+        spells = list(csv.DictReader(handle))
+    failures = []
+    for spell in spells:
+        last = int(spell["end"][:4]) if spell["end"] else 2014
+        for year in range(int(spell["start"][:4]), last + 1):
+            first, end = D(year, 1, 1), D(year, 12, 31)
+            found = ref.resolve_code(system, spell[column], first, end)
+            country = ref.countries.get(found.code or "")
+            existed = country is not None and (
+                (country.valid_from or D.min) <= end and (country.valid_to or D.max) >= first
+            )
+            if not existed:
+                failures.append((spell[column], year, found))
+    assert failures == []
