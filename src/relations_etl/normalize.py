@@ -246,6 +246,9 @@ def _existed(frame: pl.DataFrame, kind: Kind, field: str, ref: Reference) -> pl.
         {"code": code, "name": "_state", "valid_from": "_from", "valid_to": "_to"}
     )
     dated = valid.filter(pl.col("_from").is_not_null() | pl.col("_to").is_not_null())
+    dated = dated.join(frame.select(pl.col(code).unique()), on=code, how="semi")
+    if dated.is_empty():  # no state of this batch has dates (most lists of today's world)
+        return frame
     frame = frame.join(dated, on=code, how="left", maintain_order="left")
     start_precision = _precision(start)
     begins_by = _window(start, start_precision, last=True)
