@@ -518,3 +518,20 @@ def test_every_state_year_of_the_lists_resolves_to_a_state_of_that_year(
             if not existed:
                 failures.append((spell[column], year, found))
     assert failures == []
+
+
+def test_a_mapping_organization_needs_a_known_parent(ref: Reference) -> None:
+    mapping = Mapping.model_validate(
+        {"organizations": [{"code": "ACME-B", "name": "ACME Board", "parent": "ACME"}]}
+    )
+    with pytest.raises(ConfigError, match="ACME-B has unknown parent ACME"):
+        ref.for_source(mapping)
+    # a body of a shipped organization, spelled as the mapping likes
+    body = Mapping.model_validate(
+        {
+            "organizations": [
+                {"code": "lon-council", "name": "Council of the League", "parent": "lon"}
+            ]
+        }
+    )
+    assert ref.for_source(body).organizations["LON-COUNCIL"] == ("Council of the League", "LoN")
