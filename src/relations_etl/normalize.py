@@ -20,7 +20,6 @@ DATE_FIELDS: dict[Kind, tuple[tuple[str, bool], ...]] = {
     Kind.RELATIONS: (("event_date", False),),
     Kind.REPORTED_TOTALS: (("published_on", False),),
 }
-__all__ = ["COUNTRY_FIELDS", "normalize"]
 ENUM_FIELDS: dict[Kind, tuple[str, ...]] = {
     Kind.VISITS: ("visitor_role", "visit_type"),
     Kind.MEMBERSHIPS: ("status",),

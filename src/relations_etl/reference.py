@@ -456,7 +456,8 @@ class Reference:
                 )
             return Resolution(
                 None,
-                f"country {label!r} is ambiguous on {day}: it may mean {' or '.join(matching)}; "
+                f"country {label!r} is ambiguous{f' on {day}' if day else ''}: it may mean "
+                f"{' or '.join(matching)}; "
                 "say which in the mapping (country_aliases) or add a dated row to "
                 "country_aliases.csv",
                 "country_ambiguous",
@@ -548,7 +549,8 @@ class Reference:
             )
         return Resolution(
             None,
-            f"{name} code {value!r} is ambiguous on {day}: {' or '.join(matching)}",
+            f"{name} code {value!r} is ambiguous{f' on {day}' if day else ''}: "
+            f"{' or '.join(matching)}",
             "country_ambiguous",
         )
 
