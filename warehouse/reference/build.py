@@ -166,8 +166,8 @@ _NUMERIC: dict[str, list[Spell]] = {
     "180": [("COD", "", "", "DR Congo (Zaire)")],
     "200": [("CSK", "", "", "Czechoslovakia")],
     "204": [("BEN", "", "", "Benin (Dahomey)")],
-    "230": [("ETH", "", "1993-05-23", "Ethiopia before Eritrea's independence (now 231)")],
-    "231": [("ETH", "1993-05-24", "", "Ethiopia")],
+    # codes ISO replaced keep their one meaning on every date (lists backdate the new ones)
+    "230": [("ETH", "", "", "Ethiopia before Eritrea's independence (now 231)")],
     "278": [("DDR", "", "", "German Democratic Republic")],
     "280": [("DEU", "", "", "Federal Republic of Germany before 1990 (now 276)")],
     "626": [
@@ -180,12 +180,10 @@ _NUMERIC: dict[str, list[Spell]] = {
         ("ZWE", "1980-04-18", "", "Zimbabwe"),
     ],
     "720": [("YMD", "", "", "South Yemen")],
-    "736": [("SDN", "", "2011-07-08", "Sudan before South Sudan's independence (now 729)")],
-    "729": [("SDN", "2011-07-09", "", "Sudan")],
+    "736": [("SDN", "", "", "Sudan before South Sudan's independence (now 729)")],
     "810": [("SUN", "", "", "the Soviet Union")],
     "854": [("BFA", "", "", "Burkina Faso (Upper Volta)")],
-    "886": [("YEM", "", "1990-05-21", "Yemen Arab Republic (North Yemen)")],
-    "887": [("YEM", "1990-05-22", "", "Republic of Yemen")],
+    "886": [("YEM", "", "", "Yemen Arab Republic (North Yemen), continued by the Republic")],
     "890": [("YUG", "", "", "Socialist Federal Republic of Yugoslavia (UN M49 code)")],
     "891": [
         ("YUG", "", "1992-04-26", "Yugoslavia"),
