@@ -545,7 +545,11 @@ class Reference:
         spans = ", ".join(f"{a.code} {a.valid_from or '…'}..{a.valid_to or '…'}" for a in spells)
         if not matching:
             return Resolution(
-                None, f"{name} code {value!r} names no state on {day} ({spans})", "country_at_date"
+                None,
+                f"{name} code {value!r} names no state on {day} ({spans}); if the list means "
+                f"one then, add a dated row for {system} {written} to country_codes.csv in "
+                "<home>/reference",
+                "country_at_date",
             )
         return Resolution(
             None,
