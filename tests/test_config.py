@@ -273,7 +273,7 @@ def test_load_mapping_rejects_non_mapping(tmp_path: Path) -> None:
 def test_builtin_hsg_mapping_is_valid() -> None:
     mapping = builtin_mapping("hsg-visits-xml", Kind.VISITS)
     assert mapping.columns["visitor"] == "visitor"
-    assert mapping.country_aliases == {"Korea": "KOR"}
+    assert mapping.country_aliases == {"Korea": "KOR", "Congo, Republic of": "COG"}
     assert builtin_mapping("csv", Kind.VISITS) == Mapping()
 
 

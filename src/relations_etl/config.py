@@ -81,6 +81,18 @@ Mark Rutte"), split through the titles table; `year` is one membership year (see
 the year a reported total counts; `publisher` is who published a total (`source` is taken: it
 names the configured list in every lineage column)."""
 
+COUNTRY_FIELDS: dict[Kind, tuple[str, ...]] = {
+    Kind.VISITS: ("host_country", "visitor_country"),
+    Kind.MEMBERSHIPS: ("country",),
+    Kind.RELATIONS: ("country", "counterpart"),
+    Kind.REPORTED_TOTALS: ("country",),
+}
+"""The fields of each kind that name a country (resolved through the reference data)."""
+CodeSystem = Literal["iso3", "iso2", "iso-numeric", "cow", "cow-letter", "gw"]
+"""How a country column is written (`codes:` in a mapping): `iso3`, the default, takes ISO
+alpha-3 codes and names; the others are the code systems of country_codes.csv, resolved by date
+(COW 365 is the Soviet Union to 1991-12-25 and Russia after)."""
+
 FORMATS = ("csv", "tsv", "xlsx", "json", "ndjson", "parquet", "xml", "hsg-visits-xml")
 
 
@@ -199,6 +211,15 @@ class AliasRow(_Strict):
     note: str | None = None
 
 
+class OrganizationRow(_Strict):
+    """An organization a mapping declares: the columns of the shared organizations.csv."""
+
+    code: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    parent: str | None = None
+    note: str | None = None
+
+
 DEFAULT_PEOPLE_SEPARATOR = r"\s+(?:and|&)\s+|\s*[,;]\s+"
 
 
@@ -225,6 +246,10 @@ class Mapping(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
     unpivot: Unpivot | None = None
     drop: list[Drop] = Field(default_factory=list)
+    codes: dict[str, CodeSystem] = Field(default_factory=dict)
+    """Country field -> the code system its column is written in (`{country: cow}`)."""
+    organizations: list[OrganizationRow] = Field(default_factory=list)
+    """The list's own organizations and bodies, on top of the shared ones."""
 
     @field_validator("people_separator")
     @classmethod
@@ -299,6 +324,12 @@ class Mapping(_Strict):
             raise ConfigError(
                 f"mapping {where} names field(s) {unknown} that {kind.value} rows do not have; "
                 f"allowed: {sorted(allowed)}"
+            )
+        not_countries = sorted(set(self.codes) - set(COUNTRY_FIELDS[kind]))
+        if not_countries:
+            raise ConfigError(
+                f"mapping {where}: codes names {not_countries}, which are not country fields of "
+                f"{kind.value} rows; country fields: {list(COUNTRY_FIELDS[kind])}"
             )
         if self.periods == "yearly" and kind is not Kind.MEMBERSHIPS:
             raise ConfigError(f"mapping {where}: periods: yearly applies to memberships only")

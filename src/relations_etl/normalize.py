@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from relations_etl.config import Kind, Source
+from relations_etl.config import COUNTRY_FIELDS, CodeSystem, Kind, Source
 from relations_etl.dates import DateError, Order, parse_date
 from relations_etl.facts import EVENTS, METRICS, ROLES, STATUSES, VISIT_TYPES
 from relations_etl.mapping import append_error
@@ -20,12 +20,6 @@ DATE_FIELDS: dict[Kind, tuple[tuple[str, bool], ...]] = {
     Kind.MEMBERSHIPS: (("start_date", False), ("end_date", True)),
     Kind.RELATIONS: (("event_date", False),),
     Kind.REPORTED_TOTALS: (("published_on", False),),
-}
-COUNTRY_FIELDS: dict[Kind, tuple[str, ...]] = {
-    Kind.VISITS: ("host_country", "visitor_country"),
-    Kind.MEMBERSHIPS: ("country",),
-    Kind.RELATIONS: ("country", "counterpart"),
-    Kind.REPORTED_TOTALS: ("country",),
 }
 ENUM_FIELDS: dict[Kind, tuple[str, ...]] = {
     Kind.VISITS: ("visitor_role", "visit_type"),
@@ -183,16 +177,23 @@ def _visitor_organizations(frame: pl.DataFrame, ref: Reference) -> pl.DataFrame:
     )
 
 
-def _countries(frame: pl.DataFrame, kind: Kind, ref: Reference) -> pl.DataFrame:
+def _countries(frame: pl.DataFrame, kind: Kind, ref: Reference, source: Source) -> pl.DataFrame:
     day_field = DATE_FIELDS[kind][0][0]
-    if kind is Kind.VISITS:
+    if kind is Kind.VISITS and "visitor_country" not in source.mapping.codes:
         frame = _visitor_organizations(frame, ref)
     for field in COUNTRY_FIELDS[kind]:
+        system: CodeSystem = source.mapping.codes.get(field, "iso3")
 
-        def resolve(label: str | None, day: dt.date | None, field: str = field) -> Answer:
+        def resolve(
+            label: str | None,
+            day: dt.date | None,
+            until: dt.date | None,
+            field: str = field,
+            system: CodeSystem = system,
+        ) -> Answer:
             if label is None:
                 return {}, None
-            found = ref.resolve_country(label, day)
+            found = ref.resolve_code(system, label, day, until)
             if found.code is None:
                 return {}, _error(
                     field, found.check or "country_known", label, found.error or "unresolved"
@@ -201,15 +202,119 @@ def _countries(frame: pl.DataFrame, kind: Kind, ref: Reference) -> pl.DataFrame:
 
         # most labels mean the same on every day: resolve those once, not once per date
         labels = frame.get_column(field).drop_nulls().unique().to_list()
-        dated = [label for label in labels if ref.depends_on_date(label)]
+        dated = [label for label in labels if ref.depends_on_date(label, system)]
+        # a date known to the year or month is looked up on its first day, and on the rest of
+        # its span if nothing holds that day
+        is_dated = pl.col(field).is_in(dated)
         frame = frame.with_columns(
-            pl.when(pl.col(field).is_in(dated)).then(pl.col(day_field)).alias("_day")
+            pl.when(is_dated).then(pl.col(day_field)).alias("_day"),
+            pl.when(is_dated)
+            .then(_window(day_field, _precision(day_field), last=True))
+            .alias("_until"),
         )
-        frame = _lookup(frame, [field, "_day"], {field + "_code": pl.String()}, resolve)
+        frame = _lookup(frame, [field, "_day", "_until"], {field + "_code": pl.String()}, resolve)
+        frame = _existed(frame, kind, field, ref)
         frame = frame.with_columns(pl.col(field + "_code").alias(field)).drop(
-            field + "_code", "_day"
+            field + "_code", "_day", "_until"
         )
     return frame
+
+
+def _window(date: str, precision: str, last: bool) -> pl.Expr:
+    """The first (or last) day a date stands for at its precision: "1918" is 1918-01-01 to
+    1918-12-31, "1918-10" the month; a date without precision stands for itself."""
+    column = pl.col(date)
+    if last:
+        year_end = pl.date(column.dt.year(), 12, 31)
+        month_end = column.dt.month_end()
+    else:
+        year_end = column.dt.truncate("1y")
+        month_end = column.dt.month_start()
+    return (
+        pl.when(pl.col(precision) == "year")
+        .then(year_end)
+        .when(pl.col(precision) == "month")
+        .then(month_end)
+        .otherwise(column)
+    )
+
+
+def _existed(frame: pl.DataFrame, kind: Kind, field: str, ref: Reference) -> pl.DataFrame:
+    """Flag a resolved country whose state did not exist during the whole period, each end at
+    its precision: Czechoslovakia (from 1918-10-28) in a spell starting "1918" passes; Serbia
+    and Montenegro (to 2006-06-03) in a membership running to 2014 does not, nor in an open
+    (current) membership."""
+    start = DATE_FIELDS[kind][0][0]
+    # a membership is a standing over its whole period; a visit is checked on its start (a
+    # trip that ends after a state's last day was still a trip to it)
+    ends = [f for f, end in DATE_FIELDS[kind] if end] if kind is Kind.MEMBERSHIPS else []
+    code = field + "_code"
+    valid = ref.validity_frame().rename(
+        {"code": code, "name": "_state", "valid_from": "_from", "valid_to": "_to"}
+    )
+    dated = valid.filter(pl.col("_from").is_not_null() | pl.col("_to").is_not_null())
+    dated = dated.join(frame.select(pl.col(code).unique()), on=code, how="semi")
+    if dated.is_empty():  # no state of this batch has dates (most lists of today's world)
+        return frame
+    frame = frame.join(dated, on=code, how="left", maintain_order="left")
+    start_precision = _precision(start)
+    begins_by = _window(start, start_precision, last=True)
+    today = dt.datetime.now(dt.UTC).date()
+    if ends:
+        end = ends[0]
+        # an open membership is current
+        lasts_to = pl.coalesce(_window(end, _precision(end), last=False), pl.lit(today))
+        shown_end = pl.coalesce(pl.col(end).cast(pl.String), pl.lit("today (the period is open)"))
+    else:
+        lasts_to = _window(start, start_precision, last=False)
+        shown_end = pl.col(start).cast(pl.String)
+    too_early = pl.col("_from").is_not_null() & (pl.col("_from") > begins_by)
+    too_late = pl.col("_to").is_not_null() & (pl.col("_to") < lasts_to)
+    span = pl.format(
+        "{}..{}",
+        pl.coalesce(pl.col("_from").cast(pl.String), pl.lit("…")),
+        pl.coalesce(pl.col("_to").cast(pl.String), pl.lit("…")),
+    )
+    shown_start = (
+        pl.when(pl.col(start_precision) == "year")
+        .then(pl.col(start).dt.year().cast(pl.String))
+        .when(pl.col(start_precision) == "month")
+        .then(pl.col(start).dt.strftime("%Y-%m"))
+        .otherwise(pl.col(start).cast(pl.String))
+    )
+    frame = append_error(
+        frame,
+        (too_early | too_late).fill_null(False),
+        pl.lit(field),
+        pl.lit("country_at_date"),
+        pl.col(field),
+        pl.when(too_early)
+        .then(
+            pl.format(
+                "country '{}' resolves to {} ({}), which did not exist yet in {} (valid {})",
+                pl.col(field),
+                pl.col(code),
+                pl.col("_state"),
+                shown_start,
+                span,
+            )
+        )
+        .otherwise(
+            pl.format(
+                "country '{}' resolves to {} ({}), which had ended before {} (valid {})",
+                pl.col(field),
+                pl.col(code),
+                pl.col("_state"),
+                shown_end,
+                span,
+            )
+        ),
+    )
+    return frame.drop("_state", "_from", "_to")
+
+
+def _precision(date_field: str) -> str:
+    return date_field.removesuffix("_date").removesuffix("_on") + "_precision"
 
 
 def _organizations(frame: pl.DataFrame, kind: Kind, ref: Reference) -> pl.DataFrame:
@@ -311,7 +416,7 @@ def normalize(
         )
     frame = _dates(frame, kind, source, default_order)
     frame = _whole_numbers(frame, kind)
-    frame = _countries(frame, kind, ref)
+    frame = _countries(frame, kind, ref, source)
     frame = _organizations(frame, kind, ref)
     if kind is Kind.VISITS:
         frame = _roles(frame, ref)

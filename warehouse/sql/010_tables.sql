@@ -11,8 +11,13 @@ CREATE TABLE IF NOT EXISTS countries (
 CREATE TABLE IF NOT EXISTS organizations (
     code    VARCHAR PRIMARY KEY,
     name    VARCHAR NOT NULL,
-    parent  VARCHAR                    -- the organization a body belongs to (WHC -> UNESCO)
+    parent  VARCHAR,                   -- the organization a body belongs to (WHC -> UNESCO)
+    founded    INTEGER,                -- year founded (COW IGO sdate where COW lists it)
+    dissolved  INTEGER                 -- year dissolved (NULL: alive, or not known)
 );
+-- warehouses made before the years were kept
+ALTER TABLE organizations ADD COLUMN IF NOT EXISTS founded INTEGER;
+ALTER TABLE organizations ADD COLUMN IF NOT EXISTS dissolved INTEGER;
 
 CREATE TABLE IF NOT EXISTS visits (
     visit_id              VARCHAR PRIMARY KEY,   -- <source>:<source_record>[#<person>]
