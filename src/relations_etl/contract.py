@@ -21,7 +21,7 @@ from relations_etl.facts import (
 # renamed or retyped column (or table, or view) needs a major bump, an added one at least a
 # minor bump; `relations-etl contracts` then ships schemas/history/<version>.json and
 # tests/test_contract.py checks the bump against it.
-CONTRACT_VERSION = "2.1.0"
+CONTRACT_VERSION = "2.2.0"
 
 REJECTED_ROWS = "rejected_rows"
 # Parquet key-value metadata: the version, the table, and one entry per column.
