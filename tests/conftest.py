@@ -8,6 +8,7 @@ import functools
 import io
 import os
 import shutil
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -42,6 +43,14 @@ def shared(path: str) -> Path:
 def settings(tmp_path: Path) -> Settings:
     """Settings of a fresh warehouse under tmp_path."""
     return Settings(home=tmp_path / "warehouse")
+
+
+def closed_port() -> str:
+    """The URL of a Prefect API on a port of 127.0.0.1 where nothing listens."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/api"  # nothing listens once the socket is closed
 
 
 @pytest.fixture(scope="session")

@@ -178,9 +178,7 @@ def test_make_deploy_and_a_process_worker_run_every_deployment_from_its_own_clon
     log = _run_worker(worker_env)
     assert _state(api, nightly) == "COMPLETED", log
     with duckdb.connect(str(home / "relations.duckdb"), read_only=True) as db:
-        batches = db.execute(
-            "SELECT source, status FROM load_batches ORDER BY source"
-        ).fetchall()
+        batches = db.execute("SELECT source, status FROM load_batches ORDER BY source").fetchall()
     assert batches == [
         ("kz-memberships", "succeeded"),
         ("kz-relations", "succeeded"),
