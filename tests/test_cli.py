@@ -278,6 +278,7 @@ def test_messages_end_in_one_full_stop(
 
 def test_a_closed_pipe_ends_the_command_quietly(sample_warehouse: Settings) -> None:
     env = {**os.environ, "RELATIONS_ETL_HOME": str(sample_warehouse.home)}
+    started = []
     for args in (
         ["sql", "SELECT * FROM range(100000)"],
         ["sql", "SELECT * FROM range(100000)", "--csv"],
@@ -286,17 +287,22 @@ def test_a_closed_pipe_ends_the_command_quietly(sample_warehouse: Settings) -> N
         # the reader is gone before the first byte, as `| head` is after its lines
         read_end, write_end = os.pipe()
         os.close(read_end)
-        try:
-            done = subprocess.run(
-                [str(SCRIPT), *args],
-                stdout=write_end,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=env,
-                check=False,
-                timeout=120,
+        try:  # started together: readers of one warehouse, opened read-only
+            started.append(
+                (
+                    args,
+                    subprocess.Popen(
+                        [str(SCRIPT), *args],
+                        stdout=write_end,
+                        stderr=subprocess.PIPE,
+                        text=True,
+                        env=env,
+                    ),
+                )
             )
         finally:
             os.close(write_end)
-        assert (done.returncode, done.stderr) == (0, ""), args
+    for args, process in started:
+        _, err = process.communicate(timeout=120)
+        assert (process.returncode, err) == (0, ""), args
     assert not (sample_warehouse.home / "logs").exists()  # no traceback file written
