@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 
@@ -156,6 +157,31 @@ def sample_warehouse(demo_template: Settings, tmp_path_factory: pytest.TempPathF
         encoding="utf-8",
     )
     return settings
+
+
+@dataclass(frozen=True)
+class NightlyRun:
+    """One run of the nightly flow: its flow run id, what it returned, the home it loaded."""
+
+    flow_run_id: UUID
+    results: list[Any]
+    settings: Settings
+
+
+@pytest.fixture(scope="session")
+def demo_nightly(prefect_server: None, tmp_path_factory: pytest.TempPathFactory) -> NightlyRun:
+    """The nightly flow run once per session on the demo lists, writing the report of KAZ.
+
+    Tests only read it: one that runs on from there takes a copy (`copy_warehouse`)."""
+    from relations_etl_flows.ingest import nightly
+
+    from tests.runs import run_flow
+
+    settings = Settings(home=tmp_path_factory.mktemp("demo-nightly") / "warehouse")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RELATIONS_ETL_REPORT_COUNTRY", "kaz")
+        flow_run_id, state = run_flow(nightly, config=str(DEMO), home=str(settings.home))
+    return NightlyRun(flow_run_id, state.result(), settings)
 
 
 @dataclass(frozen=True)

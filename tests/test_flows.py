@@ -16,7 +16,7 @@ from relations_etl.config import Kind, Source, load_sources
 from relations_etl.errors import SourcesFailedError
 from relations_etl.query import run_query
 from relations_etl.settings import Settings
-from tests.conftest import DEMO, REPO
+from tests.conftest import DEMO, REPO, NightlyRun
 from tests.runs import artifact, run_flow
 from tests.state import (
     DEMO_REJECTED,
@@ -31,11 +31,14 @@ pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
 def test_nightly_loads_every_sample_source_and_reports_it(
-    settings: Settings, demo_template: Settings, monkeypatch: pytest.MonkeyPatch
+    demo_nightly: NightlyRun, demo_template: Settings
 ) -> None:
-    monkeypatch.setenv("RELATIONS_ETL_REPORT_COUNTRY", "kaz")
-    nightly_id, state = run_flow(nightly, config=str(DEMO), home=str(settings.home))
-    results = state.result()
+    # RELATIONS_ETL_REPORT_COUNTRY=kaz: the run also writes and links the report
+    nightly_id, results, settings = (
+        demo_nightly.flow_run_id,
+        demo_nightly.results,
+        demo_nightly.settings,
+    )
     assert [r.source for r in results] == [s.name for s in load_sources(DEMO)]
     assert [
         (r.rows_read, r.rows_loaded, r.rows_rejected, r.rows_deduplicated) for r in results
