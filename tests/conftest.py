@@ -1,14 +1,21 @@
-"""Shared fixtures: a temporary warehouse, a Prefect test server, the public-domain lists."""
+"""Shared fixtures: a temporary warehouse, copies of the demo warehouse built once per session,
+the command line in this process, a Prefect test server, local HTTP servers, the public lists."""
 
 from __future__ import annotations
 
+import csv
 import functools
+import io
 import os
+import shutil
+import socket
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 
@@ -19,6 +26,8 @@ from relations_etl.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("RELATIONS_ETL_SHARED_DATA", REPO.parent / "shared" / "data"))
+# the demo's sources file; its lists are read in place, and no test may change them
+DEMO = REPO / "examples" / "sources.yaml"
 
 
 def shared(path: str) -> Path:
@@ -35,6 +44,14 @@ def shared(path: str) -> Path:
 def settings(tmp_path: Path) -> Settings:
     """Settings of a fresh warehouse under tmp_path."""
     return Settings(home=tmp_path / "warehouse")
+
+
+def closed_port() -> str:
+    """The URL of a Prefect API on a port of 127.0.0.1 where nothing listens."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/api"  # nothing listens once the socket is closed
 
 
 @pytest.fixture(scope="session")
@@ -99,16 +116,123 @@ def serve() -> Iterator[Serve]:
 
 
 @pytest.fixture(scope="session")
-def sample_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """The demo lists loaded once for the session, plus a user alias file; tests only read it."""
-    from tests.state import run_all, sample_lists
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The demo lists (examples/sources.yaml) loaded once per session through the library.
 
-    root = tmp_path_factory.mktemp("sample")
-    settings = Settings(home=root / "warehouse")
-    run_all(sample_lists(root / "lists"), settings)
+    Never written: tests take a copy (`demo_warehouse`, `copy_warehouse`), about 0.1 s where a
+    load takes seconds. A copy holds the same batches and bindings as a load of the demo
+    sources file, so running those sources again on it skips them as unchanged.
+    """
+    from tests.state import run_all
+
+    settings = Settings(home=tmp_path_factory.mktemp("demo-template") / "warehouse")
+    run_all(DEMO, settings)
+    return settings
+
+
+def copy_warehouse(template: Settings, home: Path) -> Settings:
+    """A copy of the warehouse of `template` at `home` (which must not exist), and its settings."""
+    shutil.copytree(template.home, home)  # copy2: published files keep the mtimes audited
+    # a warehouse naming its own home would read or write the template's files from the copy
+    copied = home / template.db_path.relative_to(template.home)
+    assert str(template.home).encode() not in copied.read_bytes(), (
+        f"{template.db_path} names its home: a copy of it is not a separate warehouse"
+    )
+    return Settings(home=home)
+
+
+@pytest.fixture
+def demo_warehouse(demo_template: Settings, tmp_path: Path) -> Settings:
+    """This test's own copy of the demo warehouse, at tmp_path/warehouse (the `settings` home)."""
+    return copy_warehouse(demo_template, tmp_path / "warehouse")
+
+
+@pytest.fixture(scope="session")
+def sample_warehouse(demo_template: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The demo warehouse plus a user alias file, shared by the session; tests only read it."""
+    settings = copy_warehouse(demo_template, tmp_path_factory.mktemp("sample") / "warehouse")
     settings.user_reference_dir.mkdir()
     (settings.user_reference_dir / "country_aliases.csv").write_text(
         "alias,code,valid_from,valid_to,note\nKazakstan,KAZ,,,a spelling seen in old lists\n",
         encoding="utf-8",
     )
     return settings
+
+
+@dataclass(frozen=True)
+class NightlyRun:
+    """One run of the nightly flow: its flow run id, what it returned, the home it loaded."""
+
+    flow_run_id: UUID
+    results: list[Any]
+    settings: Settings
+
+
+@pytest.fixture(scope="session")
+def demo_nightly(prefect_server: None, tmp_path_factory: pytest.TempPathFactory) -> NightlyRun:
+    """The nightly flow run once per session on the demo lists, writing the report of KAZ.
+
+    Tests only read it: one that runs on from there takes a copy (`copy_warehouse`)."""
+    from relations_etl_flows.ingest import nightly
+
+    from tests.runs import run_flow
+
+    settings = Settings(home=tmp_path_factory.mktemp("demo-nightly") / "warehouse")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RELATIONS_ETL_REPORT_COUNTRY", "kaz")
+        flow_run_id, state = run_flow(nightly, config=str(DEMO), home=str(settings.home))
+    return NightlyRun(flow_run_id, state.result(), settings)
+
+
+@dataclass(frozen=True)
+class Done:
+    """What one command did: its exit code and what it printed."""
+
+    code: int
+    out: str
+    err: str
+
+
+class Cli:
+    """`relations-etl` called in this process (`main(argv)`) on one warehouse home."""
+
+    def __init__(
+        self, home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        from relations_etl_flows.output import PIPE_WIDTH
+
+        self.home = home
+        self._capsys = capsys
+        monkeypatch.setenv("RELATIONS_ETL_HOME", str(home))
+        # what the console script sees writing to a pipe: no terminal, the pipe's width
+        monkeypatch.setenv("COLUMNS", str(PIPE_WIDTH))
+        # main() sets these for its process with setdefault: here they end with the test
+        for name, value in (
+            ("PREFECT_LOGGING_LEVEL", "WARNING"),
+            ("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL"),
+        ):
+            monkeypatch.setenv(name, os.environ.get(name, value))
+
+    def __call__(self, *args: str) -> Done:
+        """Run one command; its exit code as the console script would exit with it."""
+        from relations_etl_flows.cli import main
+
+        self._capsys.readouterr()  # what the test printed before is not this command's
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse: --help, --version (0) and usage errors (2)
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = self._capsys.readouterr()
+        return Done(code, out, err)
+
+    def sql(self, query: str) -> list[dict[str, str]]:
+        """The rows of a read-only query, as `sql --csv` prints them."""
+        done = self("sql", query, "--csv")
+        assert done.code == 0, done.err
+        return list(csv.DictReader(io.StringIO(done.out)))
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
+    """The command line in this process on tmp_path/warehouse (the `settings` home)."""
+    return Cli(tmp_path / "warehouse", monkeypatch, capsys)

@@ -12,7 +12,33 @@ from relations_etl.pipeline import run_source
 from relations_etl.settings import Settings
 from tests.conftest import REPO
 
-TABLES = ("visits", "memberships", "relations", "rejected_rows", "countries", "organizations")
+TABLES = (
+    "visits",
+    "memberships",
+    "relations",
+    "reported_totals",
+    "rejected_rows",
+    "countries",
+    "organizations",
+)
+# the rows the demo lists (examples/sources.yaml) leave in the fact tables and the quarantine
+DEMO_ROWS = {
+    "visits": 8,
+    "memberships": 8,
+    "relations": 5,
+    "reported_totals": 3,
+    "rejected_rows": 7,
+}
+# the demo's deliberately bad rows, by source and record (row number where a list has no ids)
+DEMO_REJECTED = [
+    ("kz-memberships", "10"),
+    ("kz-memberships", "9"),
+    ("kz-relations", "6"),
+    ("kz-reported-totals", "bad-01"),
+    ("kz-visits-2023", "bad-01"),
+    ("kz-visits-2023", "bad-02"),
+    ("kz-visits-2023", "bad-03"),
+]
 # lineage that differs between two warehouses fed the same lists (ids and clocks of their runs)
 RUN_COLUMNS = ("batch_id", "loaded_at", "rejected_at", "resolved_batch_id")
 
@@ -34,6 +60,31 @@ def table_digests(settings: Settings, *, across_runs: bool = False) -> dict[str,
     conn = duckdb.connect(str(settings.db_path), read_only=True)
     try:
         return {t: _digest(conn, t, across_runs) for t in TABLES}
+    finally:
+        conn.close()
+
+
+def row_counts(settings: Settings, tables: tuple[str, ...] = tuple(DEMO_ROWS)) -> dict[str, int]:
+    """The number of rows of each of `tables`."""
+    conn = duckdb.connect(str(settings.db_path), read_only=True)
+    try:
+        return {t: _count(conn, t) for t in tables}
+    finally:
+        conn.close()
+
+
+def _count(conn: duckdb.DuckDBPyConnection, table: str) -> int:
+    row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def rejected_records(settings: Settings) -> list[tuple[str, str]]:
+    """(source, record) of every row in the quarantine, sorted."""
+    conn = duckdb.connect(str(settings.db_path), read_only=True)
+    try:
+        rows = conn.execute("SELECT source, source_record FROM rejected_rows ORDER BY ALL")
+        return [(str(source), str(record)) for source, record in rows.fetchall()]
     finally:
         conn.close()
 

@@ -1,4 +1,5 @@
-"""The relations-etl command end to end on a temporary warehouse, as users and jobs call it."""
+"""The relations-etl command end to end on a temporary warehouse, as users and jobs call it:
+in this process for what it prints and exits with, as the console script where a process matters."""
 
 from __future__ import annotations
 
@@ -9,67 +10,30 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from prefect.settings import get_current_settings
 from relations_etl_flows.cli import main
 from relations_etl_flows.output import error_paragraph
 
 from relations_etl.errors import QueryError, sentence
 from relations_etl.settings import Settings
-from tests.conftest import REPO, shared
+from tests.conftest import DEMO, REPO, Cli, shared
 
 SCRIPT = Path(sys.executable).parent / "relations-etl"
 
 
-@dataclass
-class Cli:
-    """The installed console script, run as a user would, against one temporary warehouse."""
-
-    home: Path
-    env: dict[str, str]
-
-    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(SCRIPT), *args],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            check=False,
-            timeout=600,
-        )
-
-    def sql(self, query: str) -> list[dict[str, str]]:
-        done = self("sql", query, "--csv")
-        assert done.returncode == 0, done.stderr
-        return list(csv.DictReader(io.StringIO(done.stdout)))
-
-
-@pytest.fixture
-def cli(tmp_path: Path, prefect_server: None) -> Cli:
-    home = tmp_path / "warehouse"
-    env = {
-        **os.environ,
-        "RELATIONS_ETL_HOME": str(home),
-        # the flows report to the session's test API instead of starting their own
-        "PREFECT_API_URL": str(get_current_settings().api.url),
-    }
-    return Cli(home, env)
-
-
-def test_run_then_report_and_sql(cli: Cli) -> None:
-    done = cli("run", "--config", str(REPO / "examples" / "sources.yaml"), "--progress")
-    assert done.returncode == 0, done.stderr
-    assert "kz-visits-2023: read 11, loaded 8, rejected 3, deduplicated 0" in done.stdout
+def test_run_then_report_and_sql(cli: Cli, prefect_server: None) -> None:
+    done = cli("run", "--config", str(DEMO), "--progress")
+    assert done.code == 0, done.err
+    assert "kz-visits-2023: read 11, loaded 8, rejected 3, deduplicated 0" in done.out
     # the progress bars go to stderr, one per source, each ending in its outcome
     for name in ("kz-visits-2023", "kz-memberships", "kz-relations"):
-        assert re.search(rf"{name}\s.*done", done.stderr), done.stderr
-    again = cli("run", "--config", str(REPO / "examples" / "sources.yaml"))
-    assert "kz-relations: unchanged since batch" in again.stdout and not again.stderr
+        assert re.search(rf"{name}\s.*done", done.err), done.err
+    again = cli("run", "--config", str(DEMO))
+    assert "kz-relations: unchanged since batch" in again.out and not again.err
     assert (cli.home / "relations.duckdb").is_file()
-    report = cli("report", "--country", "KAZ", "--year", "2023").stdout
+    report = cli("report", "--country", "KAZ", "--year", "2023").out
     assert report.startswith("Kazakhstan (KAZ), 2023")
     assert re.search(r"Heads of state or government received\s+5\s", report)
     assert re.search(r"Foreign ministers received\s+1\s", report)
@@ -90,35 +54,66 @@ def test_run_then_report_and_sql(cli: Cli) -> None:
             "memberships": "4",
         }
     ]
-    quarantine = cli("quarantine").stdout
+    quarantine = cli("quarantine").out
     assert "7 row(s) in quarantine" in quarantine
     assert "kz-visits-2023: visitor_country 'Atlantis' (country_known): 1 row" in quarantine
     table = cli("sql", "SELECT count(*) AS n FROM relations")
-    assert table.returncode == 0
-    assert (table.stdout.split()[0], table.stdout.split()[-1]) == ("n", "5")
+    assert table.code == 0
+    assert (table.out.split()[0], table.out.split()[-1]) == ("n", "5")
     refused = cli("sql", "DELETE FROM visits")
-    assert refused.returncode == 64 and "read-only" in refused.stderr
+    assert refused.code == 64 and "read-only" in refused.err
 
 
-def test_errors_name_what_to_fix(cli: Cli, tmp_path: Path) -> None:
-    nothing = cli("sql", "SELECT 1")
-    assert nothing.returncode == 74 and "no warehouse at" in nothing.stderr
-    listing = tmp_path / "list.csv"
+def _disagreeing_list(folder: Path) -> tuple[Path, Path]:
+    """A list and a mapping naming a column it does not have."""
+    listing = folder / "list.csv"
     listing.write_text("Country,Year\nFrance,2020\n", encoding="utf-8")
-    mapping = tmp_path / "mapping.yaml"
+    mapping = folder / "mapping.yaml"
     mapping.write_text("columns:\n  Nation: country\n  Year: year\n", encoding="utf-8")
+    return listing, mapping
+
+
+def test_errors_name_what_to_fix(cli: Cli, tmp_path: Path, prefect_server: None) -> None:
+    nothing = cli("sql", "SELECT 1")
+    assert nothing.code == 74 and "no warehouse at" in nothing.err
+    listing, mapping = _disagreeing_list(tmp_path)
     done = cli("ingest", "memberships", str(listing), "--mapping", str(mapping))
-    assert done.returncode == 65  # the list and its mapping disagree: data error
-    assert "['Nation']" in done.stderr and "['Country', 'Year']" in done.stderr
-    assert str(listing) in done.stderr
+    assert done.code == 65  # the list and its mapping disagree: data error
+    assert "['Nation']" in done.err and "['Country', 'Year']" in done.err
+    assert str(listing) in done.err
     (audit,) = cli.sql("SELECT source, status, error FROM load_batches")
     assert (audit["source"], audit["status"]) == ("list", "failed")
     assert "['Nation']" in audit["error"]
     absent = cli("ingest", "relations", str(listing), "--mapping", str(tmp_path / "none.yaml"))
-    assert absent.returncode == 78 and "none.yaml does not exist" in absent.stderr
-    assert cli("run", "--config", str(REPO / "examples" / "sources.yaml")).returncode == 0
+    assert absent.code == 78 and "none.yaml does not exist" in absent.err
+    # a failed batch in the audit does not stand in the way of the nightly flow
+    assert cli("run", "--config", str(DEMO)).code == 0
     missing = cli("sql", "SELECT * FROM no_such_table")
-    assert missing.returncode == 64 and "no_such_table" in missing.stderr
+    assert missing.code == 64 and "no_such_table" in missing.err
+
+
+def test_the_console_script_exits_with_the_code_of_the_error(tmp_path: Path) -> None:
+    """The installed script, as a scheduler runs it: the exit code and one paragraph on stderr
+    (the in-process tests above check the messages; here only what a process adds)."""
+    listing, mapping = _disagreeing_list(tmp_path)
+    env = {**os.environ, "RELATIONS_ETL_HOME": str(tmp_path / "warehouse")}
+    commands = {
+        74: ["sql", "SELECT 1"],  # before anything was loaded: no warehouse
+        65: ["ingest", "memberships", str(listing), "--mapping", str(mapping)],
+    }
+    # started together: each is a whole interpreter, and these two share no state that matters
+    # (the 74 reads no warehouse; the 65 creates one)
+    started = {
+        code: subprocess.Popen(
+            [str(SCRIPT), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        for code, args in commands.items()
+    }
+    for code, process in started.items():
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == code, err
+        assert out == "" and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1 and err.startswith("relations-etl: error: ")
 
 
 @pytest.mark.shared_data
@@ -126,7 +121,7 @@ def test_public_lists_through_the_cli(cli: Cli) -> None:
     visits = shared("hsg-visits")
     unsc = shared("unsc-elected/security_council_non_permanent.csv")
     done = cli("ingest", "visits", str(visits), "--format", "hsg-visits-xml")
-    assert "hsg-visits: read 3264, loaded 3264, rejected 0" in done.stdout, done.stderr
+    assert "hsg-visits: read 3264, loaded 3264, rejected 0" in done.out, done.err
     done = cli(
         "ingest",
         "memberships",
@@ -134,7 +129,7 @@ def test_public_lists_through_the_cli(cli: Cli) -> None:
         "--mapping",
         str(REPO / "examples" / "mappings" / "unsc-elected.yaml"),
     )
-    assert "unsc-elected: read 660, loaded 660, rejected 0" in done.stdout, done.stderr
+    assert "unsc-elected: read 660, loaded 660, rejected 0" in done.out, done.err
     rows = cli.sql("""
         SELECT (SELECT count(*) FROM visits WHERE year(start_date) = 2023) AS people_2023,
                (SELECT count(*) FROM memberships_in_force(DATE '1950-06-30')
@@ -142,7 +137,7 @@ def test_public_lists_through_the_cli(cli: Cli) -> None:
                (SELECT count(*) FROM memberships_in_force(DATE '2019-06-30')
                  WHERE body = 'UNSC') AS seats_2019""")
     assert rows == [{"people_2023": "81", "seats_1950": "6", "seats_2019": "10"}]
-    assert "0 row(s) in quarantine" in cli("quarantine").stdout
+    assert "0 row(s) in quarantine" in cli("quarantine").out
 
 
 # --- output a person can read and a pipe can take (in-process on the session's sample warehouse)
@@ -287,6 +282,7 @@ def test_messages_end_in_one_full_stop(
 
 def test_a_closed_pipe_ends_the_command_quietly(sample_warehouse: Settings) -> None:
     env = {**os.environ, "RELATIONS_ETL_HOME": str(sample_warehouse.home)}
+    started = []
     for args in (
         ["sql", "SELECT * FROM range(100000)"],
         ["sql", "SELECT * FROM range(100000)", "--csv"],
@@ -295,17 +291,22 @@ def test_a_closed_pipe_ends_the_command_quietly(sample_warehouse: Settings) -> N
         # the reader is gone before the first byte, as `| head` is after its lines
         read_end, write_end = os.pipe()
         os.close(read_end)
-        try:
-            done = subprocess.run(
-                [str(SCRIPT), *args],
-                stdout=write_end,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=env,
-                check=False,
-                timeout=120,
+        try:  # started together: readers of one warehouse, opened read-only
+            started.append(
+                (
+                    args,
+                    subprocess.Popen(
+                        [str(SCRIPT), *args],
+                        stdout=write_end,
+                        stderr=subprocess.PIPE,
+                        text=True,
+                        env=env,
+                    ),
+                )
             )
         finally:
             os.close(write_end)
-        assert (done.returncode, done.stderr) == (0, ""), args
+    for args, process in started:
+        _, err = process.communicate(timeout=120)
+        assert (process.returncode, err) == (0, ""), args
     assert not (sample_warehouse.home / "logs").exists()  # no traceback file written

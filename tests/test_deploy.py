@@ -1,4 +1,5 @@
-"""`make deploy` on a real Prefect server; real process workers run the deployments to Completed."""
+"""`make deploy` on a real Prefect server (the session's); real process workers run the deployments
+to Completed."""
 
 from __future__ import annotations
 
@@ -6,14 +7,11 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,48 +44,18 @@ def _api(url: str, path: str, body: dict[str, Any] | None = None) -> Any:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """`prefect server start` on 127.0.0.1 with its own PREFECT_HOME; the env to reach it."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    port = _free_port()
-    env = {
+def server(prefect_server: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The session's Prefect server (a real API process on 127.0.0.1, its own database), and
+    the env to reach it from commands with a PREFECT_HOME of their own."""
+    from prefect.settings import get_current_settings
+
+    return {
         **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-home")),
+        "PREFECT_API_URL": str(get_current_settings().api.url),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
     }
-    log = (home / "server.log").open("w")
-    process = subprocess.Popen(
-        [BIN / "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        # a new database is created and migrated first: slow on a busy 2-core machine
-        deadline = time.monotonic() + 240
-        while True:
-            try:
-                _api(env["PREFECT_API_URL"], "/health")
-                break
-            except (urllib.error.URLError, ConnectionError):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    log.flush()
-                    output = (home / "server.log").read_text()
-                    pytest.fail(f"Prefect server did not start:\n{output}")
-                time.sleep(0.5)
-        yield env
-    finally:
-        # the server runs its API and services in child processes of its own group
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
 
 
 def _make_deploy(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -178,9 +146,7 @@ def test_make_deploy_and_a_process_worker_run_every_deployment_from_its_own_clon
     log = _run_worker(worker_env)
     assert _state(api, nightly) == "COMPLETED", log
     with duckdb.connect(str(home / "relations.duckdb"), read_only=True) as db:
-        batches = db.execute(
-            "SELECT source, status FROM load_batches ORDER BY source"
-        ).fetchall()
+        batches = db.execute("SELECT source, status FROM load_batches ORDER BY source").fetchall()
     assert batches == [
         ("kz-memberships", "succeeded"),
         ("kz-relations", "succeeded"),

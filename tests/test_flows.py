@@ -9,7 +9,6 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client
 from relations_etl_flows.ingest import ingest_source, nightly, replay_quarantine
 
@@ -17,43 +16,92 @@ from relations_etl.config import Kind, Source, load_sources
 from relations_etl.errors import SourcesFailedError
 from relations_etl.query import run_query
 from relations_etl.settings import Settings
-from tests.conftest import REPO
+from tests.conftest import DEMO, REPO, NightlyRun
+from tests.runs import artifact, run_flow
+from tests.state import (
+    DEMO_REJECTED,
+    DEMO_ROWS,
+    parquet_digests,
+    rejected_records,
+    row_counts,
+    table_digests,
+)
 
-SAMPLES = REPO / "examples" / "sources.yaml"
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
-def _counts(settings: Settings) -> dict[str, int]:
-    return {
-        table: int(run_query(settings, f"SELECT count(*) FROM {table}").item())
-        for table in ("visits", "memberships", "relations", "rejected_rows", "countries")
-    }
+def test_nightly_loads_every_sample_source_and_reports_it(
+    demo_nightly: NightlyRun, demo_template: Settings
+) -> None:
+    # RELATIONS_ETL_REPORT_COUNTRY=kaz: the run also writes and links the report
+    nightly_id, results, settings = (
+        demo_nightly.flow_run_id,
+        demo_nightly.results,
+        demo_nightly.settings,
+    )
+    assert [r.source for r in results] == [s.name for s in load_sources(DEMO)]
+    assert [
+        (r.rows_read, r.rows_loaded, r.rows_rejected, r.rows_deduplicated) for r in results
+    ] == [
+        (11, 8, 3, 0),
+        (10, 8, 2, 0),
+        (6, 5, 1, 0),
+        (4, 3, 1, 0),
+    ]
+    # the rows themselves: the flow loads and publishes what the library does, row for row
+    assert row_counts(settings) == DEMO_ROWS
+    assert rejected_records(settings) == DEMO_REJECTED
+    assert table_digests(settings, across_runs=True) == table_digests(
+        demo_template, across_runs=True
+    )
+    assert parquet_digests(settings, across_runs=True) == parquet_digests(
+        demo_template, across_runs=True
+    )
+    heads = run_query(
+        settings,
+        "SELECT visitor_country, visitor_name, visitor_role FROM visits "
+        "WHERE host_country = 'KAZ' AND visitor_role LIKE 'head_of_%' ORDER BY source_record",
+    ).rows()
+    assert heads == [
+        ("ALB", "Bajram Begaj", "head_of_state"),
+        ("DEU", "Frank-Walter Steinmeier", "head_of_state"),
+        ("FRA", "Emmanuel Macron", "head_of_state"),
+        ("HUN", "Viktor Orbán", "head_of_government"),
+        ("CZE", "Petr Fiala", "head_of_government"),
+    ]
 
-
-def test_nightly_loads_every_sample_source(settings: Settings) -> None:
-    results = nightly(config=str(SAMPLES), home=str(settings.home))
-    assert [r.source for r in results] == [s.name for s in load_sources(SAMPLES)]
-    for r in results:
-        assert r.rows_read == r.rows_loaded + r.rows_rejected + r.rows_deduplicated
-        assert r.rows_rejected > 0, "every sample list carries deliberately bad rows"
-    batches = run_query(settings, "SELECT flow_run_id, status FROM load_batches")
-    assert batches.get_column("status").to_list() == ["succeeded"] * len(results)
-    flow_run_ids = set(batches.get_column("flow_run_id"))
+    batches = run_query(settings, "SELECT source, flow_run_id, status FROM load_batches").rows()
+    assert [status for _, _, status in batches] == ["succeeded"] * len(results)
     with get_client(sync_client=True) as client:
-        for flow_run_id in flow_run_ids:
-            assert client.read_flow_run(flow_run_id).name, "audit points at a real flow run"
-    artifact = Artifact.get("batch-kz-visits-2023")
-    assert artifact is not None and "First rejected rows" in str(artifact.data)
-    assert "Atlantis" in str(artifact.data)
-    summary = Artifact.get("nightly-summary")
-    assert summary is not None and "kz-memberships" in str(summary.data)
+        for _, flow_run_id, _ in batches:
+            run = client.read_flow_run(flow_run_id)  # the audit points at a real flow run ...
+            assert run.parent_task_run_id is not None  # ... a subflow of this nightly run
+            parent = client.read_task_run(run.parent_task_run_id)
+            assert parent.flow_run_id == nightly_id
+    # each artifact read is this run's (Artifact.get(key) is the latest of the whole API)
+    ingest_of = {source: flow_run_id for source, flow_run_id, _ in batches}
+    batch = artifact("batch-kz-visits-2023", ingest_of["kz-visits-2023"])
+    assert "First rejected rows" in batch and "Atlantis" in batch
+    counts = json.loads(artifact("nightly-counts", nightly_id))
+    assert [(r["source"], r["read"], r["loaded"], r["rejected"]) for r in counts] == [
+        (r.source, r.rows_read, r.rows_loaded, r.rows_rejected) for r in results
+    ]
+    link = artifact("nightly-report", nightly_id)
+    uri = re.fullmatch(r"\[Annual report KAZ-2023\]\((file:.*)\)", link)
+    assert uri is not None, link
+    report = Path(urlparse(uri.group(1)).path)
+    # the latest year with facts for KAZ in the sample lists is the briefing's year
+    assert report == settings.reports_dir / "KAZ-2023.html"
+    assert "Kazakhstan" in report.read_text(encoding="utf-8")
+    summary = artifact("nightly-summary", nightly_id)
+    assert "kz-memberships" in summary and str(report) in summary
 
 
 def test_a_missing_source_fails_alone_and_is_audited(settings: Settings, tmp_path: Path) -> None:
     config = tmp_path / "sources.yaml"
     shutil.copytree(REPO / "examples" / "data", tmp_path / "data")
     config.write_text(
-        SAMPLES.read_text().replace("data/kz_relations.csv", "data/missing.csv"), encoding="utf-8"
+        DEMO.read_text().replace("data/kz_relations.csv", "data/missing.csv"), encoding="utf-8"
     )
     with pytest.raises(SourcesFailedError, match="kz-relations"):
         nightly(config=str(config), home=str(settings.home))
@@ -66,7 +114,9 @@ def test_a_missing_source_fails_alone_and_is_audited(settings: Settings, tmp_pat
     assert batches["kz-relations"][0] == "failed"
     assert "missing.csv" in batches["kz-relations"][1]
     assert batches["kz-visits-2023"][0] == batches["kz-memberships"][0] == "succeeded"
-    assert _counts(settings)["visits"] > 0, "what loaded before the failure is kept"
+    # what loaded before and after the failure is kept, every row of it
+    assert row_counts(settings) == {**DEMO_ROWS, "relations": 0, "rejected_rows": 6}
+    assert rejected_records(settings) == [r for r in DEMO_REJECTED if r[0] != "kz-relations"]
 
 
 def test_bad_data_is_not_retried(settings: Settings, tmp_path: Path) -> None:
@@ -86,8 +136,8 @@ def test_bad_data_is_not_retried(settings: Settings, tmp_path: Path) -> None:
     assert len(extract_runs) == 1 and extract_runs[0].run_count == 1
 
 
-def test_replay_loads_rows_fixed_by_new_reference_data(settings: Settings) -> None:
-    nightly(config=str(SAMPLES), home=str(settings.home))
+def test_replay_loads_rows_fixed_by_new_reference_data(demo_warehouse: Settings) -> None:
+    settings = demo_warehouse  # the demo lists loaded, their bad rows in the quarantine
     assert replay_quarantine(home=str(settings.home))[0].rows_loaded == 0
     user = settings.user_reference_dir
     user.mkdir(parents=True)
@@ -141,51 +191,33 @@ def test_a_mapping_that_names_a_missing_column_is_audited(
     assert "['Nation']" in row[2] and "['Country', 'Year']" in row[2]
 
 
-def test_nightly_artifacts_count_every_source_and_link_the_report(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+def test_a_publish_the_disk_refuses_is_pending_not_failed(
+    settings: Settings, demo_template: Settings
 ) -> None:
-    monkeypatch.setenv("RELATIONS_ETL_REPORT_COUNTRY", "kaz")
-    results = nightly(config=str(SAMPLES), home=str(settings.home))
-    counts = Artifact.get("nightly-counts")
-    assert counts is not None
-    rows = json.loads(str(counts.data))
-    assert [(r["source"], r["read"], r["loaded"], r["rejected"]) for r in rows] == [
-        (r.source, r.rows_read, r.rows_loaded, r.rows_rejected) for r in results
-    ]
-    link = Artifact.get("nightly-report")
-    assert link is not None
-    uri = re.fullmatch(r"\[Annual report KAZ-2023\]\((file:.*)\)", str(link.data))
-    assert uri is not None, link.data
-    report = Path(urlparse(uri.group(1)).path)
-    # the latest year with facts for KAZ in the sample lists is the briefing's year
-    assert report == settings.reports_dir / "KAZ-2023.html"
-    assert "Kazakhstan" in report.read_text(encoding="utf-8")
-    summary = Artifact.get("nightly-summary")
-    assert summary is not None and str(report) in str(summary.data)
-
-
-def test_a_publish_the_disk_refuses_is_pending_not_failed(settings: Settings) -> None:
     # parquet/ is a file: every Parquet write fails, as on a full or read-only disk
     settings.home.mkdir(parents=True)
     (settings.home / "parquet").write_text("not a folder\n", encoding="utf-8")
-    results = nightly(config=str(SAMPLES), home=str(settings.home))
+    nightly_id, state = run_flow(nightly, config=str(DEMO), home=str(settings.home))
+    results = state.result()
     assert results and all(r.publish_pending for r in results)
     assert all("could not be read or written" in str(r.publish_pending) for r in results)
     statuses = run_query(settings, "SELECT DISTINCT status FROM load_batches").rows()
     assert statuses == [("succeeded",)], "one word for one state: the batches are committed"
-    summary = Artifact.get("nightly-summary")
-    assert summary is not None
-    assert "## Publish pending" in str(summary.data)
-    assert "Failed sources" not in str(summary.data)
-    counts = Artifact.get("nightly-counts")
-    assert counts is not None
-    rows = json.loads(str(counts.data))
+    assert row_counts(settings) == DEMO_ROWS
+    summary = artifact("nightly-summary", nightly_id)
+    assert "## Publish pending" in summary
+    assert "Failed sources" not in summary
+    counts = json.loads(artifact("nightly-counts", nightly_id))
     # the audit's word for the batch's state, and the publish's own column
-    assert {(r["status"], r["publish"]) for r in rows} == {("succeeded", "pending")}
-    assert run_query(settings, "SELECT count(*) FROM publish_queue").item() > 0
+    assert {(r["status"], r["publish"]) for r in counts} == {("succeeded", "pending")}
+    queued = run_query(settings, "SELECT DISTINCT table_name FROM publish_queue ORDER BY 1")
+    assert queued.rows() == [(t,) for t in sorted(DEMO_ROWS)]
 
     (settings.home / "parquet").unlink()  # the disk is fixed: the next run publishes what waited
-    again = nightly(config=str(SAMPLES), home=str(settings.home))
+    again = nightly(config=str(DEMO), home=str(settings.home))
     assert all(r.unchanged_since and not r.publish_pending for r in again)
     assert run_query(settings, "SELECT count(*) FROM publish_queue").item() == 0
-    assert list((settings.home / "parquet" / "visits").glob("year=*/data.parquet"))
+    # what waited is what a run with a working disk publishes
+    assert parquet_digests(settings, across_runs=True) == parquet_digests(
+        demo_template, across_runs=True
+    )

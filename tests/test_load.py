@@ -9,7 +9,6 @@ from typing import Any
 
 import duckdb
 import pytest
-from relations_etl_flows.cli import main
 from relations_etl_flows.ingest import replay_quarantine
 
 from relations_etl.config import Kind, load_sources, source_for
@@ -21,7 +20,7 @@ from relations_etl.publish import publish_pending
 from relations_etl.query import run_query
 from relations_etl.reference import Reference
 from relations_etl.settings import Settings
-from tests.conftest import REPO
+from tests.conftest import REPO, Cli
 
 
 def test_a_batch_that_fails_to_load_leaves_no_trace(settings: Settings) -> None:
@@ -226,18 +225,17 @@ def test_a_replay_is_never_failed_by_its_rejected_share(settings: Settings, tmp_
     assert [row for row, _ in _open_rows(settings)] == [2]
 
 
-@pytest.mark.usefixtures("prefect_server")
 def test_cli_loads_a_list_by_its_headers_and_exits_65_when_every_row_is_rejected(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, cli: Cli
 ) -> None:
-    monkeypatch.setenv("RELATIONS_ETL_HOME", str(tmp_path / "warehouse"))
     listing = tmp_path / "list.csv"
     listing.write_text(HEADER + "Kazakhstan,France,established,1992-01-25,\n", encoding="utf-8")
-    assert main(["ingest", "relations", str(listing)]) == 0
-    assert "read 1, loaded 1" in capsys.readouterr().out
+    done = cli("ingest", "relations", str(listing))
+    assert done.code == 0 and "read 1, loaded 1" in done.out
     listing.write_text(HEADER + "Kazakhstan,Atlantis,established,1992-01-25,\n", encoding="utf-8")
-    assert main(["ingest", "relations", str(listing)]) == 65
-    err = capsys.readouterr().err.strip()
+    done = cli("ingest", "relations", str(listing))
+    assert done.code == 65
+    err = done.err.strip()
     assert len(err.splitlines()) == 1
     assert "its one row was rejected; reasons, most frequent first: (1) counterpart" in err
     assert "'Atlantis', 1 row: country 'Atlantis' is unknown" in err

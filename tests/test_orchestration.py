@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,20 +15,12 @@ import yaml
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from relations_etl_flows.cli import main
 
-from relations_etl.config import load_sources
+from relations_etl.config import Source, load_sources
 from relations_etl.settings import Settings
-from tests.conftest import REPO
-from tests.state import parquet_digests, table_digests
+from tests.conftest import DEMO, closed_port
+from tests.state import DEMO_ROWS, parquet_digests, row_counts, table_digests
 
-DEMO = REPO / "examples" / "sources.yaml"
 SCRIPT = Path(sys.executable).parent / "relations-etl"
-
-
-def _closed_port() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/api"  # nothing listens once the socket is closed
 
 
 def _cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -42,39 +33,66 @@ def _cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     }
 
 
+def _ingest_args(source: Source, folder: Path) -> list[str]:
+    """`relations-etl ingest` of one entry of a sources file: its mapping as a file."""
+    mapping = folder / f"{source.name}.yaml"
+    mapping.write_text(
+        yaml.safe_dump(source.mapping.model_dump(mode="json", exclude_unset=True)),
+        encoding="utf-8",
+    )
+    args = ["ingest", source.kind.value, source.uri, "--mapping", str(mapping)]
+    args += ["--format", source.format] if source.format else []
+    return [*args, "--name", source.name]
+
+
 def test_ingest_of_every_demo_source_equals_the_nightly_run(
     tmp_path: Path, prefect_server: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ingested = Settings(home=tmp_path / "ingested")
     monkeypatch.setenv("RELATIONS_ETL_HOME", str(ingested.home))
-    with temporary_settings(updates={PREFECT_API_URL: _closed_port()}):  # never contacted
+    with temporary_settings(updates={PREFECT_API_URL: closed_port()}):  # never contacted
         for source in load_sources(DEMO):
-            mapping = tmp_path / f"{source.name}.yaml"
-            mapping.write_text(
-                yaml.safe_dump(source.mapping.model_dump(mode="json", exclude_unset=True)),
-                encoding="utf-8",
-            )
-            args = [source.kind.value, source.uri]
-            args += ["--format", source.format] if source.format else []
-            code = main(["ingest", *args, "--mapping", str(mapping), "--name", source.name])
-            assert code == 0
+            assert main(_ingest_args(source, tmp_path)) == 0
 
     nightly = Settings(home=tmp_path / "nightly")
     monkeypatch.setenv("RELATIONS_ETL_HOME", str(nightly.home))
     assert main(["run", "--config", str(DEMO)]) == 0
 
     assert table_digests(ingested, across_runs=True) == table_digests(nightly, across_runs=True)
-    assert parquet_digests(ingested, across_runs=True) == parquet_digests(
-        nightly, across_runs=True
+    assert parquet_digests(ingested, across_runs=True) == parquet_digests(nightly, across_runs=True)
+    assert row_counts(nightly) == row_counts(ingested) == DEMO_ROWS
+
+
+def test_the_console_script_ingests_with_no_prefect_api(
+    tmp_path: Path, demo_template: Settings
+) -> None:
+    """The installed script, PREFECT_API_URL naming a closed port: ingest never needs it."""
+    env = _cli_env(tmp_path, PREFECT_API_URL=closed_port())
+    visits, *_ = load_sources(DEMO)
+    done = subprocess.run(
+        [str(SCRIPT), *_ingest_args(visits, tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
     )
-    assert table_digests(nightly)["visits"].split("|")[1].startswith("8:")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "kz-visits-2023: read 11, loaded 8, rejected 3, deduplicated 0\n"
+    assert done.stderr == ""
+    ingested = Settings(home=tmp_path / "warehouse")
+    # the rows the library loads from that list, every one
+    assert (
+        table_digests(ingested, across_runs=True)["visits"]
+        == table_digests(demo_template, across_runs=True)["visits"]
+    )
 
 
 def test_run_against_an_unreachable_api_is_a_temporary_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("RELATIONS_ETL_HOME", str(tmp_path / "warehouse"))
-    closed = _closed_port()
+    closed = closed_port()
     with temporary_settings(updates={PREFECT_API_URL: closed}):
         code = main(["run", "--config", str(DEMO)])
     err = capsys.readouterr().err

@@ -51,11 +51,26 @@ def test_the_wheel_ships_both_packages_typed_with_the_license_and_no_generic_nam
 
 def test_version_and_python_dash_m_are_the_console_script(tmp_path: Path) -> None:
     expected = f"relations-etl {relations_etl.__version__}\n"
-    assert _run(BIN / "relations-etl", "--version", cwd=tmp_path).stdout == expected
-    module = _run(sys.executable, "-m", "relations_etl", "--version", cwd=tmp_path)
-    assert (module.returncode, module.stdout) == (0, expected)
-    usage = _run(sys.executable, "-m", "relations_etl", "sql", cwd=tmp_path)
-    assert usage.returncode == 2 and usage.stderr.startswith("usage: relations-etl sql")
+    commands = {
+        "script": [BIN / "relations-etl", "--version"],
+        "module": [sys.executable, "-m", "relations_etl", "--version"],
+        "usage": [sys.executable, "-m", "relations_etl", "sql"],
+    }
+    # started together: three interpreters that share nothing
+    started = {
+        name: subprocess.Popen(
+            command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for name, command in commands.items()
+    }
+    done = {}
+    for name, process in started.items():
+        out, err = process.communicate(timeout=600)
+        done[name] = (process.returncode, out, err)
+    assert done["script"][1] == expected
+    assert done["module"][:2] == (0, expected)
+    code, _, err = done["usage"]
+    assert code == 2 and err.startswith("usage: relations-etl sql")
 
 
 def test_run_in_a_new_folder_says_how_to_name_the_sources_file(
