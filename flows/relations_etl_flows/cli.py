@@ -195,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"relations-etl: error: a RELATIONS_ETL_* setting is invalid: {exc}", file=sys.stderr)
         return EX_CONFIG
+    except RelationsEtlError as exc:  # a setting that parses but cannot work (a URI as home)
+        print(error_paragraph(f"relations-etl: error: {exc}", sys.stderr), file=sys.stderr)
+        return exc.exit_code
     try:
         if args.command in ("run", "ingest") or getattr(args, "action", None) == "replay":
             _load(args, settings)

@@ -204,6 +204,9 @@ class Source(_Strict):
     moved_from: str | None = None
     """The URI this source's name was bound to before the list moved: declares the move, so the
     name is bound to `uri` from this load on (see `relations_etl.bindings`)."""
+    storage_options: dict[str, Any] = Field(default_factory=dict, exclude=True, repr=False)
+    """s3fs arguments for an `s3://` URI (endpoint_url, key, secret, anon, client_kwargs, ...);
+    never written to the audit or a fingerprint, since they may hold credentials."""
 
     @model_validator(mode="after")
     def _known_format(self) -> Source:
