@@ -10,9 +10,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,15 @@ from moto.server import ThreadedMotoServer
 from relations_etl_flows import cli
 
 from relations_etl.config import Kind, Source, load_sources
-from relations_etl.errors import EX_CONFIG, EX_NOINPUT, EX_TEMPFAIL, ConfigError
+from relations_etl.errors import (
+    EX_CONFIG,
+    EX_NOINPUT,
+    EX_TEMPFAIL,
+    EX_USAGE,
+    ConfigError,
+    LimitError,
+    TransientSourceError,
+)
 from relations_etl.extract import extract
 from relations_etl.pipeline import run_source
 from relations_etl.query import run_query
@@ -158,11 +168,18 @@ def test_missing_keys_buckets_and_an_unreachable_store_say_what_to_do(
 
     # nothing listens there: transient (75), retried by the flow
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
-    quick = {"retries": 1, "config_kwargs": {"retries": {"max_attempts": 1}}}
+    quick = {"config_kwargs": {"retries": {"max_attempts": 1}}}
     with pytest.raises(Exception) as unreachable:
         list(extract(_visits_source(f"s3://{bucket}/v.csv", storage_options=quick), Settings()))
     assert getattr(unreachable.value, "exit_code", None) == EX_TEMPFAIL, unreachable.value
     assert getattr(unreachable.value, "transient", False)
+    assert "Could not connect" in str(unreachable.value), unreachable.value
+
+    # storage options s3fs does not take are the configuration's fault, not the network's
+    wrong = {"no_such_option": 1}
+    with pytest.raises(ConfigError) as bad:
+        list(extract(_visits_source(f"s3://{bucket}/v.csv", storage_options=wrong), Settings()))
+    assert "storage_options" in bad.value.hint
 
 
 def test_a_store_that_refuses_the_credentials_is_a_configuration_error(
@@ -338,8 +355,12 @@ def test_a_uri_as_the_warehouse_home_is_refused_naming_the_parquet_setting(
     assert not (tmp_path / "s3:").exists()
 
 
-def test_ingest_on_the_command_line_reads_an_s3_list(
-    bucket: str, s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_ingest_and_sql_on_the_command_line_read_and_query_s3(
+    bucket: str,
+    s3_endpoint: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     text = (DATA / "kz_relations.csv").read_text(encoding="utf-8")
     header, rest = text.split("\n", 1)
@@ -351,3 +372,76 @@ def test_ingest_on_the_command_line_reads_an_s3_list(
     published = _published(fs, f"{bucket}/parquet")
     loaded = run_query(Settings(), "SELECT count(*) FROM relations").item()
     assert sum(t.num_rows for p, t in published.items() if p.startswith("relations/")) == loaded
+    # analysts query the published Parquet where it is, and nothing else in the store
+    capsys.readouterr()
+    query = (
+        f"SELECT count(*) AS n FROM read_parquet('s3://{bucket}/parquet/relations/*/*.parquet', "
+        "hive_partitioning = true)"
+    )
+    assert cli.main(["sql", query, "--format", "csv"]) == 0
+    assert capsys.readouterr().out.split() == ["n", str(loaded)]
+    outside = f"SELECT * FROM read_csv('s3://{bucket}/r.csv')"
+    assert cli.main(["sql", outside]) == EX_USAGE
+    assert "read-only and reads only" in capsys.readouterr().err
+
+
+def test_the_byte_limit_holds_for_an_object_and_for_a_prefix_together(
+    bucket: str, s3_endpoint: str, tmp_path: Path
+) -> None:
+    fs = _fs(s3_endpoint)
+    size = VISITS.stat().st_size
+    fs.put_file(str(VISITS), f"{bucket}/big/a.csv")
+    fs.put_file(str(VISITS), f"{bucket}/big/b.csv")
+    one = Settings(home=tmp_path / "w", max_source_bytes=size - 1)
+    with pytest.raises(LimitError) as single:
+        list(extract(_visits_source(f"s3://{bucket}/big/a.csv"), one))
+    assert "RELATIONS_ETL_MAX_SOURCE_BYTES" in single.value.message
+    # each file fits, the two together do not
+    both = Settings(home=tmp_path / "w", max_source_bytes=size + size // 2)
+    assert len(list(extract(_visits_source(f"s3://{bucket}/big/a.csv"), both))) == 1
+    with pytest.raises(LimitError) as prefix:
+        list(extract(_visits_source(f"s3://{bucket}/big/", format="csv"), both))
+    assert prefix.value.file == f"s3://{bucket}/big/b.csv"
+
+
+class _Throttling(BaseHTTPRequestHandler):
+    """An S3 endpoint that is always overloaded: 503 SlowDown, as S3 answers when throttling."""
+
+    def _slow_down(self) -> None:
+        body = (
+            b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+            b"<Message>Please reduce your request rate.</Message></Error>"
+        )
+        self.send_response(503)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_HEAD = do_PUT = _slow_down
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_throttling_store_is_a_transient_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Throttling)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.server_port}")
+        quick = {"config_kwargs": {"retries": {"max_attempts": 1}}}
+        source = _visits_source("s3://busy/visits.csv", storage_options=quick)
+        with pytest.raises(TransientSourceError) as busy:
+            list(extract(source, Settings(home=tmp_path)))
+        assert busy.value.exit_code == EX_TEMPFAIL
+        assert busy.value.file == "s3://busy/visits.csv"
+        assert "Service Unavailable" in busy.value.message  # the answer to a HEAD: no body
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -231,6 +231,14 @@ def object_error(
             hint="Check the bucket and key (a folder is a prefix ending in /); nothing was "
             f"{'loaded for this source' if doing == 'read' else 'written'}.",
         )
+    if isinstance(exc, TypeError):  # raised when the client is made from the options
+        return ConfigError(
+            f"{uri}: the object store client refused its options: {shown(str(exc), 200)}",
+            source=source,
+            file=uri,
+            hint="Fix the source's storage_options: they are s3fs.S3FileSystem arguments "
+            "(endpoint_url, key, secret, anon, client_kwargs, config_kwargs, ...).",
+        )
     name = type(exc).__name__
     refused = name in ("NoCredentialsError", "PartialCredentialsError")
     if isinstance(exc, PermissionError) or refused:

@@ -9,7 +9,9 @@ import duckdb
 import polars as pl
 from duckdb.sqltypes import DuckDBPyType
 
+from relations_etl.config import uri_scheme
 from relations_etl.errors import ConfigError, QueryError, RelationsEtlError
+from relations_etl.fetch import OBJECT_STORES, object_fs
 from relations_etl.load import connect
 from relations_etl.settings import Settings
 
@@ -143,6 +145,24 @@ def readable(settings: Settings, read: Iterable[Path] = ()) -> tuple[list[str], 
     return folders, files
 
 
+def published_parquet(conn: duckdb.DuckDBPyConnection, settings: Settings) -> list[str]:
+    """Let the analyst's queries read the published Parquet where RELATIONS_ETL_PARQUET_URI
+    puts it: in object storage through s3fs registered on the connection (DuckDB's httpfs
+    extension is never needed), confined to that prefix; a local folder outside the home as a
+    folder. Returns what to add to the allowed folders."""
+    root = settings.parquet_root.rstrip("/")
+    if uri_scheme(root) in OBJECT_STORES:
+        fs, _ = object_fs(root, settings)
+        conn.register_filesystem(fs)
+        return [f"{root}/"]
+    folder = Path(root)
+    if settings.parquet_uri is None or not folder.is_dir():
+        return []
+    return list(
+        dict.fromkeys(f"{str(p).rstrip('/')}/" for p in (folder.absolute(), folder.resolve()))
+    )
+
+
 def analyst_connection(settings: Settings, read: Iterable[Path] = ()) -> duckdb.DuckDBPyConnection:
     """The warehouse opened read-only for an analyst: no file written, no extension installed
     or loaded, no setting changed, reads only under the allowed paths, memory and time bounded.
@@ -173,6 +193,7 @@ def analyst_connection(settings: Settings, read: Iterable[Path] = ()) -> duckdb.
             hint="Set it like 2GB or 512MB.",
         ) from exc
     try:
+        folders += published_parquet(conn, settings)
         # DuckDB takes the allowed paths only once started, and only before external access is
         # off; then the lock makes every setting, these included, final for the connection
         conn.execute("SET allowed_directories = ?", [folders])
