@@ -177,6 +177,34 @@ class Settings(BaseSettings):
         description="Region of the S3 buckets, read from the standard AWS_REGION.",
     )
 
+    # Distributed task runner (README "Scaling out"): sources prepared in parallel, committed
+    # one at a time by the run that holds the warehouse.
+    task_runner: Literal["default", "dask"] = Field(
+        default="default",
+        description="How `relations-etl run` (the nightly flow) runs its sources: `default` one "
+        "after the other in this process; `dask` extracts and transforms them in parallel on a "
+        "Dask cluster (prefect-dask), each commit still one ordered step here.",
+    )
+    dask_workers: int = Field(
+        default=2,
+        gt=0,
+        description="Worker processes of the temporary local Dask cluster (one thread each); "
+        "not used when RELATIONS_ETL_DASK_ADDRESS names a scheduler.",
+    )
+    dask_address: str | None = Field(
+        default=None,
+        description="Address of a running Dask scheduler (tcp://host:8786) to use instead of a "
+        "temporary local cluster; its workers must read the same lists, reference data and "
+        "settings as this machine.",
+    )
+    run_concurrency_limit: str = Field(
+        default="relations-etl-warehouse",
+        min_length=1,
+        description="Prefect global concurrency limit (one slot, created when missing) that the "
+        "nightly flow holds besides the local lock, so that two runs on two machines reporting "
+        "to one Prefect server never write one warehouse at once.",
+    )
+
     @field_validator("home", mode="before")
     @classmethod
     def _home_is_local(cls, value: object) -> object:
