@@ -21,7 +21,7 @@ from prefect.futures import PrefectFuture
 
 from relations_etl import pipeline
 from relations_etl.config import Source
-from relations_etl.errors import WarehouseLockedError
+from relations_etl.errors import ClusterUnavailableError, WarehouseLockedError
 from relations_etl.extract import RawTable
 from relations_etl.load import last_fingerprint
 from relations_etl.lock import run_lock
@@ -32,6 +32,8 @@ from relations_etl.settings import Settings
 from relations_etl_flows.ingest import _transient_only
 
 Ahead = tuple[list[RawTable], Prepared | None]
+CONNECT_TIMEOUT = 10
+"""Seconds to reach a running scheduler (RELATIONS_ETL_DASK_ADDRESS) before the run fails."""
 
 
 @task(
@@ -60,7 +62,9 @@ def dask_runner(settings: Settings) -> Any:
             "--task-runner dask.",
         ) from exc
     if settings.dask_address:
-        return DaskTaskRunner(address=settings.dask_address)
+        return DaskTaskRunner(
+            address=settings.dask_address, client_kwargs={"timeout": CONNECT_TIMEOUT}
+        )
     return DaskTaskRunner(
         cluster_class="distributed.LocalCluster",
         cluster_kwargs={
@@ -109,7 +113,15 @@ def run_on_dask(
             for source in sources:
                 last = last_fingerprint(settings, source.name)
                 lasts[source.name] = last[1] if last else None
-        with dask_runner(settings) as runner:
+        with ExitStack() as stack:
+            try:
+                runner = stack.enter_context(dask_runner(settings))
+                runner.client  # noqa: B018  (prefect-dask connects at the first submit otherwise)
+            except (OSError, TimeoutError) as exc:
+                where = settings.dask_address or "a local cluster"
+                raise ClusterUnavailableError(
+                    f"the Dask scheduler ({where}) could not be reached or started: {exc}"
+                ) from exc
             ahead = {
                 source.name: runner.submit(
                     prepare_source,
