@@ -5,16 +5,19 @@ prefect_test_harness, a real LocalCluster on 127.0.0.1)."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
 from prefect.concurrency.sync import concurrency
 from relations_etl_flows import cli
 from relations_etl_flows.ingest import nightly
 
 from relations_etl.errors import EX_TEMPFAIL, SourcesFailedError, WarehouseLockedError
+from relations_etl.load import LoadResult
 from relations_etl.query import run_query
 from relations_etl.settings import Settings
 from tests.state import parquet_digests, sample_lists, table_digests
@@ -38,12 +41,47 @@ def _with_synthetic_sources(config: Path, files: int = 4) -> Path:
     return config
 
 
-def test_two_dask_workers_give_the_tables_and_parquet_of_one_process(tmp_path: Path) -> None:
-    config = _with_synthetic_sources(sample_lists(tmp_path / "lists"))
-    single = Settings(home=tmp_path / "single")
-    spread = Settings(home=tmp_path / "spread", dask_workers=2)
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    """One 2-worker local Dask cluster for the module, reached by RELATIONS_ETL_DASK_ADDRESS
+    (a temporary cluster per run is tested once, on the command line)."""
+    from distributed import LocalCluster
 
-    one = nightly(config=str(config), home=str(single.home))
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        silence_logs=40,
+    ) as local:
+        yield str(local.scheduler_address)
+
+
+Single = tuple[Path, Settings, list[LoadResult]]
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> Single:
+    """The demo lists and a visits list split into four sources, run in one process."""
+    folder = tmp_path_factory.mktemp("single")
+    config = _with_synthetic_sources(sample_lists(folder / "lists"))
+    settings = Settings(home=folder / "warehouse")
+    return config, settings, nightly(config=str(config), home=str(settings.home))
+
+
+@pytest.fixture
+def on_cluster(cluster: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("RELATIONS_ETL_DASK_ADDRESS", cluster)
+    return cluster
+
+
+def test_two_dask_workers_give_the_tables_and_parquet_of_one_process(
+    single: Single, on_cluster: str, tmp_path: Path
+) -> None:
+    config, alone, one = single
+    spread = Settings(home=tmp_path / "spread")
+
     two = nightly(config=str(config), home=str(spread.home), task_runner="dask")
 
     assert [r.source for r in two] == [r.source for r in one]  # committed in the given order
@@ -54,35 +92,38 @@ def test_two_dask_workers_give_the_tables_and_parquet_of_one_process(tmp_path: P
             a.rows_rejected,
             a.rows_deduplicated,
         )
-    assert table_digests(spread, across_runs=True) == table_digests(single, across_runs=True)
-    assert parquet_digests(spread, across_runs=True) == parquet_digests(single, across_runs=True)
+    assert table_digests(spread, across_runs=True) == table_digests(alone, across_runs=True)
+    assert parquet_digests(spread, across_runs=True) == parquet_digests(alone, across_runs=True)
     assert len(parquet_digests(spread)) > 4
-    # the prepared sources ran as tasks of the nightly flow run, on the cluster
+    # every source was prepared by a task of this flow run (on the cluster's workers)
+    flow_run = run_query(spread, "SELECT DISTINCT flow_run_id FROM load_batches").item()
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs()
-    names = {r.name.rsplit("-", 1)[0] for r in runs if r.name.startswith("prepare_source")}
-    assert names == {"prepare_source"}
+        runs = client.read_task_runs(
+            task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[flow_run]))
+        )
+    prepared = [r for r in runs if r.name.startswith("prepare_source")]
+    assert len(prepared) == len(two) and all(r.state_type == "COMPLETED" for r in prepared)
     # a second run: every source unchanged, skipped after hashing alone
     again = nightly(config=str(config), home=str(spread.home), task_runner="dask")
     assert all(r.unchanged_since for r in again)
-    assert table_digests(spread, across_runs=True) == table_digests(single, across_runs=True)
+    assert table_digests(spread, across_runs=True) == table_digests(alone, across_runs=True)
 
 
-def test_a_failing_source_on_a_worker_fails_alone_and_is_audited(tmp_path: Path) -> None:
+def test_a_failing_source_on_a_worker_fails_alone_and_is_audited(
+    on_cluster: str, tmp_path: Path
+) -> None:
     config = sample_lists(tmp_path / "lists")
     (config.parent / "data" / "kz_relations.csv").unlink()
     settings = Settings(home=tmp_path / "w")
     with pytest.raises(SourcesFailedError, match="kz-relations"):
         nightly(config=str(config), home=str(settings.home), task_runner="dask")
-    statuses = dict(
-        run_query(settings, "SELECT source, status FROM load_batches").rows()  # type: ignore[arg-type]
-    )
-    assert statuses == {
-        "kz-visits-2023": "succeeded",
-        "kz-memberships": "succeeded",
-        "kz-relations": "failed",
-        "kz-reported-totals": "succeeded",
-    }
+    rows = run_query(settings, "SELECT source, status FROM load_batches ORDER BY source").rows()
+    assert [tuple(r) for r in rows] == [
+        ("kz-memberships", "succeeded"),
+        ("kz-relations", "failed"),
+        ("kz-reported-totals", "succeeded"),
+        ("kz-visits-2023", "succeeded"),
+    ]
 
 
 def test_a_run_waits_for_the_global_concurrency_slot_then_gives_up(
@@ -104,17 +145,20 @@ def test_a_run_waits_for_the_global_concurrency_slot_then_gives_up(
 
 
 def test_run_task_runner_dask_on_the_command_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    single: Single,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    config = sample_lists(tmp_path / "lists")
+    config, alone, _ = single
     monkeypatch.setenv("RELATIONS_ETL_HOME", str(tmp_path / "w"))
-    monkeypatch.setenv("RELATIONS_ETL_DASK_WORKERS", "1")
+    monkeypatch.setenv("RELATIONS_ETL_DASK_WORKERS", "2")  # a temporary local cluster
     assert cli.main(["run", "--config", str(config), "--task-runner", "dask"]) == 0
-    single = Settings(home=tmp_path / "single")
-    nightly(config=str(config), home=str(single.home))
-    assert table_digests(Settings(), across_runs=True) == table_digests(single, across_runs=True)
-    # a scheduler that does not answer: the run fails as temporary, nothing half-done
+    assert table_digests(Settings(), across_runs=True) == table_digests(alone, across_runs=True)
+    assert parquet_digests(Settings(), across_runs=True) == parquet_digests(alone, across_runs=True)
+    # a scheduler that does not answer: the run fails as temporary before reading anything
     shutil.rmtree(tmp_path / "w")
     monkeypatch.setenv("RELATIONS_ETL_DASK_ADDRESS", "tcp://127.0.0.1:9")
     code = cli.main(["run", "--config", str(config), "--task-runner", "dask"])
-    assert code == EX_TEMPFAIL, capsys.readouterr().err
+    assert code == EX_TEMPFAIL
+    assert "RELATIONS_ETL_DASK_ADDRESS" in capsys.readouterr().err

@@ -72,7 +72,7 @@ def dask_runner(settings: Settings) -> Any:
             "threads_per_worker": 1,  # polars and DuckDB use the cores a worker has
             "processes": True,
             "host": "127.0.0.1",
-            "dashboard_address": None,
+            "dashboard_address": "127.0.0.1:0",  # any free port: never taken from another run
             "silence_logs": 40,
         },
     )
@@ -117,7 +117,7 @@ def run_on_dask(
             try:
                 runner = stack.enter_context(dask_runner(settings))
                 runner.client  # noqa: B018  (prefect-dask connects at the first submit otherwise)
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, RuntimeError) as exc:  # RuntimeError: no cluster
                 where = settings.dask_address or "a local cluster"
                 raise ClusterUnavailableError(
                     f"the Dask scheduler ({where}) could not be reached or started: {exc}"
