@@ -104,6 +104,12 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="the nightly flow over every configured source")
     run.add_argument("--config", type=Path, help="sources file (default RELATIONS_ETL_CONFIG)")
     run.add_argument("--force", action="store_true", help="reload sources even when unchanged")
+    run.add_argument(
+        "--task-runner",
+        choices=["default", "dask"],
+        help="dask: prepare the sources in parallel on a Dask cluster, commit them one at a "
+        "time (default RELATIONS_ETL_TASK_RUNNER)",
+    )
     _add_progress(run)
     ingest = commands.add_parser("ingest", help="one raw list through the same flow")
     ingest.add_argument("kind", choices=[k.value for k in Kind])
@@ -268,7 +274,12 @@ def _nightly(args: argparse.Namespace, settings: Settings) -> list[LoadResult]:
     check_report_settings(settings)  # before a Prefect API is started for nothing
     with prefect_api(settings) as api_url:
         try:
-            return nightly(config=config, home=str(settings.home), force=args.force)
+            return nightly(
+                config=config,
+                home=str(settings.home),
+                force=args.force,
+                task_runner=args.task_runner,
+            )
         except httpx.TransportError as exc:
             raise PrefectUnavailableError(f"lost the Prefect API at {api_url}: {exc}") from exc
 
@@ -285,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"relations-etl: error: a RELATIONS_ETL_* setting is invalid: {exc}", file=sys.stderr)
         return EX_CONFIG
+    except RelationsEtlError as exc:  # a setting that parses but cannot work (a URI as home)
+        print(error_paragraph(f"relations-etl: error: {exc}", sys.stderr), file=sys.stderr)
+        return exc.exit_code
     try:
         if args.command in ("run", "ingest") or getattr(args, "action", None) == "replay":
             _load(args, settings)

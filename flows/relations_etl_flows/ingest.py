@@ -150,21 +150,42 @@ def _status(result: LoadResult) -> str:
 
 @flow(name="nightly", log_prints=True)
 def nightly(
-    config: str | None = None, home: str | None = None, force: bool = False
+    config: str | None = None,
+    home: str | None = None,
+    force: bool = False,
+    task_runner: str | None = None,
 ) -> list[LoadResult]:
     """Every configured source, one after the other; one failing source does not stop the rest.
 
     Sources whose inputs are unchanged since their last successful batch are skipped unless
     `force`; sources that loaded before and are no longer configured are reported, rows kept.
+    `task_runner` (default: RELATIONS_ETL_TASK_RUNNER) `dask` prepares the sources in parallel
+    on a Dask cluster; their commits stay one at a time, in order (relations_etl_flows.scale).
     """
+    from relations_etl_flows import scale
+
     settings = _settings(home)
+    if task_runner is not None:
+        settings = settings.model_copy(update={"task_runner": task_runner})
     sources = load_sources(Path(config) if config else settings.config, settings)
-    run = pipeline.run_sources(
-        settings,
-        sources,
-        lambda source: ingest_source(source, home=home, force=force),
-        what=f"nightly (flow run {_run_id()})",
-    )
+    what = f"nightly (flow run {_run_id()})"
+    with scale.warehouse_slot(settings, what):
+        if settings.task_runner == "dask":
+            run = scale.run_on_dask(
+                settings,
+                sources,
+                _steps(settings),
+                force=force,
+                flow_run_id=_run_id(),
+                what=what,
+            )
+        else:
+            run = pipeline.run_sources(
+                settings,
+                sources,
+                lambda source: ingest_source(source, home=home, force=force),
+                what=what,
+            )
     summary = pl.DataFrame(
         [
             {

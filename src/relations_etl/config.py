@@ -357,6 +357,9 @@ class Source(_Strict):
     """snapshot: each version of the list is the whole truth, so a fact of this source that the
     new version no longer holds is retired (see `relations_etl.retire`); append: a feed, whose
     rows absent from a new version say nothing and stay."""
+    storage_options: dict[str, Any] = Field(default_factory=dict, exclude=True, repr=False)
+    """s3fs arguments for an `s3://` URI (endpoint_url, key, secret, anon, client_kwargs, ...);
+    never written to the audit or a fingerprint, since they may hold credentials."""
 
     @model_validator(mode="after")
     def _known_format(self) -> Source:

@@ -251,3 +251,15 @@ class UnknownCountryError(RelationsEtlError):
         "country_aliases.csv; a label of your own goes into <home>/reference/country_aliases.csv."
     )
     exit_code = EX_USAGE
+
+
+class ClusterUnavailableError(RelationsEtlError):
+    """The Dask scheduler a run was to use could not be started or reached."""
+
+    transient = True
+    exit_code = EX_TEMPFAIL
+    hint = (
+        "Nothing was loaded; check RELATIONS_ETL_DASK_ADDRESS (tcp://host:8786) and that its "
+        "scheduler runs, or unset it for a temporary local cluster, or run without "
+        "--task-runner dask."
+    )

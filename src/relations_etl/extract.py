@@ -9,25 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import fsspec
 import polars as pl
 
-from relations_etl.config import Source, check_uri, resolve_local, uri_scheme
-from relations_etl.errors import (
-    ConfigError,
-    RelationsEtlError,
-    SourceMissingError,
-    SourceReadError,
-    TransientSourceError,
-)
+from relations_etl.config import Source, check_uri
+from relations_etl.errors import SourceReadError
 from relations_etl.facts import ERRORS
+from relations_etl.fetch import Screen, list_files, read_bytes
 from relations_etl.limits import amount, too_large
 from relations_etl.readers.delimited import RowErrors, field_screen, read_delimited
 from relations_etl.readers.records import string_screen
@@ -51,190 +42,6 @@ class RawTable:
     file: str
     content_hash: str
     columns: tuple[str, ...]
-
-
-_CHUNK = 1 << 20
-Screen = Callable[[bytes, int], None]
-"""Looks at each chunk of a file as it arrives (with its offset) and raises to refuse it."""
-
-
-def _gather(
-    read: Callable[[int], bytes], limit: int, uri: str, source: str, screen: Screen | None
-) -> bytes:
-    """Read chunks until the end, refusing at `limit` bytes: a source that never ends (an HTTP
-    body, /dev/zero) or is too large for the settings costs at most the limit."""
-    parts: list[bytes] = []
-    total = 0
-    while chunk := read(_CHUNK):
-        if screen is not None:
-            screen(chunk, total)
-        total += len(chunk)
-        if total > limit:
-            raise too_large(
-                "reading stopped: the source is longer",
-                limit,
-                "max_source_bytes",
-                source=source,
-                file=uri,
-            )
-        parts.append(chunk)
-    return b"".join(parts)
-
-
-def _still_inside(fd: int, path: Path, uri: str, source: str, landing: str | None) -> None:
-    """The file opened is the one that was checked: a link swapped in between the landing
-    check and the open is caught from what the kernel says the descriptor is."""
-    if landing is None or not os.path.isdir("/proc/self/fd"):
-        return
-    opened = Path(os.path.realpath(f"/proc/self/fd/{fd}"))
-    if opened != path:
-        raise ConfigError(
-            f"{uri!r} changed while it was opened: it now leads to {opened}, not {path}",
-            source=source,
-            hint="Something is replacing files in the landing folder; nothing was read.",
-        )
-
-
-def _read_local(
-    uri: str, source: str, landing: str | None, limit: int, screen: Screen | None
-) -> bytes:
-    """Read a local file; a file that changes while it is read is a transient error."""
-    path = resolve_local(source, uri, landing)
-    assert path is not None
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError as exc:
-        raise SourceMissingError(f"file not found: {uri}", source=source, file=uri) from exc
-    except OSError as exc:
-        raise SourceReadError(
-            f"could not read {uri}: {exc.strerror}", source=source, file=uri
-        ) from exc
-    try:
-        _still_inside(fd, path, uri, source, landing)
-        before = os.fstat(fd)
-        if stat.S_ISDIR(before.st_mode):
-            raise SourceReadError(
-                f"{uri} is a folder; this format reads one file", source=source, file=uri
-            )
-        try:
-            data = _gather(lambda n: os.read(fd, n), limit, uri, source, screen)
-        except OSError as exc:
-            raise SourceReadError(
-                f"could not read {uri}: {exc.strerror}", source=source, file=uri
-            ) from exc
-        after = os.fstat(fd)
-    finally:
-        os.close(fd)
-    stamp = (before.st_size, before.st_mtime_ns)
-    if stamp != (after.st_size, after.st_mtime_ns) or len(data) != before.st_size:
-        raise TransientSourceError(
-            f"{uri} changed while it was read ({before.st_size} bytes before, {len(data)} read, "
-            f"{after.st_size} after)",
-            source=source,
-            file=uri,
-            hint="Another process is writing it; the read is retried. Have the producer write "
-            "under a temporary name and rename it into place.",
-        )
-    return data
-
-
-def _read_http(uri: str, source: str, timeout: float, limit: int, screen: Screen | None) -> bytes:
-    import aiohttp
-
-    try:
-        fs, path = fsspec.core.url_to_fs(
-            uri, client_kwargs={"timeout": aiohttp.ClientTimeout(total=timeout)}
-        )
-        # block_size 0: one GET streamed chunk by chunk, so the byte limit holds while the body
-        # arrives; a size given skips fsspec's HEAD request, which reports any failure as 404
-        with fs.open(path, "rb", block_size=0, size=1) as handle:
-            return _gather(handle.read, limit, uri, source, screen)
-    except FileNotFoundError as exc:
-        raise SourceMissingError(f"{uri} answered 404 Not Found", source=source, file=uri) from exc
-    except aiohttp.TooManyRedirects as exc:
-        raise SourceMissingError(
-            f"{uri} redirects in a loop (more than {(exc.history and len(exc.history)) or 10} "
-            "redirects)",
-            source=source,
-            file=uri,
-            hint="The server is misconfigured or the URL is stale; fix the URL. Not retried.",
-        ) from exc
-    except aiohttp.RedirectClientError as exc:
-        # aiohttp follows redirects to http(s) only: a Location of file://, ftp:// or
-        # garbage is refused, and retrying would get the same answer
-        raise SourceMissingError(
-            f"{uri} redirects to {shown(str(exc), 120)}, which is not followed: a source read "
-            "over HTTP(S) stays on HTTP(S)",
-            source=source,
-            file=uri,
-            hint="Fix the URL or the server; a redirect to another scheme is never followed "
-            "and not retried.",
-        ) from exc
-    except aiohttp.ClientResponseError as exc:
-        if exc.status >= 500 or exc.status in (408, 429):
-            raise TransientSourceError(
-                f"{uri} answered {exc.status} {exc.message}", source=source, file=uri
-            ) from exc
-        raise SourceMissingError(
-            f"{uri} answered {exc.status} {exc.message}", source=source, file=uri
-        ) from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise TransientSourceError(
-            f"{uri} sent fewer bytes than announced: it changed or the connection broke while it "
-            f"was read ({exc})",
-            source=source,
-            file=uri,
-        ) from exc
-    except TimeoutError as exc:
-        raise TransientSourceError(
-            f"{uri} did not answer within {timeout:g} s",
-            source=source,
-            file=uri,
-            hint="The read is retried; RELATIONS_ETL_HTTP_TIMEOUT sets the limit.",
-        ) from exc
-    except (aiohttp.ClientError, OSError) as exc:
-        raise TransientSourceError(
-            f"could not fetch {uri}: {exc}", source=source, file=uri
-        ) from exc
-
-
-def read_bytes(
-    uri: str,
-    source: str,
-    settings: Settings | None = None,
-    *,
-    landing: str | None = None,
-    limit: int | None = None,
-    screen: Screen | None = None,
-) -> bytes:
-    """Read a whole file: local, HTTP(S) or another fsspec protocol, at most `limit` bytes
-    (default: the settings' max_source_bytes).
-
-    A local URI is resolved once (config.resolve_local: checked against `landing` and then read
-    at the path that check saw). Not found (404) and other client errors are terminal; 5xx,
-    timeouts, broken connections and a file that changed while it was read are transient
-    (retried by the flow).
-    """
-    settings = settings or Settings()
-    limit = settings.max_source_bytes if limit is None else limit
-    scheme = uri_scheme(uri)
-    if scheme == "file":
-        return _read_local(uri, source, landing, limit, screen)
-    if scheme in ("http", "https"):
-        return _read_http(uri, source, settings.http_timeout, limit, screen)
-    try:
-        with fsspec.open(uri, "rb") as handle:
-            return _gather(handle.read, limit, uri, source, screen)
-    except FileNotFoundError as exc:
-        raise SourceMissingError(f"file not found: {uri}", source=source, file=uri) from exc
-    except (ImportError, ValueError) as exc:
-        raise SourceReadError(f"cannot open {uri}: {exc}", source=source, file=uri) from exc
-    except RelationsEtlError:
-        raise
-    except Exception as exc:
-        raise TransientSourceError(
-            f"could not fetch {uri}: {exc}", source=source, file=uri
-        ) from exc
 
 
 _WIDE = ("utf-16", "utf-32")
@@ -435,8 +242,20 @@ def extract(source: Source, settings: Settings | None = None) -> Iterator[RawTab
         yield combine(list(tables), source.uri)
         return
     options = source.mapping.options
-    screen = text_screen(fmt, options, source.uri, source.name, settings)
-    data = read_bytes(source.uri, source.name, settings, landing=source.landing, screen=screen)
-    frame, row_errors = _read_table(data, fmt, options, source.uri, source.name, settings)
-    table = as_text_table(frame, source.uri, hashlib.sha256(data).hexdigest(), row_errors)
-    yield check_fields(table, settings, source.name)
+    files = list_files(source.uri, fmt, source.name, settings, source.storage_options)
+    remaining = settings.max_source_bytes  # for all the files of a prefix together
+    for file in files:
+        screen = text_screen(fmt, options, file, source.name, settings)
+        data = read_bytes(
+            file,
+            source.name,
+            settings,
+            landing=source.landing,
+            limit=remaining,
+            screen=screen,
+            storage_options=source.storage_options,
+        )
+        remaining -= len(data)
+        frame, row_errors = _read_table(data, fmt, options, file, source.name, settings)
+        table = as_text_table(frame, file, hashlib.sha256(data).hexdigest(), row_errors)
+        yield check_fields(table, settings, source.name)

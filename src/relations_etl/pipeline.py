@@ -285,3 +285,17 @@ def run_sources(
         gone = unconfigured_sources(settings, [s.name for s in sources])
         report = write_configured_report(settings)
     return RunSummary(results, failures, gone, report)
+
+
+def prepare_ahead(
+    source: Source, settings: Settings, last: str | None
+) -> tuple[list[RawTable], Prepared | None]:
+    """Extract and transform one source away from the warehouse (on a Dask worker): reads the
+    lists and the reference files, never DuckDB or the run lock. The transform is left out
+    (None) when the inputs match `last`, the fingerprint of the source's last successful batch,
+    since `run_source` will skip it; `run_source` then commits the result in its turn."""
+    ref = Reference.load(settings)
+    tables = read_source(source, settings)
+    if last is not None and fingerprint(combine(tables, source.uri), source, ref) == last:
+        return tables, None
+    return tables, prepare(tables, source, ref, settings)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 
 import duckdb
@@ -28,21 +27,22 @@ from relations_etl.facts import TABLE, year_sql
 from relations_etl.load import connect, disk_errors
 from relations_etl.lock import run_number
 from relations_etl.settings import Settings
+from relations_etl.storage import Storage, storage_for
 
 # what each published table holds, the year it partitions on (SQL), and its stable order
 _PUBLISHED = {
     **{TABLE[k]: (year_sql(k), "ALL") for k in Kind},
     REJECTED_ROWS: ("year(rejected_at)", "rejected_at, source, source_file, source_row"),
 }
-TEMPORARY_SUFFIX = ".tmp"
 REPAIR = "repair"
 """The batch_id of a year queued again because its file no longer matches its record."""
 _log = logging.getLogger(__name__)
-_digested: dict[Path, int] = {}
+_digested: dict[str, int] = {}
 
 
-def _file(settings: Settings, table: str, year: int) -> Path:
-    return settings.parquet_dir / table / f"year={int(year)}" / "data.parquet"
+def _file(table: str, year: int) -> str:
+    """A published file, relative to the Parquet root (a folder or an object-storage prefix)."""
+    return f"{table}/year={int(year)}/data.parquet"
 
 
 def _sha256(path: Path) -> str:
@@ -60,12 +60,11 @@ def publish(
     written = []
     year_of, order = _PUBLISHED[table]
     columns = ", ".join(f'"{c}"' for c in published_columns(table))
+    store = storage_for(settings)
     for year in sorted(years):
-        target = _file(settings, table, year)
-        folder = target.parent
-        folder.mkdir(parents=True, exist_ok=True)
-        # a reader globbing *.parquet never sees this name, and the rename below is atomic
-        temporary = folder / f".data.parquet.{os.getpid()}{TEMPORARY_SUFFIX}"
+        target = _file(table, year)
+        # written where no reader looks; `put` makes it appear whole (a rename, one PUT)
+        temporary = store.staged(target)
         try:
             copied = conn.execute(
                 f"COPY (SELECT {columns} FROM {table} WHERE {year_of} = ? ORDER BY {order}) "
@@ -74,52 +73,53 @@ def publish(
                 [int(year)],
             ).fetchone()
         except BaseException:
-            temporary.unlink(missing_ok=True)  # half a file on a full disk
+            store.discard(temporary)  # half a file on a full disk
             raise
         if copied and copied[0]:
             digest = _sha256(temporary)
-            os.replace(temporary, target)
-            info = target.stat()
+            try:
+                info = store.put(temporary, target)
+            except BaseException:
+                store.discard(temporary)
+                raise
             conn.execute(
                 "INSERT OR REPLACE INTO published_files VALUES (?, ?, ?, ?, ?, ?, now())",
-                [table, int(year), int(copied[0]), info.st_size, digest, info.st_mtime_ns],
+                [table, int(year), int(copied[0]), info.size, digest, info.modified_ns],
             )
-            written.append(str(target))
+            written.append(store.uri(target))
         else:
-            temporary.unlink()
-            target.unlink(missing_ok=True)
+            store.discard(temporary)
+            store.remove(target)
             conn.execute(
                 "DELETE FROM published_files WHERE table_name = ? AND year = ?", [table, int(year)]
             )
     return written
 
 
-def _remove_leftovers(settings: Settings) -> None:
-    """Temporary files of a publish that was killed before its rename."""
-    if settings.parquet_dir.is_dir():
-        for path in settings.parquet_dir.glob(f"*/year=*/.data.parquet.*{TEMPORARY_SUFFIX}"):
-            path.unlink(missing_ok=True)
-
-
 def _matches(
-    path: Path, record: tuple[int, int, str, int] | None, rows: int, thorough: bool
+    store: Storage,
+    path: str,
+    record: tuple[int, int, str, int] | None,
+    rows: int,
+    thorough: bool,
 ) -> tuple[bool, tuple[int, int, str, int] | None]:
     """Whether a published file is what the warehouse wrote; and the record to keep for it."""
-    if not path.is_file():
+    info = store.stat(path)
+    if info is None:
         return False, None
-    info = path.stat()
     if record is not None:
-        if not thorough and (info.st_size, info.st_mtime_ns) == (record[1], record[3]):
+        if not thorough and (info.size, info.modified_ns) == (record[1], record[3]):
             return True, None  # the cheap check, after the first of this process
-        if info.st_size == record[1] and _sha256(path) == record[2]:
-            return True, (record[0], info.st_size, record[2], info.st_mtime_ns)  # touched only
+        if info.size == record[1] and store.digest(path) == record[2]:
+            return True, (record[0], info.size, record[2], info.modified_ns)  # touched only
         return False, None
     # published before files were recorded: readable, and as many rows as the table's year
     try:
-        whole = pq.read_metadata(path).num_rows == rows
+        with store.open(path) as handle:
+            whole = pq.read_metadata(handle).num_rows == rows
     except Exception:
         whole = False
-    return whole, ((rows, info.st_size, _sha256(path), info.st_mtime_ns) if whole else None)
+    return whole, ((rows, info.size, store.digest(path), info.modified_ns) if whole else None)
 
 
 def check_published(conn: duckdb.DuckDBPyConnection, settings: Settings) -> list[str]:
@@ -133,8 +133,9 @@ def check_published(conn: duckdb.DuckDBPyConnection, settings: Settings) -> list
     # every file's digest once per run, then size and modification time for the run's other
     # sources: a file replaced with its length and time put back is still found by the next run
     run = run_number(settings)
-    thorough = _digested.get(settings.parquet_dir.resolve()) != run
-    _digested[settings.parquet_dir.resolve()] = run
+    store = storage_for(settings)
+    thorough = _digested.get(store.identity) != run
+    _digested[store.identity] = run
     waiting = set(conn.execute("SELECT table_name, year FROM publish_queue").fetchall())
     for table, (year_of, _) in _PUBLISHED.items():
         counts = {
@@ -152,20 +153,20 @@ def check_published(conn: duckdb.DuckDBPyConnection, settings: Settings) -> list
                 [table],
             ).fetchall()
         }
-        folder = settings.parquet_dir / table
+        folders = (p.split("/")[-2] for p in store.files(f"{table}/year=*/data.parquet"))
         on_disk = {
-            int(path.parent.name.removeprefix("year="))
-            for path in (folder.glob("year=*/data.parquet") if folder.is_dir() else [])
-            if path.parent.name.removeprefix("year=").isdigit()
+            int(name.removeprefix("year="))
+            for name in folders
+            if name.removeprefix("year=").isdigit()
         }
         for year in sorted(set(counts) | on_disk | set(records)):
             if (table, year) in waiting:
                 continue  # written anyway by this publish
-            path = _file(settings, table, year)
+            path = _file(table, year)
             if year not in counts:
-                fine = not path.exists()
+                fine = store.stat(path) is None
             else:
-                fine, record = _matches(path, records.get(year), counts[year], thorough)
+                fine, record = _matches(store, path, records.get(year), counts[year], thorough)
                 if record is not None:
                     conn.execute(
                         "INSERT OR REPLACE INTO published_files VALUES (?, ?, ?, ?, ?, ?, now())",
@@ -175,7 +176,7 @@ def check_published(conn: duckdb.DuckDBPyConnection, settings: Settings) -> list
                 conn.execute(
                     "INSERT OR IGNORE INTO publish_queue VALUES (?, ?, ?)", [table, year, REPAIR]
                 )
-                queued.append(str(path))
+                queued.append(store.uri(path))
     if queued:
         _log.warning("published files that no longer match the warehouse, rewritten: %s", queued)
     return queued
@@ -191,7 +192,7 @@ def publish_pending(settings: Settings) -> list[str]:
         pending = conn.execute("SELECT table_name, year FROM publish_queue").fetchall()
         if not pending:
             return []
-        _remove_leftovers(settings)
+        storage_for(settings).remove_leftovers()
         by_table: dict[str, set[int]] = {}
         for table, year in pending:
             if table in _PUBLISHED:

@@ -4,14 +4,18 @@ process that cannot write (relations_etl.sandbox)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import duckdb
 import polars as pl
 import pyarrow as pa
 from duckdb.sqltypes import DuckDBPyType
 
+from relations_etl.config import uri_scheme
 from relations_etl.errors import ConfigError, QueryError, RelationsEtlError
+from relations_etl.fetch import OBJECT_STORES, object_fs
 from relations_etl.load import connect
 from relations_etl.sandbox import run_sandboxed, stopped_after
 from relations_etl.settings import Settings
@@ -150,6 +154,51 @@ def readable(settings: Settings, read: Iterable[Path] = ()) -> tuple[list[str], 
     return folders, files
 
 
+@dataclass(frozen=True)
+class _Store:
+    port: int
+    files: tuple[str, ...]
+
+
+# what resolving a host name and checking its certificate read (and ~/.aws, botocore's)
+_NETWORK_FILES = (
+    "/etc/hosts",
+    "/etc/resolv.conf",
+    "/etc/nsswitch.conf",
+    "/etc/host.conf",
+    "/etc/gai.conf",
+    "/etc/ssl",
+)
+
+
+def object_store(settings: Settings) -> _Store | None:
+    """Where the sandboxed query may connect when the published Parquet is in object storage:
+    the endpoint's port (443 for AWS itself) and the files a connection reads."""
+    if uri_scheme(settings.parquet_root) not in OBJECT_STORES:
+        return None
+    endpoint = urlsplit(settings.s3_endpoint_url or "https://s3.amazonaws.com")
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    return _Store(port, (*_NETWORK_FILES, str(Path.home() / ".aws")))
+
+
+def published_parquet(conn: duckdb.DuckDBPyConnection, settings: Settings) -> list[str]:
+    """Let the analyst's queries read the published Parquet where RELATIONS_ETL_PARQUET_URI
+    puts it: in object storage through s3fs registered on the connection (DuckDB's httpfs
+    extension is never needed), confined to that prefix; a local folder outside the home as a
+    folder. Returns what to add to the allowed folders."""
+    root = settings.parquet_root.rstrip("/")
+    if uri_scheme(root) in OBJECT_STORES:
+        fs, _ = object_fs(root, settings)
+        conn.register_filesystem(fs)
+        return [f"{root}/"]
+    folder = Path(root)
+    if settings.parquet_uri is None or not folder.is_dir():
+        return []
+    return list(
+        dict.fromkeys(f"{str(p).rstrip('/')}/" for p in (folder.absolute(), folder.resolve()))
+    )
+
+
 def analyst_connection(
     settings: Settings, read: Iterable[Path] = (), *, temp_directory: Path | None = None
 ) -> duckdb.DuckDBPyConnection:
@@ -185,6 +234,7 @@ def analyst_connection(
             hint="Set it like 2GB or 512MB.",
         ) from exc
     try:
+        folders += published_parquet(conn, settings)
         # DuckDB takes the allowed paths only once started, and only before external access is
         # off; then the lock makes every setting, these included, final for the connection
         # DuckDB's progress bar prints on standard output, into the query's CSV or JSON
@@ -208,11 +258,13 @@ def run_query(settings: Settings, query: str, read: Iterable[Path] = ()) -> pl.D
     check_statement(query)
     read = tuple(read)
     folders, files = readable(settings, read)
+    store = object_store(settings)
     table = run_sandboxed(
         execute,
         (settings, query, read),
-        read=[Path(p) for p in (*folders, *files)],
+        read=[Path(p) for p in (*folders, *files, *(store.files if store else ()))],
         timeout=settings.sql_timeout,
+        connect=[store.port] if store else [],
     )
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)  # a table, never a lone column

@@ -45,6 +45,8 @@ READ_DIR = 1 << 3
 _FS_RIGHTS = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1, 5: (1 << 16) - 1}
 _FILE_RIGHTS = EXECUTE | WRITE_FILE | READ_FILE | (1 << 14) | (1 << 15)  # a file is no folder
 _NET_TCP = 1 | 2  # ABI 4: bind and connect
+_CONNECT_TCP = 2
+_RULE_NET_PORT = 2
 _SCOPES = 1 | 2  # ABI 6: abstract UNIX sockets and signals outside the sandbox
 _READ = READ_FILE | READ_DIR
 _CODE = _READ | EXECUTE
@@ -60,6 +62,11 @@ class _RulesetAttr(ctypes.Structure):
         ("handled_access_net", ctypes.c_uint64),
         ("scoped", ctypes.c_uint64),
     )
+
+
+class _NetPortAttr(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = (("allowed_access", ctypes.c_uint64), ("port", ctypes.c_uint64))
 
 
 class _PathBeneathAttr(ctypes.Structure):
@@ -87,12 +94,13 @@ def _fs_rights(abi: int) -> int:
     return _FS_RIGHTS[max(v for v in _FS_RIGHTS if v <= abi)]
 
 
-def restrict(read: Iterable[Path], write: Iterable[Path] = ()) -> str:
+def restrict(read: Iterable[Path], write: Iterable[Path] = (), connect: Iterable[int] = ()) -> str:
     """Forbid this thread and every thread and process it starts from now on to write any file,
     and to read any but `read` (and to do anything but in `write`); what was done, in words.
 
     Every file system right the kernel knows is handled; `read` paths get reading (and running
-    code, for the interpreter's own files), `write` paths every right. TCP and, from ABI 6,
+    code, for the interpreter's own files), `write` paths every right. TCP is refused but for
+    connections to the `connect` ports (the object store of published Parquet) and, from ABI 6,
     signals and abstract sockets beyond the sandbox are refused too. Where the kernel has no
     Landlock nothing changes and the words say so.
     """
@@ -110,6 +118,8 @@ def restrict(read: Iterable[Path], write: Iterable[Path] = ()) -> str:
         for paths, rights in ((read, _CODE), (write, handled)):
             for path in paths:
                 _allow(libc, ruleset, path, rights & handled)
+        for port in connect if abi >= 4 else ():
+            _allow_port(libc, ruleset, port)
         if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             return _unavailable("prctl(PR_SET_NO_NEW_PRIVS)", ctypes.get_errno())
         if libc.syscall(_RESTRICT_SELF, ruleset, 0) != 0:
@@ -135,6 +145,13 @@ def _allow(libc: ctypes.CDLL, ruleset: int, path: Path, rights: int) -> None:
         os.close(fd)
 
 
+def _allow_port(libc: ctypes.CDLL, ruleset: int, port: int) -> None:
+    rule = _NetPortAttr(_CONNECT_TCP, port)
+    if libc.syscall(_ADD_RULE, ruleset, _RULE_NET_PORT, ctypes.byref(rule), 0) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"landlock_add_rule(port {port}): {os.strerror(code)}")
+
+
 def _unavailable(call: str, code: int) -> str:
     # EOPNOTSUPP: built in but switched off at boot; ENOSYS: not built in
     why = errno.errorcode.get(code, str(code))
@@ -157,10 +174,11 @@ def _child(
     args: tuple[Any, ...],
     read: list[Path],
     scratch: Path,
+    connect: list[int],
 ) -> None:
     """Restrict this process, run `target(*args, scratch)` and send back its table or error."""
     try:
-        state = restrict([*read, *code_paths()], [scratch])
+        state = restrict([*read, *code_paths()], [scratch], connect)
         try:
             table = target(*args, scratch)
         except RelationsEtlError as exc:
@@ -194,16 +212,20 @@ def run_sandboxed(
     read: Iterable[Path],
     timeout: float,
     grace: float = _GRACE,
+    connect: Iterable[int] = (),
 ) -> pa.Table:
     """`target(*args, scratch)` in a child process that can read only `read` and write only
-    `scratch` (a throwaway folder for DuckDB's spills, removed afterwards), killed past
+    `scratch` (a throwaway folder for DuckDB's spills, removed afterwards) and connect only to
+    the TCP ports `connect`, killed past
     `timeout` seconds plus `grace` (for DuckDB's own timeout to answer); its table comes back.
     """
     context = _get_context()
     scratch = Path(tempfile.mkdtemp(prefix="relations-etl-sql-"))
     receive, send = context.Pipe(duplex=False)
     process = context.Process(
-        target=_child, args=(send, target, args, list(read), scratch), daemon=True
+        target=_child,
+        args=(send, target, args, list(read), scratch, list(connect)),
+        daemon=True,
     )
     deadline = time.monotonic() + timeout + grace
     try:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -155,6 +156,76 @@ class Settings(BaseSettings):
         description="Seconds that child process may take before it is stopped and its source "
         "fails.",
     )
+
+    # Object storage (README "Scaling out"): the DuckDB file stays on local disk; lists and
+    # the published Parquet may live in S3 or an S3-compatible store.
+    parquet_uri: str | None = Field(
+        default=None,
+        description="Where the published Parquet goes: a folder or s3://bucket/prefix, with the "
+        "same hive layout (<table>/year=YYYY/data.parquet). Default: <home>/parquet.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AWS_ENDPOINT_URL", "RELATIONS_ETL_S3_ENDPOINT_URL"),
+        description="Endpoint of an S3-compatible store (MinIO, Ceph, ...), read from the standard "
+        "AWS_ENDPOINT_URL; unset: Amazon S3. Credentials come from AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY (or a profile or role) and are never kept in the settings.",
+    )
+    s3_region: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AWS_REGION", "RELATIONS_ETL_S3_REGION"),
+        description="Region of the S3 buckets, read from the standard AWS_REGION.",
+    )
+
+    # Distributed task runner (README "Scaling out"): sources prepared in parallel, committed
+    # one at a time by the run that holds the warehouse.
+    task_runner: Literal["default", "dask"] = Field(
+        default="default",
+        description="How `relations-etl run` (the nightly flow) runs its sources: `default` one "
+        "after the other in this process; `dask` extracts and transforms them in parallel on a "
+        "Dask cluster (prefect-dask), each commit still one ordered step here.",
+    )
+    dask_workers: int = Field(
+        default=2,
+        gt=0,
+        description="Worker processes of the temporary local Dask cluster (one thread each); "
+        "not used when RELATIONS_ETL_DASK_ADDRESS names a scheduler.",
+    )
+    dask_address: str | None = Field(
+        default=None,
+        description="Address of a running Dask scheduler (tcp://host:8786) to use instead of a "
+        "temporary local cluster; its workers must read the same lists, reference data and "
+        "settings as this machine.",
+    )
+    run_concurrency_limit: str = Field(
+        default="relations-etl-warehouse",
+        min_length=1,
+        description="Prefect global concurrency limit (one slot, created when missing) that the "
+        "nightly flow holds besides the local lock, so that two runs on two machines reporting "
+        "to one Prefect server never write one warehouse at once.",
+    )
+
+    @field_validator("home", mode="before")
+    @classmethod
+    def _home_is_local(cls, value: object) -> object:
+        # a URI here would make a local folder named `s3:`; the DuckDB file needs a local disk
+        text = str(value)
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", text):
+            from relations_etl.errors import ConfigError
+
+            raise ConfigError(
+                f"RELATIONS_ETL_HOME is {text!r}, a URI: the warehouse home is a local folder "
+                "(the DuckDB file needs a local disk, with one writer)",
+                hint="Set RELATIONS_ETL_HOME to a local folder and RELATIONS_ETL_PARQUET_URI to "
+                "the object storage prefix (e.g. s3://bucket/warehouse/parquet) where the "
+                "published Parquet should go.",
+            )
+        return value
+
+    @property
+    def parquet_root(self) -> str:
+        """Where the published Parquet goes: RELATIONS_ETL_PARQUET_URI, else <home>/parquet."""
+        return self.parquet_uri or str(self.parquet_dir)
 
     @property
     def db_path(self) -> Path:

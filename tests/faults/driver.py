@@ -3,7 +3,7 @@
 Test-side fault injection: the library code is unchanged; this process replaces one function
 with a wrapper that kills the process (no cleanup, no finally blocks) or waits for a file.
 Usage: python -m tests.faults.driver <point> <action> <sources.yaml>   (home: RELATIONS_ETL_HOME)
-  point:  extract | load | publish | rename
+  point:  extract | load | publish | rename (between two files put: renamed on disk, PUT in S3)
   action: kill | pause (touch <home>/paused, wait for <home>/release, go on)
 """
 
@@ -20,6 +20,7 @@ from typing import Any
 import relations_etl.extract
 import relations_etl.load
 import relations_etl.publish
+import relations_etl.storage
 from relations_etl.config import load_sources
 from relations_etl.pipeline import run_source
 from relations_etl.settings import Settings
@@ -58,14 +59,16 @@ def main() -> None:
         # a load is committed and its years are queued; no Parquet is written yet
         at(relations_etl.publish, "publish")
     elif point == "rename":
-        # the first year file is renamed into place, the kill comes before the second rename
+        # the first year file is put in place (renamed on disk, one PUT in object storage),
+        # the kill comes before the second
         seen = {"n": 0}
 
         def second(*args: Any) -> bool:
-            seen["n"] += str(args[1]).endswith("data.parquet")
+            seen["n"] += str(args[2]).endswith("data.parquet")
             return seen["n"] == 2
 
-        at(relations_etl.publish.os, "replace", second)
+        at(relations_etl.storage.LocalStorage, "put", second)
+        at(relations_etl.storage.ObjectStorage, "put", second)
     else:
         raise SystemExit(f"unknown point {point}")
     for source in load_sources(Path(config)):
