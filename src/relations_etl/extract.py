@@ -7,6 +7,7 @@ line) is kept with its read errors in `_row_errors` and ends in the quarantine.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -403,20 +404,60 @@ def combine(tables: list[RawTable], uri: str) -> RawTable:
     return RawTable(frame, uri, digest, columns)
 
 
-def extract(source: Source, settings: Settings | None = None) -> Iterator[RawTable]:
-    """Yield the raw table of a source (a list of several files is read as one table)."""
+@dataclass(frozen=True)
+class Fetched:
+    """A source's files read and hashed but not parsed: what tells whether the source changed
+    (its content hash) costs reading the bytes only, and parsing waits until it is needed."""
+
+    source: Source
+    files: tuple[tuple[str, bytes], ...]
+    """(file URI, bytes) of each file, in the order they are combined."""
+
+    @property
+    def file(self) -> str:
+        """The file the source's rows are named after: its one file, or its URI for several."""
+        return self.files[0][0] if len(self.files) == 1 else self.source.uri
+
+    @functools.cached_property
+    def content_hash(self) -> str:
+        """SHA-256 of the one file, or of the files' SHA-256s in order (as `combine`)."""
+        hashes = [hashlib.sha256(data).hexdigest() for _, data in self.files]
+        if len(hashes) == 1:
+            return hashes[0]
+        return hashlib.sha256("".join(hashes).encode()).hexdigest()
+
+
+def fetch(source: Source, settings: Settings | None = None) -> Fetched:
+    """Read every file of a source as bytes (the I/O of extract, retried by a flow), unparsed."""
     settings = settings or Settings()
     check_uri(source.name, source.uri, settings.allowed_schemes, source.landing)
     fmt = source.resolved_format
     if fmt == "hsg-visits-xml":
-        from relations_etl.readers.hsg_visits import read_hsg_visits
+        from relations_etl.readers.hsg_visits import fetch_hsg_visits
 
-        tables = read_hsg_visits(source.uri, source.name, settings, source.landing)
-        yield combine(list(tables), source.uri)
-        return
-    options = source.mapping.options
-    screen = text_screen(fmt, options, source.uri, source.name)
+        files = tuple(fetch_hsg_visits(source.uri, source.name, settings, source.landing))
+        return Fetched(source, files)
+    screen = text_screen(fmt, source.mapping.options, source.uri, source.name)
     data = read_bytes(source.uri, source.name, settings, landing=source.landing, screen=screen)
-    frame, row_errors = _read_table(data, fmt, options, source.uri, source.name, settings)
-    table = as_text_table(frame, source.uri, hashlib.sha256(data).hexdigest(), row_errors)
-    yield check_fields(table, settings, source.name)
+    return Fetched(source, ((source.uri, data),))
+
+
+def parse(fetched: Fetched, settings: Settings | None = None) -> RawTable:
+    """The raw table of fetched bytes (a source of several files as one table)."""
+    settings = settings or Settings()
+    source = fetched.source
+    fmt = source.resolved_format
+    if fmt == "hsg-visits-xml":
+        from relations_etl.readers.hsg_visits import parse_hsg_file
+
+        tables = [parse_hsg_file(data, f, source.name, settings) for f, data in fetched.files]
+        return combine(tables, source.uri)
+    ((uri, data),) = fetched.files
+    frame, row_errors = _read_table(data, fmt, source.mapping.options, uri, source.name, settings)
+    table = as_text_table(frame, uri, hashlib.sha256(data).hexdigest(), row_errors)
+    return check_fields(table, settings, source.name)
+
+
+def extract(source: Source, settings: Settings | None = None) -> Iterator[RawTable]:
+    """Yield the raw table of a source (a list of several files is read as one table)."""
+    yield parse(fetch(source, settings), settings)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hashlib
+import json
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ParamSpec, TypeVar
@@ -96,7 +99,10 @@ def disk_errors(function: Callable[_P, _R]) -> Callable[_P, _R]:
     return guarded
 
 
-_verified: dict[Path, tuple[int, int, int]] = {}
+_verified: dict[Path, tuple[int, ...]] = {}
+VERIFIED_SUFFIX = ".verified"
+"""Next to the warehouse file: the stamp of the file as this library last verified or closed
+it, so the next process does not read every block again of a file nobody else touched."""
 
 
 def _quote(name: str) -> str:
@@ -126,9 +132,36 @@ def verify(conn: duckdb.DuckDBPyConnection, path: Path) -> None:
         ) from exc
 
 
-def _stamp(path: Path) -> tuple[int, int, int]:
+def _stamp(path: Path) -> tuple[int, ...]:
+    # the change time (ctime) moves with every write and utime, and nothing can set it back
     info = path.stat()
-    return (info.st_ino, info.st_size, info.st_mtime_ns)
+    return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + VERIFIED_SUFFIX)
+
+
+def _was_verified(path: Path) -> bool:
+    """Whether the file is as it was when last verified (or closed after a verified open)."""
+    stamp = _stamp(path)
+    if _verified.get(path.resolve()) == stamp:
+        return True
+    try:
+        return tuple(json.loads(_sidecar(path).read_text(encoding="utf-8"))) == stamp
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def _remember_verified(path: Path) -> None:
+    stamp = _stamp(path)
+    _verified[path.resolve()] = stamp
+    temporary = _sidecar(path).with_suffix(f".{os.getpid()}.tmp")
+    try:
+        temporary.write_text(json.dumps(stamp), encoding="utf-8")
+        os.replace(temporary, _sidecar(path))
+    except OSError:  # a read-only folder: the next process verifies again, nothing worse
+        temporary.unlink(missing_ok=True)
 
 
 # a file DuckDB does not recognize (an SQLite header, say) would make it fetch an extension
@@ -181,13 +214,16 @@ def connect(
     `config` holds DuckDB start-up options (the analyst connection's restrictions).
     """
     path = settings.db_path
+    shared = _held.get(path.resolve()) if not read_only and config is None else None
+    if shared is not None:
+        return shared.cursor()
     if read_only and not path.exists():
         raise WarehouseError(
             f"no warehouse at {path}", hint="Run `relations-etl run` or set RELATIONS_ETL_HOME."
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     check = read_only if verify_file is None else verify_file
-    if check and path.exists() and _verified.get(path.resolve()) != _stamp(path):
+    if check and path.exists() and not _was_verified(path):
         checking = _open(path, True, settings) if not read_only else None
         conn = checking or _open(path, read_only, settings, config)
         try:
@@ -195,7 +231,7 @@ def connect(
         except BaseException:
             conn.close()
             raise
-        _verified[path.resolve()] = _stamp(path)
+        _remember_verified(path)
         if checking is None:
             return conn
         checking.close()
@@ -207,6 +243,29 @@ def connect(
             conn.close()
             raise
     return conn
+
+
+_held: dict[Path, duckdb.DuckDBPyConnection] = {}
+
+
+@contextlib.contextmanager
+def held(settings: Settings, *, verify_file: bool = False) -> Iterator[None]:
+    """Keep one writer connection open for a run's short audit steps: every writer `connect`
+    inside hands out a cursor of it instead of opening the file again (an open and the
+    checkpoint at its close cost tens of milliseconds each, which made an unchanged source cost
+    five of them). Hold it only around short steps: other processes wait while it is open."""
+    key = settings.db_path.resolve()
+    if key in _held:
+        yield
+        return
+    _held[key] = connect(settings, verify_file=verify_file)
+    trusted = _was_verified(settings.db_path)
+    try:
+        yield
+    finally:
+        _held.pop(key).close()
+        if trusted:  # what it holds now is what this connection wrote into a verified file
+            _remember_verified(settings.db_path)
 
 
 def apply_sql(conn: duckdb.DuckDBPyConnection, sql_dir: Path) -> None:

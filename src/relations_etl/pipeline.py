@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import uuid
@@ -12,13 +13,14 @@ from pathlib import Path
 import polars as pl
 
 import relations_etl
-from relations_etl.config import Kind, Source
+from relations_etl.config import Kind, Source, uri_scheme
 from relations_etl.errors import BatchRejectedError
-from relations_etl.extract import RawTable, combine, extract
+from relations_etl.extract import Fetched, RawTable, combine, fetch, parse
 from relations_etl.load import (
     Batch,
     LoadResult,
     begin_batch,
+    held,
     last_fingerprint,
     load_batch,
     record_failure,
@@ -65,9 +67,9 @@ def new_batch(source: Source, flow_run_id: str | None = None) -> Batch:
     )
 
 
-def read_source(source: Source, settings: Settings) -> list[RawTable]:
-    """Read every file of a source into raw tables."""
-    return list(extract(source, settings))
+def read_source(source: Source, settings: Settings) -> Fetched:
+    """Read every file of a source as bytes, unparsed (parsing waits for `prepare`)."""
+    return fetch(source, settings)
 
 
 def transform(raw: RawTable, source: Source, ref: Reference, settings: Settings) -> Split:
@@ -79,10 +81,14 @@ def transform(raw: RawTable, source: Source, ref: Reference, settings: Settings)
 
 
 def prepare(
-    tables: Iterable[RawTable], source: Source, ref: Reference, settings: Settings
+    inputs: Fetched | Iterable[RawTable], source: Source, ref: Reference, settings: Settings
 ) -> Prepared:
-    """Transform the raw tables of a source as one table and gather facts, rejects and counts."""
-    raw = combine(list(tables), source.uri)
+    """Parse (fetched bytes) and transform the raw tables of a source as one table and gather
+    facts, rejects and counts."""
+    if isinstance(inputs, Fetched):
+        raw = parse(inputs, settings)
+    else:
+        raw = combine(list(inputs), source.uri)
     part = transform(raw, source, ref, settings)
     facts = part.facts
     if source.kind is Kind.MEMBERSHIPS and source.mapping.periods == "yearly":
@@ -93,18 +99,18 @@ def prepare(
         raw.frame.height,
         part.repeated,
         raw.content_hash,
-        fingerprint(raw, source, ref),
+        fingerprint(raw.file, raw.content_hash, source, ref),
     )
 
 
-def fingerprint(raw: RawTable, source: Source, ref: Reference) -> str:
+def fingerprint(file: str, content_hash: str, source: Source, ref: Reference) -> str:
     """Everything a batch's result depends on: files, source entry, reference data, code."""
     digest = hashlib.sha256()
     for part in (
         relations_etl.__version__,
         source.model_dump_json(by_alias=True),
         ref.digest,
-        f"{raw.file}={raw.content_hash}",
+        f"{file}={content_hash}",
     ):
         digest.update(part.encode())
         digest.update(b"\0")
@@ -119,15 +125,18 @@ def start_batch(settings: Settings, source: Source, flow_run_id: str | None = No
 
 
 def skip_if_unchanged(
-    settings: Settings, batch: Batch, tables: list[RawTable], source: Source, ref: Reference
+    settings: Settings, batch: Batch, fetched: Fetched, source: Source, ref: Reference
 ) -> LoadResult | None:
-    """Audit and return a skipped batch when the inputs equal the last successful batch's."""
-    raw = combine(tables, source.uri)
-    inputs = fingerprint(raw, source, ref)
+    """Audit and return a skipped batch when the inputs equal the last successful batch's.
+
+    Decided on the files' bytes (their hashes), the source entry, the reference data and the
+    code version: nothing is parsed.
+    """
+    inputs = fingerprint(fetched.file, fetched.content_hash, source, ref)
     last = last_fingerprint(settings, source.name)
     if last is None or last[1] != inputs:
         return None
-    return record_skip(settings, batch, last[0], raw.content_hash, inputs)
+    return record_skip(settings, batch, last[0], fetched.content_hash, inputs)
 
 
 def load_source(
@@ -165,8 +174,10 @@ class Steps:
     these same functions) to add retries and run history, so both paths run the same code.
     """
 
-    extract: Callable[[Source, Settings], list[RawTable]] = read_source
-    transform: Callable[[list[RawTable], Source, Reference, Settings], Prepared] = prepare
+    extract: Callable[[Source, Settings], Fetched] = read_source
+    transform: Callable[[Fetched | list[RawTable], Source, Reference, Settings], Prepared] = (
+        prepare
+    )
     load: Callable[[Settings, Batch, Prepared, Reference, list[str] | None], LoadResult] = (
         load_source
     )
@@ -192,30 +203,52 @@ def run_source(
     publish (a crash) is published either way.
     """
     with run_lock(settings, f"source {source.name} (flow run {flow_run_id})"):
-        batch = start_batch(settings, source, flow_run_id)
+        # a local list is read in milliseconds: one connection serves the start, the read and
+        # the skip; a list fetched over the network is read without holding the warehouse
+        local = uri_scheme(source.uri) == "file"
+        with held(settings, verify_file=True) if local else contextlib.nullcontext():
+            if not local:
+                with held(settings, verify_file=True):
+                    batch = start_batch(settings, source, flow_run_id)
+            else:
+                batch = start_batch(settings, source, flow_run_id)
+            try:
+                reference = ref or Reference.load(settings)
+                steps.stage(source.name, "extract")
+                fetched = steps.extract(source, settings)
+                result = None
+                if not force:
+                    with held(settings):
+                        result = skip_if_unchanged(settings, batch, fetched, source, reference)
+                        if result is not None:  # nothing to load: repair what earlier runs left
+                            steps.stage(source.name, "publish")
+                            result.publish_pending = steps.publish(settings)
+            except Exception as exc:
+                _failed(settings, batch, exc, steps)
+                raise
         try:
-            reference = ref or Reference.load(settings)
-            steps.stage(source.name, "extract")
-            tables = steps.extract(source, settings)
-            result = (
-                None if force else skip_if_unchanged(settings, batch, tables, source, reference)
-            )
             if result is None:
                 steps.stage(source.name, "transform")
-                prepared = steps.transform(tables, source, reference, settings)
+                prepared = steps.transform(fetched, source, reference, settings)
                 steps.stage(source.name, "load")
                 result = steps.load(settings, batch, prepared, reference, None)
         except Exception as exc:
-            record_failure(settings, batch, exc)
-            steps.stage(source.name, "failed")
-            if isinstance(exc, BatchRejectedError):  # its quarantine rows were committed
-                steps.publish(settings)
+            _failed(settings, batch, exc, steps)
             raise
-        steps.stage(source.name, "publish")
-        # committed is committed: a disk that refuses the Parquet leaves it queued, not failed
-        result.publish_pending = steps.publish(settings)
+        if not result.unchanged_since:
+            steps.stage(source.name, "publish")
+            # committed is committed: a disk that refuses the Parquet leaves it queued, not failed
+            result.publish_pending = steps.publish(settings)
     steps.stage(source.name, "unchanged: skipped" if result.unchanged_since else "done")
     return result
+
+
+def _failed(settings: Settings, batch: Batch, exc: Exception, steps: Steps) -> None:
+    """Audit a failed source run; a rejected batch's committed quarantine is published."""
+    record_failure(settings, batch, exc)
+    steps.stage(batch.source, "failed")
+    if isinstance(exc, BatchRejectedError):  # its quarantine rows were committed
+        steps.publish(settings)
 
 
 def replay(

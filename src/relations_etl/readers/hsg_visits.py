@@ -116,10 +116,10 @@ def parse_visits(data: bytes, file: str, source: str) -> pl.DataFrame:
     return pl.DataFrame(columns, schema={name: pl.String for name in FIELDS})
 
 
-def read_hsg_visits(
+def fetch_hsg_visits(
     uri: str, source: str, settings: Settings | None = None, landing: str | None = None
-) -> Iterator[RawTable]:
-    """Yield one raw table per decade file of the visits list.
+) -> Iterator[tuple[str, bytes]]:
+    """Yield (file, bytes) of each decade file of the visits list, unparsed.
 
     With a `landing` folder, every listed file must resolve inside it (a decade file may be a
     link out of the folder).
@@ -138,7 +138,21 @@ def read_hsg_visits(
             )
         data = read_bytes(file, source, settings, landing=landing, limit=remaining)
         remaining -= len(data)
-        frame = parse_visits(data, file, source)
-        yield check_fields(
-            as_text_table(frame, file, hashlib.sha256(data).hexdigest()), settings, source
-        )
+        yield file, data
+
+
+def parse_hsg_file(data: bytes, file: str, source: str, settings: Settings) -> RawTable:
+    """The raw table of one decade file's bytes."""
+    frame = parse_visits(data, file, source)
+    return check_fields(
+        as_text_table(frame, file, hashlib.sha256(data).hexdigest()), settings, source
+    )
+
+
+def read_hsg_visits(
+    uri: str, source: str, settings: Settings | None = None, landing: str | None = None
+) -> Iterator[RawTable]:
+    """Yield one raw table per decade file of the visits list (see fetch_hsg_visits)."""
+    settings = settings or Settings()
+    for file, data in fetch_hsg_visits(uri, source, settings, landing):
+        yield parse_hsg_file(data, file, source, settings)
