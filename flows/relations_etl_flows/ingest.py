@@ -72,8 +72,9 @@ def load_prepared(
     replayed: list[str] | None = None,
 ) -> LoadResult:
     """Load in one transaction with the audit row; a failure is audited, never retried."""
+    preview = prepared.rejected_preview(settings.preview_rows)  # the load removes the files
     result = pipeline.load_source(settings, batch, prepared, ref, replayed)
-    _report(settings, result, prepared)
+    _report(result, preview)
     return result
 
 
@@ -119,10 +120,10 @@ def ingest_source(source: Source, home: str | None = None, force: bool = False) 
     return result
 
 
-def _report(settings: Settings, result: LoadResult, prepared: Prepared) -> None:
+def _report(result: LoadResult, preview: pl.DataFrame) -> None:
     create_markdown_artifact(
         key=f"batch-{''.join(c if c.isalnum() else '-' for c in result.source.lower())}",
-        markdown=batch_markdown(result, prepared.rejected.head(settings.preview_rows)),
+        markdown=batch_markdown(result, preview),
         description=f"Batch {result.batch_id} of {result.source}",
     )
     get_run_logger().info(

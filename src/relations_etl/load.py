@@ -313,27 +313,28 @@ def _reason(column: str, value: str | None, message: str, rows: int) -> str:
     return f"{column} {shown}, {rows} row{'s' if rows > 1 else ''}: {message}"
 
 
-def top_reasons(rejected: pl.DataFrame, n: int = 3) -> list[str]:
-    """The `n` most frequent reasons of rejected rows: column, value, message, row count."""
-    if rejected.is_empty():
-        return []
-    counted = (
-        rejected.select(pl.col("errors").explode())
-        .unnest("errors")
-        .drop_nulls("column")
-        .group_by("column", "value", "message", maintain_order=True)
-        .len()
-        .sort("len", descending=True, maintain_order=True)
-        .head(n)
-    )
-    return [_reason(*row) for row in counted.iter_rows()]
+def top_reasons(conn: duckdb.DuckDBPyConnection, rejected: str, n: int = 3) -> list[str]:
+    """The `n` most frequent reasons of the rejected rows of relation `rejected`: column,
+    value, message, row count (ties: the reason met first)."""
+    counted = conn.execute(
+        f"""WITH reasons AS (
+            SELECT e.column AS c, e.value AS v, e.message AS m, row_number() OVER () AS pos
+            FROM (SELECT unnest(errors) AS e FROM {rejected})
+        )
+        SELECT c, v, m, count(*) AS n FROM reasons WHERE c IS NOT NULL
+        GROUP BY ALL ORDER BY n DESC, min(pos) LIMIT {int(n)}"""
+    ).fetchall()
+    return [_reason(c, v, m, count) for c, v, m, count in counted]
 
 
 def rejection_failure(
-    batch: Batch, rows_read: int, rejected: pl.DataFrame, max_share: float
+    batch: Batch,
+    rows_read: int,
+    count: int,
+    max_share: float,
+    reasons: Callable[[], list[str]],
 ) -> BatchRejectedError | None:
     """The error of a batch with every row, or more than `max_share` of them, rejected."""
-    count = rejected.height
     if rows_read == 0 or (count < rows_read and count / rows_read <= max_share):
         return None
     if count >= rows_read:
@@ -343,9 +344,9 @@ def rejection_failure(
             f"{count} of {rows_read} rows were rejected ({count / rows_read:.0%}, more than "
             f"max_rejected_share {max_share:g})"
         )
-    reasons = " ".join(f"({n}) {r}" for n, r in enumerate(top_reasons(rejected), start=1))
+    listed = " ".join(f"({n}) {r}" for n, r in enumerate(reasons(), start=1))
     return BatchRejectedError(
-        f"{what}; reasons, most frequent first: {' '.join(reasons.split())}",
+        f"{what}; reasons, most frequent first: {' '.join(listed.split())}",
         source=batch.source,
         batch_id=batch.batch_id,
         rows_read=rows_read,
@@ -353,12 +354,27 @@ def rejection_failure(
     )
 
 
+def _relation(conn: duckdb.DuckDBPyConnection, name: str, rows: pl.DataFrame | Path) -> None:
+    """Rows as relation `name` of the connection: a frame in memory, or a staged Parquet file
+    read as it is scanned."""
+    if isinstance(rows, pl.DataFrame):
+        conn.register(name, rows.to_arrow())
+        return
+    path = str(rows).replace("'", "''")
+    conn.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM read_parquet('{path}')")
+
+
+def _count(conn: duckdb.DuckDBPyConnection, query: str) -> int:
+    rows = conn.execute(query).fetchall()
+    return int(rows[0][0]) if rows else 0
+
+
 @disk_errors
 def load_batch(
     settings: Settings,
     batch: Batch,
-    facts: pl.DataFrame,
-    rejected: pl.DataFrame,
+    facts: pl.DataFrame | Path,
+    rejected: pl.DataFrame | Path,
     *,
     rows_read: int,
     repeated: int,
@@ -369,9 +385,10 @@ def load_batch(
 ) -> LoadResult:
     """Insert new and changed facts, keep identical ones, quarantine rejects, audit: one commit.
 
-    `replayed` lists the raw keys ("file#row") of quarantined rows this batch re-ran: their old
-    quarantine entries are closed, and those still failing are quarantined anew with today's
-    reasons.
+    `facts` and `rejected` are frames or the Parquet files `pipeline.prepare` staged (read by
+    DuckDB as it scans them, so a large batch is never held in memory). `replayed` lists the
+    raw keys ("file#row") of quarantined rows this batch re-ran: their old quarantine entries
+    are closed, and those still failing are quarantined anew with today's reasons.
 
     A batch with every row rejected, or more than its source's `max_rejected_share`, fails:
     its rejects are quarantined and it is audited as failed with its counts in this same
@@ -383,25 +400,28 @@ def load_batch(
     """
     kind = batch.kind
     table, ident = TABLE[kind], ID_COLUMN[kind]
-    columns = fact_columns(kind)
+    written_columns = ", ".join(
+        c for c in fact_columns(kind) if c not in ("batch_id", "loaded_at")
+    )
     now = dt.datetime.now(dt.UTC)
     entry = batch.entry()
-    failure = (
-        None
-        if replayed is not None
-        else rejection_failure(
-            batch, rows_read, rejected, entry.max_rejected_share if entry else 1.0
-        )
-    )
-    if failure is not None:
-        facts = facts.clear()
-    incoming = facts.with_columns(
-        pl.lit(batch.batch_id).alias("batch_id"),
-        pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias("loaded_at"),
-    )
-    keys = incoming.select(ident, RAW_KEYS).explode(RAW_KEYS)
     conn = connect(settings)
     try:
+        _relation(conn, "_facts_in", facts)
+        _relation(conn, "_rejected_in", rejected)
+        rows_rejected = _count(conn, "SELECT count(*) FROM _rejected_in")
+        failure = (
+            None
+            if replayed is not None
+            else rejection_failure(
+                batch,
+                rows_read,
+                rows_rejected,
+                entry.max_rejected_share if entry else 1.0,
+                lambda: top_reasons(conn, "_rejected_in"),
+            )
+        )
+        none_if_failed = "WHERE false" if failure is not None else ""
         conn.begin()
         if replayed is None:
             bind(
@@ -412,10 +432,12 @@ def load_batch(
                 entry.moved_from if entry else None,
             )
         refresh_reference(conn, ref)
-        conn.register("_incoming", incoming.select(columns).to_arrow())
         conn.execute(
-            f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT *, "
-            f"{_hash_sql(content_columns(kind))} AS row_hash FROM _incoming"
+            f"""CREATE OR REPLACE TEMP TABLE _staged AS
+            SELECT {written_columns}, ?::VARCHAR AS batch_id, ?::TIMESTAMPTZ AS loaded_at,
+                   {_hash_sql(content_columns(kind))} AS row_hash
+            FROM _facts_in {none_if_failed}""",
+            [batch.batch_id, now],
         )
         conn.execute(
             f"""CREATE OR REPLACE TEMP TABLE _status AS
@@ -439,23 +461,18 @@ def load_batch(
             f"INSERT INTO {table} BY NAME SELECT * FROM _staged WHERE {ident} IN "
             "(SELECT id FROM _status WHERE status <> 'same')"
         )
-        statuses = conn.sql("SELECT id, status FROM _status").pl()
-        raw_status = (
-            keys.join(statuses.rename({"id": ident}), on=ident, how="left")
-            .group_by(RAW_KEYS)
-            .agg((pl.col("status") != "same").any().alias("written"))
+        # a raw row is loaded when one of its facts was written, deduplicated when none was
+        conn.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _loaded_keys AS
+            SELECT k.{RAW_KEYS}, bool_or(s.status <> 'same') AS written
+            FROM (SELECT {ident} AS id, unnest({RAW_KEYS}) AS {RAW_KEYS}
+                  FROM _facts_in {none_if_failed}) AS k
+            LEFT JOIN _status AS s USING (id) GROUP BY k.{RAW_KEYS}"""
         )
-        rows_loaded = raw_status.filter(pl.col("written")).height
-        rows_deduplicated = raw_status.height - rows_loaded + repeated
-        facts_written = statuses.filter(pl.col("status") != "same").height
-
-        quarantined = rejected.with_columns(
-            pl.lit(batch.batch_id).alias("batch_id"),
-            pl.lit(batch.source).alias("source"),
-            pl.lit(kind.value).alias("kind"),
-            pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias("rejected_at"),
-        )
-        conn.register("_loaded_keys", raw_status.select(RAW_KEYS).to_arrow())
+        rows_loaded = _count(conn, "SELECT count(*) FROM _loaded_keys WHERE written")
+        raw_rows = _count(conn, "SELECT count(*) FROM _loaded_keys")
+        rows_deduplicated = raw_rows - rows_loaded + repeated
+        facts_written = _count(conn, "SELECT count(*) FROM _status WHERE status <> 'same'")
         conn.register(
             "_replayed_keys",
             pl.DataFrame({RAW_KEYS: replayed or []}, schema={RAW_KEYS: pl.String}).to_arrow(),
@@ -473,7 +490,13 @@ def load_batch(
                 WHERE {open_rows} IN (SELECT {RAW_KEYS} FROM {keys_table})""",
                 [batch.batch_id, resolution, batch.source],
             )
-        conn.register("_rejected", quarantined.to_arrow())
+        conn.execute(
+            """CREATE OR REPLACE TEMP TABLE _rejected AS
+            SELECT *, ?::VARCHAR AS batch_id, ?::VARCHAR AS source, ?::VARCHAR AS kind,
+                   ?::TIMESTAMPTZ AS rejected_at
+            FROM _rejected_in""",
+            [batch.batch_id, batch.source, kind.value, now],
+        )
         # a row edited in the list but still failing replaces its older quarantine entry
         conn.execute(
             """UPDATE rejected_rows AS q SET resolved_batch_id = ?, resolution = 'superseded'
@@ -493,7 +516,7 @@ def load_batch(
                   AND q.source_file = r.source_file AND q.source_row = r.source_row
                   AND CAST(q.raw AS VARCHAR) = r.raw)"""
         )
-        if rejected.height:
+        if rows_rejected:
             rejected_years.add(now.year)
         result = LoadResult(
             batch.batch_id,
@@ -501,7 +524,7 @@ def load_batch(
             kind,
             rows_read,
             rows_loaded,
-            rejected.height,
+            rows_rejected,
             rows_deduplicated,
             facts_written,
             {table: years, "rejected_rows": rejected_years},

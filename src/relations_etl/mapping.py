@@ -100,7 +100,8 @@ def _check_columns(raw: RawTable, source: Source, columns: dict[str, str]) -> No
             )
 
 
-def _record_expr(raw: RawTable, source: Source) -> pl.Expr:
+def record_expr(raw: RawTable, source: Source) -> pl.Expr:
+    """The record id of each raw row: the mapping's record_id columns, else its row (and file)."""
     if RECORD in raw.frame.columns:  # a replayed quarantine row keeps the record id it had
         return pl.col(RECORD)
     ids = source.mapping.record_id
@@ -177,7 +178,7 @@ def apply_mapping(raw: RawTable, source: Source, ref: Reference) -> pl.DataFrame
         pl.col(ROW),
         pl.col(FILE),
         pl.col(RAW),
-        _record_expr(raw, source),
+        record_expr(raw, source),
         read_errors,
     )
     frame = frame.with_columns(

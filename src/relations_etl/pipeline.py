@@ -5,17 +5,21 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import shutil
+import tempfile
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import duckdb
 import polars as pl
 
 import relations_etl
 from relations_etl.config import Kind, Source, uri_scheme
 from relations_etl.errors import BatchRejectedError
 from relations_etl.extract import Fetched, RawTable, combine, fetch, parse
+from relations_etl.facts import ID_COLUMN, content_columns
 from relations_etl.load import (
     Batch,
     LoadResult,
@@ -28,28 +32,48 @@ from relations_etl.load import (
     unconfigured_sources,
 )
 from relations_etl.lock import run_lock
-from relations_etl.mapping import apply_mapping
+from relations_etl.mapping import RECORD, apply_mapping, record_expr
 from relations_etl.normalize import normalize
-from relations_etl.periods import collapse_years
+from relations_etl.periods import collapse_years_sql
 from relations_etl.publish import publish_or_defer
 from relations_etl.quarantine import prepare_replay, sources_with_open_rows
 from relations_etl.reference import Reference
 from relations_etl.report import check_report_settings, write_configured_report
 from relations_etl.settings import Settings
-from relations_etl.split import Split, split
-from relations_etl.validate import validate
+from relations_etl.split import RAW_KEYS, SEQ, Split, split, split_sql, staged_frame
+from relations_etl.validate import duplicate_records_sql, validate, validate_rows
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """A whole source transformed and ready to load."""
+    """A whole source transformed and ready to load: its facts and rejected rows staged as
+    Parquet files (bounded memory whatever the size of the list), and its counts."""
 
-    facts: pl.DataFrame
-    rejected: pl.DataFrame
+    facts_path: Path
+    rejected_path: Path
     rows_read: int
     repeated: int
     content_hash: str
     fingerprint: str | None = None
+    rows_rejected: int = 0
+
+    @property
+    def facts(self) -> pl.DataFrame:
+        """The staged facts, read into memory (for tests and small lists)."""
+        return pl.read_parquet(self.facts_path)
+
+    @property
+    def rejected(self) -> pl.DataFrame:
+        """The staged rejected rows, read into memory."""
+        return pl.read_parquet(self.rejected_path)
+
+    def rejected_preview(self, rows: int) -> pl.DataFrame:
+        """The first `rows` rejected rows, without reading the others."""
+        return pl.scan_parquet(self.rejected_path).head(rows).collect()
+
+    def discard(self) -> None:
+        """Remove the staged files (after the load, or when the run failed)."""
+        shutil.rmtree(self.facts_path.parent, ignore_errors=True)
 
 
 def new_batch(source: Source, flow_run_id: str | None = None) -> Batch:
@@ -73,34 +97,113 @@ def read_source(source: Source, settings: Settings) -> Fetched:
 
 
 def transform(raw: RawTable, source: Source, ref: Reference, settings: Settings) -> Split:
-    """map -> normalize -> validate -> split, for one raw table."""
+    """map -> normalize -> validate -> split, for one raw table in memory."""
     mapped = apply_mapping(raw, source, ref)
     normalized = normalize(mapped, source, ref, default_order=settings.date_order)
     validated = validate(normalized, source.kind)
     return split(validated, source.kind, source.name)
 
 
+def _chunks(raw: RawTable, source: Source, rows: int) -> Iterator[RawTable]:
+    """The raw table cut into tables of at most `rows` raw rows (at least one, maybe empty)."""
+    frame = raw.frame
+    if not source.mapping.record_id and RECORD not in frame.columns:
+        # ids numbered per file must know whether the source has several files: settled on
+        # the whole table, before it is cut
+        frame = frame.with_columns(record_expr(raw, source))
+    for start in range(0, max(frame.height, 1), rows):
+        yield replace(raw, frame=frame.slice(start, rows))
+
+
+def _stage_chunk(
+    raw: RawTable, source: Source, ref: Reference, settings: Settings, offset: int
+) -> pl.DataFrame:
+    """map -> normalize -> the per-row checks, for one chunk, in the shape the split reads."""
+    mapped = apply_mapping(raw, source, ref)
+    normalized = normalize(mapped, source, ref, default_order=settings.date_order)
+    return staged_frame(validate_rows(normalized, source.kind), source.kind, offset)
+
+
+def staging_connection(settings: Settings, folder: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with a memory limit that spills to `folder`."""
+    return duckdb.connect(
+        config={
+            "memory_limit": settings.staging_memory,
+            "temp_directory": str(folder / "spill"),
+            "preserve_insertion_order": True,
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+        }
+    )
+
+
 def prepare(
     inputs: Fetched | Iterable[RawTable], source: Source, ref: Reference, settings: Settings
 ) -> Prepared:
-    """Parse (fetched bytes) and transform the raw tables of a source as one table and gather
-    facts, rejects and counts."""
+    """Parse (fetched bytes) and transform a source chunk by chunk; check its chunks together.
+
+    Mapping, normalizing and the per-row checks run on at most `settings.batch_rows` raw rows
+    at a time; each chunk's rows are staged as a Parquet file. The checks across rows (repeats,
+    duplicate records, yearly periods) and the split then run in DuckDB over every staged file,
+    and the facts and rejected rows are written as two Parquet files for the load.
+    """
     if isinstance(inputs, Fetched):
         raw = parse(inputs, settings)
     else:
         raw = combine(list(inputs), source.uri)
-    part = transform(raw, source, ref, settings)
-    facts = part.facts
-    if source.kind is Kind.MEMBERSHIPS and source.mapping.periods == "yearly":
-        facts = collapse_years(facts)
+    folder = Path(tempfile.mkdtemp(prefix="relations-etl-staging-"))
+    try:
+        offset = 0
+        for number, chunk in enumerate(_chunks(raw, source, settings.batch_rows)):
+            staged = _stage_chunk(chunk, source, ref, settings, offset)
+            offset += staged.height
+            staged.write_parquet(folder / f"people-{number:06d}.parquet", compression="lz4")
+        rows_read = raw.frame.height
+        content_hash = raw.content_hash
+        file = raw.file
+        del raw, chunk, staged  # the raw table is not needed past this point
+        facts, rejected, repeated, rows_rejected = _split_staged(folder, source, settings)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     return Prepared(
         facts,
-        part.rejected,
-        raw.frame.height,
-        part.repeated,
-        raw.content_hash,
-        fingerprint(raw.file, raw.content_hash, source, ref),
+        rejected,
+        rows_read,
+        repeated,
+        content_hash,
+        fingerprint(file, content_hash, source, ref),
+        rows_rejected,
     )
+
+
+def _split_staged(folder: Path, source: Source, settings: Settings) -> tuple[Path, Path, int, int]:
+    """The split of every staged chunk of a source, as facts.parquet and rejected.parquet."""
+    kind = source.kind
+    conn = staging_connection(settings, folder)
+    try:
+        pattern = str(folder / "people-*.parquet").replace("'", "''")
+        conn.execute(f"CREATE TEMP VIEW _staged_people AS SELECT * FROM read_parquet('{pattern}')")
+        duplicate_records_sql(conn, "_staged_people", kind)
+        facts, rejected, repeated = split_sql(conn, "_staged_people", kind, source.name)
+        if kind is Kind.MEMBERSHIPS and source.mapping.periods == "yearly":
+            facts = collapse_years_sql(conn, facts)
+        wanted = [ID_COLUMN[kind], *content_columns(kind), "source", "source_record", RAW_KEYS]
+        columns = ", ".join(f'"{c}"' for c in wanted)
+        facts_path, rejected_path = folder / "facts.parquet", folder / "rejected.parquet"
+        conn.execute(
+            f"COPY (SELECT {columns} FROM {facts} ORDER BY {SEQ}) TO '{facts_path}' "
+            "(FORMAT parquet, COMPRESSION lz4)"
+        )
+        ((rows_rejected,),) = conn.execute(
+            f"COPY (SELECT * FROM {rejected}) TO '{rejected_path}' "
+            "(FORMAT parquet, COMPRESSION lz4)"
+        ).fetchall()
+    finally:
+        conn.close()
+    for path in folder.glob("people-*.parquet"):
+        path.unlink()
+    return facts_path, rejected_path, repeated, int(rows_rejected)
 
 
 def fingerprint(file: str, content_hash: str, source: Source, ref: Reference) -> str:
@@ -146,20 +249,23 @@ def load_source(
     ref: Reference,
     replayed: list[str] | None = None,
 ) -> LoadResult:
-    """Load a prepared source in one transaction."""
-    return load_batch(
-        settings,
-        batch,
-        prepared.facts,
-        prepared.rejected,
-        rows_read=prepared.rows_read,
-        repeated=prepared.repeated,
-        content_hash=prepared.content_hash,
-        ref=ref,
-        replayed=replayed,
-        # a replay re-runs quarantined rows, not the source: it must not stand for its inputs
-        fingerprint=prepared.fingerprint if replayed is None else None,
-    )
+    """Load a prepared source in one transaction; its staged files are removed either way."""
+    try:
+        return load_batch(
+            settings,
+            batch,
+            prepared.facts_path,
+            prepared.rejected_path,
+            rows_read=prepared.rows_read,
+            repeated=prepared.repeated,
+            content_hash=prepared.content_hash,
+            ref=ref,
+            replayed=replayed,
+            # a replay re-runs quarantined rows, not the source: it must not stand for its inputs
+            fingerprint=prepared.fingerprint if replayed is None else None,
+        )
+    finally:
+        prepared.discard()
 
 
 def _no_progress(source: str, stage: str) -> None:

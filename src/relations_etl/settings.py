@@ -155,6 +155,17 @@ class Settings(BaseSettings):
         description="Seconds that child process may take before it is stopped and its source "
         "fails.",
     )
+    batch_rows: int = Field(
+        default=250_000,
+        ge=1,
+        description="Raw rows transformed at a time (mapping, normalize, validate, split): peak "
+        "memory follows this, not the size of the list; see README 'Performance'.",
+    )
+    staging_memory: str = Field(
+        default="512MB",
+        description="DuckDB memory_limit of the staging database that checks a source's chunks "
+        "together (repeats, duplicate records, periods); past it DuckDB spills to disk.",
+    )
 
     @property
     def db_path(self) -> Path:

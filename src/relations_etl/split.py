@@ -145,10 +145,10 @@ def split_sql(
         FROM _marked WHERE _repeat AND _differs GROUP BY {FILE}, {ROW}"""
     )
     # a raw row is a repeat only if all of it repeats; one conflicting person rejects the row
-    (repeated,) = conn.execute(
+    ((repeated,),) = conn.execute(
         """SELECT count(DISTINCT _key) FROM _marked
         WHERE _repeat AND NOT _differs AND _key NOT IN (SELECT _key FROM _conflicts)"""
-    ).fetchone() or (0,)
+    ).fetchall()
     conn.execute(
         f"""CREATE OR REPLACE TEMP TABLE _facts AS
         SELECT {ident}, {columns}, {_literal(source)} AS source, {RECORD} AS source_record,
