@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -40,7 +41,7 @@ from relations_etl.quarantine import prepare_replay, sources_with_open_rows
 from relations_etl.reference import Reference
 from relations_etl.report import check_report_settings, write_configured_report
 from relations_etl.settings import Settings
-from relations_etl.split import RAW_KEYS, SEQ, Split, split, split_sql, staged_frame
+from relations_etl.split import RAW_KEYS, Split, split, split_sql, staged_frame
 from relations_etl.validate import duplicate_records_sql, validate, validate_rows
 
 
@@ -115,13 +116,35 @@ def _chunks(raw: RawTable, source: Source, rows: int) -> Iterator[RawTable]:
         yield replace(raw, frame=frame.slice(start, rows))
 
 
+Timings = dict[str, float]
+"""Seconds per step of `prepare`, summed over chunks (filled when a caller passes one)."""
+
+
+@contextlib.contextmanager
+def _timed(timings: Timings | None, name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        if timings is not None:
+            timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
+
+
 def _stage_chunk(
-    raw: RawTable, source: Source, ref: Reference, settings: Settings, offset: int
+    raw: RawTable,
+    source: Source,
+    ref: Reference,
+    settings: Settings,
+    offset: int,
+    timings: Timings | None = None,
 ) -> pl.DataFrame:
     """map -> normalize -> the per-row checks, for one chunk, in the shape the split reads."""
-    mapped = apply_mapping(raw, source, ref)
-    normalized = normalize(mapped, source, ref, default_order=settings.date_order)
-    return staged_frame(validate_rows(normalized, source.kind), source.kind, offset)
+    with _timed(timings, "mapping"):
+        mapped = apply_mapping(raw, source, ref)
+    with _timed(timings, "normalize"):
+        normalized = normalize(mapped, source, ref, default_order=settings.date_order)
+    with _timed(timings, "validate"):
+        return staged_frame(validate_rows(normalized, source.kind), source.kind, offset)
 
 
 def staging_connection(settings: Settings, folder: Path) -> duckdb.DuckDBPyConnection:
@@ -138,31 +161,39 @@ def staging_connection(settings: Settings, folder: Path) -> duckdb.DuckDBPyConne
 
 
 def prepare(
-    inputs: Fetched | Iterable[RawTable], source: Source, ref: Reference, settings: Settings
+    inputs: Fetched | Iterable[RawTable],
+    source: Source,
+    ref: Reference,
+    settings: Settings,
+    timings: Timings | None = None,
 ) -> Prepared:
     """Parse (fetched bytes) and transform a source chunk by chunk; check its chunks together.
 
     Mapping, normalizing and the per-row checks run on at most `settings.batch_rows` raw rows
     at a time; each chunk's rows are staged as a Parquet file. The checks across rows (repeats,
     duplicate records, yearly periods) and the split then run in DuckDB over every staged file,
-    and the facts and rejected rows are written as two Parquet files for the load.
+    and the facts and rejected rows are written as two Parquet files for the load. `timings`,
+    when given, receives the seconds of each step.
     """
-    if isinstance(inputs, Fetched):
-        raw = parse(inputs, settings)
-    else:
-        raw = combine(list(inputs), source.uri)
+    with _timed(timings, "parse"):
+        if isinstance(inputs, Fetched):
+            raw = parse(inputs, settings)
+        else:
+            raw = combine(list(inputs), source.uri)
     folder = Path(tempfile.mkdtemp(prefix="relations-etl-staging-"))
     try:
         offset = 0
         for number, chunk in enumerate(_chunks(raw, source, settings.batch_rows)):
-            staged = _stage_chunk(chunk, source, ref, settings, offset)
+            staged = _stage_chunk(chunk, source, ref, settings, offset, timings)
             offset += staged.height
-            staged.write_parquet(folder / f"people-{number:06d}.parquet", compression="lz4")
+            with _timed(timings, "stage"):
+                staged.write_parquet(folder / f"people-{number:06d}.parquet", compression="lz4")
         rows_read = raw.frame.height
         content_hash = raw.content_hash
         file = raw.file
         del raw, chunk, staged  # the raw table is not needed past this point
-        facts, rejected, repeated, rows_rejected = _split_staged(folder, source, settings)
+        with _timed(timings, "split"):
+            facts, rejected, repeated, rows_rejected = _split_staged(folder, source, settings)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -192,7 +223,7 @@ def _split_staged(folder: Path, source: Source, settings: Settings) -> tuple[Pat
         columns = ", ".join(f'"{c}"' for c in wanted)
         facts_path, rejected_path = folder / "facts.parquet", folder / "rejected.parquet"
         conn.execute(
-            f"COPY (SELECT {columns} FROM {facts} ORDER BY {SEQ}) TO '{facts_path}' "
+            f"COPY (SELECT {columns} FROM {facts}) TO '{facts_path}' "
             "(FORMAT parquet, COMPRESSION lz4)"
         )
         ((rows_rejected,),) = conn.execute(

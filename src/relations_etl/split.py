@@ -85,10 +85,10 @@ def split_sql(
                 p.{LATER_ERRORS}) AS {ERRORS_COLUMN}
         FROM {people} AS p LEFT JOIN {CLASHES} AS c ON c._file = p.{FILE} AND c._row = p.{ROW}"""
     )
+    # a raw row is bad when any of its people has an error: only those rows are grouped
     conn.execute(
         f"""CREATE OR REPLACE TEMP TABLE _bad AS
-        SELECT {FILE}, {ROW} FROM _people GROUP BY ALL
-        HAVING bool_or(len({ERRORS_COLUMN}) > 0)"""
+        SELECT DISTINCT {FILE}, {ROW} FROM _people WHERE len({ERRORS_COLUMN}) > 0"""
     )
     # a raw row's reasons: those of each of its people in order, each reason once
     conn.execute(
@@ -116,45 +116,58 @@ def split_sql(
                coalesce(r.errors, []) AS errors, f.s AS {SEQ}
         FROM firsts AS f LEFT JOIN reasons AS r USING ({FILE}, {ROW})"""
     )
+    # the rows that passed, not materialized: most ids occur once, and only the rows of ids
+    # that occur more than once are compared with the first row of their id
     conn.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _good AS
-        SELECT {identifier_sql(source)} AS {ident}, {columns}, {RECORD}, {FILE}, {ROW}, {RAW},
-               {SEQ}, {key} AS _key, hash({columns}) AS _content
+        f"""CREATE OR REPLACE TEMP VIEW _good AS
+        SELECT {identifier_sql(source)} AS {ident}, {columns}, {RECORD}, {FILE}, {ROW}, {SEQ},
+               {key} AS _key
         FROM _people AS p ANTI JOIN _bad USING ({FILE}, {ROW})"""
     )
     conn.execute(
         f"""CREATE OR REPLACE TEMP TABLE _marked AS
-        WITH firsts AS (
+        WITH repeated AS (SELECT {ident} FROM _good GROUP BY {ident} HAVING count(*) > 1),
+        rows AS (
+            SELECT g.*, hash({columns}) AS _content
+            FROM _good AS g SEMI JOIN repeated USING ({ident})
+        ),
+        firsts AS (
             SELECT {ident}, arg_min(_key, {SEQ}) AS _first, arg_min(_content, {SEQ}) AS _fc
-            FROM _good GROUP BY ALL
+            FROM rows GROUP BY ALL
         )
-        SELECT g.*, g._key <> f._first AS _repeat, g._content <> f._fc AS _differs, f._first
-        FROM _good AS g JOIN firsts AS f USING ({ident})"""
+        SELECT r.{ident}, r.{RECORD}, r.{FILE}, r.{ROW}, r.{SEQ}, r._key,
+               r._key <> f._first AS _repeat, r._content <> f._fc AS _differs, f._first
+        FROM rows AS r JOIN firsts AS f USING ({ident})"""
     )
     conflict = _error_sql(
         "'source_record'",
         "'record_unique'",
-        RECORD,
-        f"'record id ' || {RECORD} || ' already used by row ' || _first || ' with other content'",
+        f"m.{RECORD}",
+        f"'record id ' || m.{RECORD} || ' already used by row ' || m._first || "
+        "' with other content'",
     )
     conn.execute(
         f"""CREATE OR REPLACE TEMP TABLE _conflicts AS
-        SELECT {FILE} AS source_file, {ROW} AS source_row,
-               arg_min({RECORD}, {SEQ}) AS source_record, arg_min({RAW}, {SEQ}) AS raw,
-               arg_min([{conflict}], {SEQ}) AS errors, min({SEQ}) AS {SEQ}, any_value(_key) AS _key
-        FROM _marked WHERE _repeat AND _differs GROUP BY {FILE}, {ROW}"""
+        SELECT m.{FILE} AS source_file, m.{ROW} AS source_row,
+               arg_min(m.{RECORD}, m.{SEQ}) AS source_record, any_value(p.{RAW}) AS raw,
+               arg_min([{conflict}], m.{SEQ}) AS errors, min(m.{SEQ}) AS {SEQ},
+               any_value(m._key) AS _key
+        FROM _marked AS m JOIN _people AS p ON p.{SEQ} = m.{SEQ}
+        WHERE m._repeat AND m._differs GROUP BY m.{FILE}, m.{ROW}"""
     )
     # a raw row is a repeat only if all of it repeats; one conflicting person rejects the row
     ((repeated,),) = conn.execute(
         """SELECT count(DISTINCT _key) FROM _marked
         WHERE _repeat AND NOT _differs AND _key NOT IN (SELECT _key FROM _conflicts)"""
     ).fetchall()
+    # kept: the first row of each id, unless one person of its raw row conflicts
     conn.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _facts AS
+        f"""CREATE OR REPLACE TEMP VIEW _facts AS
         SELECT {ident}, {columns}, {_literal(source)} AS source, {RECORD} AS source_record,
                [_key] AS {RAW_KEYS}, {SEQ}
-        FROM _marked WHERE NOT _repeat AND _key NOT IN (SELECT _key FROM _conflicts)
-        ORDER BY {SEQ}"""
+        FROM _good
+        ANTI JOIN (SELECT {SEQ} FROM _marked WHERE _repeat) USING ({SEQ})
+        ANTI JOIN (SELECT _key FROM _conflicts) USING (_key)"""
     )
     conn.execute(
         f"""CREATE OR REPLACE TEMP TABLE _rejected AS
@@ -163,9 +176,7 @@ def split_sql(
             UNION ALL BY NAME SELECT * EXCLUDE (_key), 1 AS part FROM _conflicts
         ) ORDER BY part, {SEQ}"""
     )
-    for table in ("_bad", "_rejected_bad", "_good", "_marked", "_conflicts"):
-        conn.execute(f"DROP TABLE {table}")
-    conn.execute("DROP VIEW _people")
+    conn.execute("DROP TABLE _rejected_bad")
     return "_facts", "_rejected", int(repeated)
 
 
