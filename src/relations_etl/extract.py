@@ -30,7 +30,7 @@ from relations_etl.errors import (
 )
 from relations_etl.facts import ERRORS
 from relations_etl.limits import amount, too_large
-from relations_etl.readers.delimited import RowErrors, read_delimited
+from relations_etl.readers.delimited import Irregular, RowErrors, iter_delimited, read_delimited
 from relations_etl.settings import Settings
 from relations_etl.text import shown
 
@@ -323,9 +323,14 @@ def check_fields(table: RawTable, settings: Settings, source: str) -> RawTable:
 
 
 def as_text_table(
-    frame: pl.DataFrame, file: str, content_hash: str, row_errors: RowErrors | None = None
+    frame: pl.DataFrame,
+    file: str,
+    content_hash: str,
+    row_errors: RowErrors | None = None,
+    first_row: int = 1,
 ) -> RawTable:
-    """Cast every column to text, keep the row as read (JSON) and number the rows from 1."""
+    """Cast every column to text, keep the row as read (JSON) and number the rows from
+    `first_row` (1 unless the frame is a later piece of its file)."""
     columns = tuple(frame.columns)
     text = as_text(frame)
     raw = pl.struct(columns).struct.json_encode() if columns else pl.lit("{}")
@@ -336,7 +341,7 @@ def as_text_table(
     )
     text = text.with_columns(
         raw.alias(RAW),
-        pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(ROW),
+        pl.int_range(first_row, first_row + pl.len(), dtype=pl.Int64).alias(ROW),
         pl.lit(file).alias(FILE),
         errors,
     )
@@ -456,6 +461,44 @@ def parse(fetched: Fetched, settings: Settings | None = None) -> RawTable:
     frame, row_errors = _read_table(data, fmt, source.mapping.options, uri, source.name, settings)
     table = as_text_table(frame, uri, hashlib.sha256(data).hexdigest(), row_errors)
     return check_fields(table, settings, source.name)
+
+
+class ReadWhole(Exception):
+    """The file read in pieces turned out to need reading whole (see `iter_delimited`): what
+    was made of the pieces handed out so far is to be dropped and the file read again."""
+
+
+def parse_pieces(fetched: Fetched, settings: Settings, rows: int) -> Iterator[RawTable] | None:
+    """The raw table of a one-file CSV or TSV source in pieces of about `rows` rows (numbered
+    as one table), so that a large list is never held parsed in memory; None for a format
+    that is read whole. Iterating raises ReadWhole when the file must be read whole."""
+    source = fetched.source
+    fmt = source.resolved_format
+    if fmt not in ("csv", "tsv") or len(fetched.files) != 1:
+        return None
+    options = source.mapping.options
+    ((uri, data),) = fetched.files
+
+    def pieces() -> Iterator[RawTable]:
+        first_row = 1
+        try:
+            for frame in iter_delimited(
+                data,
+                separator=options.get("separator", "\t" if fmt == "tsv" else ","),
+                encoding=options.get("encoding"),
+                skip_rows=int(options.get("skip_rows", 0)),
+                uri=uri,
+                source=source.name,
+                settings=settings,
+                rows=rows,
+            ):
+                table = as_text_table(frame, uri, fetched.content_hash, first_row=first_row)
+                first_row += frame.height
+                yield check_fields(table, settings, source.name)
+        except Irregular as exc:
+            raise ReadWhole(str(exc)) from exc
+
+    return pieces()
 
 
 def extract(source: Source, settings: Settings | None = None) -> Iterator[RawTable]:

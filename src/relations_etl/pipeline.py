@@ -19,7 +19,15 @@ import polars as pl
 import relations_etl
 from relations_etl.config import Kind, Source, uri_scheme
 from relations_etl.errors import BatchRejectedError
-from relations_etl.extract import Fetched, RawTable, combine, fetch, parse
+from relations_etl.extract import (
+    Fetched,
+    RawTable,
+    ReadWhole,
+    combine,
+    fetch,
+    parse,
+    parse_pieces,
+)
 from relations_etl.facts import ID_COLUMN, content_columns
 from relations_etl.load import (
     Batch,
@@ -175,23 +183,33 @@ def prepare(
     and the facts and rejected rows are written as two Parquet files for the load. `timings`,
     when given, receives the seconds of each step.
     """
-    with _timed(timings, "parse"):
-        if isinstance(inputs, Fetched):
-            raw = parse(inputs, settings)
-        else:
-            raw = combine(list(inputs), source.uri)
     folder = Path(tempfile.mkdtemp(prefix="relations-etl-staging-"))
     try:
-        offset = 0
-        for number, chunk in enumerate(_chunks(raw, source, settings.batch_rows)):
-            staged = _stage_chunk(chunk, source, ref, settings, offset, timings)
-            offset += staged.height
-            with _timed(timings, "stage"):
-                staged.write_parquet(folder / f"people-{number:06d}.parquet", compression="lz4")
-        rows_read = raw.frame.height
-        content_hash = raw.content_hash
-        file = raw.file
-        del raw, chunk, staged  # the raw table is not needed past this point
+        pieces = (
+            parse_pieces(inputs, settings, settings.batch_rows)
+            if isinstance(inputs, Fetched)
+            else None
+        )
+        try:
+            rows_read = _stage_all(pieces, folder, source, ref, settings, timings)
+        except ReadWhole:  # read in pieces, it needs the whole-file reader after all
+            pieces = None
+        if pieces is None:
+            for path in folder.glob("people-*.parquet"):
+                path.unlink()
+            with _timed(timings, "parse"):
+                if isinstance(inputs, Fetched):
+                    raw = parse(inputs, settings)
+                else:
+                    raw = combine(list(inputs), source.uri)
+            rows_read = _stage_all(
+                _chunks(raw, source, settings.batch_rows), folder, source, ref, settings, timings
+            )
+            file, content_hash = raw.file, raw.content_hash
+            del raw  # the raw table is not needed past this point
+        else:
+            assert isinstance(inputs, Fetched)
+            file, content_hash = inputs.file, inputs.content_hash
         with _timed(timings, "split"):
             facts, rejected, repeated, rows_rejected = _split_staged(folder, source, settings)
     except BaseException:
@@ -206,6 +224,32 @@ def prepare(
         fingerprint(file, content_hash, source, ref),
         rows_rejected,
     )
+
+
+def _stage_all(
+    chunks: Iterator[RawTable] | None,
+    folder: Path,
+    source: Source,
+    ref: Reference,
+    settings: Settings,
+    timings: Timings | None,
+) -> int:
+    """Transform and stage each chunk as folder/people-NNNNNN.parquet; returns the raw rows."""
+    if chunks is None:
+        return 0
+    rows = offset = 0
+    number = 0
+    while True:
+        with _timed(timings, "parse"):
+            chunk = next(chunks, None)
+        if chunk is None:
+            return rows
+        staged = _stage_chunk(chunk, source, ref, settings, offset, timings)
+        rows += chunk.frame.height
+        offset += staged.height
+        with _timed(timings, "stage"):
+            staged.write_parquet(folder / f"people-{number:06d}.parquet", compression="lz4")
+        number += 1
 
 
 def _split_staged(folder: Path, source: Source, settings: Settings) -> tuple[Path, Path, int, int]:
@@ -312,9 +356,7 @@ class Steps:
     """
 
     extract: Callable[[Source, Settings], Fetched] = read_source
-    transform: Callable[[Fetched | list[RawTable], Source, Reference, Settings], Prepared] = (
-        prepare
-    )
+    transform: Callable[[Fetched | list[RawTable], Source, Reference, Settings], Prepared] = prepare
     load: Callable[[Settings, Batch, Prepared, Reference, list[str] | None], LoadResult] = (
         load_source
     )
