@@ -251,16 +251,26 @@ def append_error(
     value: pl.Expr,
     message: pl.Expr,
 ) -> pl.DataFrame:
-    """Add one error to the `_errors` list of the rows where `when` holds."""
-    return frame.with_columns(
-        pl.when(when)
-        .then(
-            pl.concat_list(
-                ERRORS_COLUMN, pl.concat_list(error_struct(column, check, value, message))
-            )
-        )
-        .otherwise(pl.col(ERRORS_COLUMN))
-        .alias(ERRORS_COLUMN)
+    """Add one error to the `_errors` list of the rows where `when` holds (row-wise exprs).
+
+    Only those rows are rebuilt: rewriting the list column of every row with when/then cost
+    half a second per call on 250,000 rows, the join of a few new lists a millisecond.
+    """
+    hit = frame.select(when.fill_null(False)).to_series()
+    if not hit.any():
+        return frame
+    rows = hit.arg_true()
+    added = frame[rows].select(
+        pl.concat_list(
+            ERRORS_COLUMN, pl.concat_list(error_struct(column, check, value, message))
+        ).alias("_added")
+    )
+    new = pl.DataFrame({"_position": rows}).with_columns(added.to_series())
+    joined = frame.with_row_index("_position").join(
+        new, on="_position", how="left", maintain_order="left"
+    )
+    return joined.with_columns(pl.coalesce("_added", ERRORS_COLUMN).alias(ERRORS_COLUMN)).drop(
+        "_position", "_added"
     )
 
 
