@@ -153,15 +153,20 @@ def _was_verified(path: Path) -> bool:
         return False
 
 
-def _remember_verified(path: Path) -> None:
+def _remember_verified(path: Path, *, writer: bool) -> None:
+    """Remember the file as verified: in this process, and for a writer (a reader writes
+    nothing, ever) in the file next to it for the next process."""
     stamp = _stamp(path)
     _verified[path.resolve()] = stamp
+    if not writer:
+        return
     temporary = _sidecar(path).with_suffix(f".{os.getpid()}.tmp")
     try:
         temporary.write_text(json.dumps(stamp), encoding="utf-8")
         os.replace(temporary, _sidecar(path))
     except OSError:  # a read-only folder: the next process verifies again, nothing worse
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
 
 
 # a file DuckDB does not recognize (an SQLite header, say) would make it fetch an extension
@@ -231,7 +236,7 @@ def connect(
         except BaseException:
             conn.close()
             raise
-        _remember_verified(path)
+        _remember_verified(path, writer=not read_only)
         if checking is None:
             return conn
         checking.close()
@@ -265,7 +270,7 @@ def held(settings: Settings, *, verify_file: bool = False) -> Iterator[None]:
     finally:
         _held.pop(key).close()
         if trusted:  # what it holds now is what this connection wrote into a verified file
-            _remember_verified(settings.db_path)
+            _remember_verified(settings.db_path, writer=True)
 
 
 def apply_sql(conn: duckdb.DuckDBPyConnection, sql_dir: Path) -> None:
