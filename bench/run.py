@@ -1,28 +1,12 @@
 """Benchmark one visits source end to end against DuckDB's bare CSV -> Parquet copy.
 
-What it measures, on one synthetic, seeded visits CSV of N rows (default 1,000,000):
+On one synthetic, seeded visits CSV of N rows (default 1,000,000): DuckDB's bare copy (best of
+3), the full path ``pipeline.run_source`` into a fresh home, the same path stage by stage (with
+``prepare``'s own steps), the peak RSS of both paths (each alone in a spawned process), the real
+lists in RELATIONS_ETL_SHARED_DATA, and Prefect's own overhead (a flow run against the library
+path). Prints a table and writes ``bench/results/latest.json`` and ``<UTC timestamp>.json``.
 
-* baseline: DuckDB alone, in this process,
-  ``COPY (SELECT * FROM read_csv(file, all_varchar=true)) TO out.parquet (FORMAT parquet)``,
-  best of 3 wall-clock runs. This is the floor: read the same bytes, write Parquet, nothing else.
-* full: ``relations_etl.pipeline.run_source`` (reference data, extract, map, normalize, pandera
-  validation, split, one DuckDB transaction, per-year Parquet publish) into a fresh warehouse
-  home, best of 2 (a fresh home each time).
-* stages: the same path once more, stage by stage through the library's own functions
-  (``Reference.load``, ``extract.extract``, ``pipeline.prepare``, ``pipeline.load_source``,
-  ``publish.publish_pending``), plus a breakdown of ``prepare`` into its four steps (mapping,
-  normalize, validate, split) so a reader sees where the time goes.
-* peak RSS: baseline and full path each run in a child started with multiprocessing "spawn";
-  that child runs the work in its own spawned child and reads
-  ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss``, so each figure covers exactly one process.
-
-It prints a table and writes ``bench/results/<UTC timestamp>.json`` (git-ignored).
-
-Run from the repository root::
-
-    .venv/bin/python bench/run.py --quick          # 100,000 rows, about a minute
-    .venv/bin/python bench/run.py                  # 1,000,000 rows
-    .venv/bin/python bench/run.py --rows 250000 --profile   # + cProfile of one full run
+    .venv/bin/python bench/run.py --rows 10000000     # or: make bench SIZE=10000000
 
 The module imports only the standard library at top level, so the baseline's child process
 loads DuckDB alone and its peak RSS is not inflated by polars, pandera or the library.
