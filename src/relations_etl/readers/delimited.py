@@ -122,9 +122,16 @@ def _regular(body: str, separator: str, width: int) -> bool:
     quotes = lines.str.count_matches('"', literal=True)
     if (quotes % 2 == 1).any():
         return False
-    fields = lines.str.replace_all(_QUOTED, "").str.count_matches(separator, literal=True) + 1
-    blank = lines.str.strip_chars() == ""
-    return bool(((fields == width) | blank).all())
+    # only lines with quotes need their quoted fields taken out before counting separators
+    quoted = quotes > 0
+    plain = lines.filter(~quoted)
+    inner = lines.filter(quoted).str.replace_all(_QUOTED, "")
+    for part in (plain, inner):
+        fields = part.str.count_matches(separator, literal=True) + 1
+        blank = part.str.strip_chars() == ""
+        if not bool(((fields == width) | blank).all()):
+            return False
+    return True
 
 
 def read_delimited(
