@@ -8,6 +8,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -21,6 +22,7 @@ from relations_etl.bindings import bind
 from relations_etl.config import Kind, Source
 from relations_etl.errors import (
     BatchRejectedError,
+    ConfigError,
     SourceBoundError,
     WarehouseError,
     WarehouseLockedError,
@@ -243,6 +245,8 @@ def connect(
     conn = _open(path, read_only, settings, config)
     if not read_only:
         try:
+            # a batch of ten million rows must not take the machine's memory: DuckDB spills
+            conn.execute(f"SET memory_limit = '{memory_limit(settings.load_memory)}'")
             apply_sql(conn, settings.sql_dir)
         except BaseException:
             conn.close()
@@ -271,6 +275,16 @@ def held(settings: Settings, *, verify_file: bool = False) -> Iterator[None]:
         _held.pop(key).close()
         if trusted:  # what it holds now is what this connection wrote into a verified file
             _remember_verified(settings.db_path, writer=True)
+
+
+def memory_limit(limit: str) -> str:
+    """A memory limit as DuckDB reads it ("1GB", "512 MiB"); anything else is refused."""
+    if not re.fullmatch(r"\s*\d+(\.\d+)?\s*[KMGT]?i?B\s*", limit, flags=re.I):
+        raise ConfigError(
+            f"memory limit {limit!r} is not a size such as 512MB or 2GB",
+            hint="Set RELATIONS_ETL_LOAD_MEMORY (or RELATIONS_ETL_STAGING_MEMORY) to a size.",
+        )
+    return limit.strip()
 
 
 def apply_sql(conn: duckdb.DuckDBPyConnection, sql_dir: Path) -> None:

@@ -36,6 +36,7 @@ from relations_etl.load import (
     held,
     last_fingerprint,
     load_batch,
+    memory_limit,
     record_failure,
     record_skip,
     unconfigured_sources,
@@ -159,7 +160,7 @@ def staging_connection(settings: Settings, folder: Path) -> duckdb.DuckDBPyConne
     """An in-memory DuckDB with a memory limit that spills to `folder`."""
     return duckdb.connect(
         config={
-            "memory_limit": settings.staging_memory,
+            "memory_limit": memory_limit(settings.staging_memory),
             "temp_directory": str(folder / "spill"),
             "preserve_insertion_order": True,
             "autoinstall_known_extensions": False,

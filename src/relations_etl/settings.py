@@ -166,6 +166,11 @@ class Settings(BaseSettings):
         description="DuckDB memory_limit of the staging database that checks a source's chunks "
         "together (repeats, duplicate records, periods); past it DuckDB spills to disk.",
     )
+    load_memory: str = Field(
+        default="1GB",
+        description="DuckDB memory_limit of the warehouse connections that write (load, "
+        "publish); past it DuckDB spills to a temporary file next to the warehouse.",
+    )
 
     @property
     def db_path(self) -> Path:
