@@ -167,7 +167,7 @@ class Settings(BaseSettings):
         "together (repeats, duplicate records, periods); past it DuckDB spills to disk.",
     )
     load_memory: str = Field(
-        default="1GB",
+        default="512MB",
         description="DuckDB memory_limit of the warehouse connections that write (load, "
         "publish); past it DuckDB spills to a temporary file next to the warehouse.",
     )
