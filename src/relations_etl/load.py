@@ -245,8 +245,8 @@ def connect(
     conn = _open(path, read_only, settings, config)
     if not read_only:
         try:
-            # a batch of ten million rows must not take the machine's memory: DuckDB spills
-            conn.execute(f"SET memory_limit = '{memory_limit(settings.load_memory)}'")
+            if settings.load_memory:  # DuckDB spills past it, except the primary-key index
+                conn.execute(f"SET memory_limit = '{memory_limit(settings.load_memory)}'")
             apply_sql(conn, settings.sql_dir)
         except BaseException:
             conn.close()

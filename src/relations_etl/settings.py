@@ -166,10 +166,11 @@ class Settings(BaseSettings):
         description="DuckDB memory_limit of the staging database that checks a source's chunks "
         "together (repeats, duplicate records, periods); past it DuckDB spills to disk.",
     )
-    load_memory: str = Field(
-        default="512MB",
+    load_memory: str | None = Field(
+        default=None,
         description="DuckDB memory_limit of the warehouse connections that write (load, "
-        "publish); past it DuckDB spills to a temporary file next to the warehouse.",
+        "publish); unset: DuckDB's default (80% of RAM). The fact table's primary-key index "
+        "must fit: 10M new rows need several GB, and a lower limit fails the load.",
     )
 
     @property
