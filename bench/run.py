@@ -406,7 +406,7 @@ def _measurer(kind: str, csv_path: str, target: str, queue: Any) -> None:
     inner = ctx.Queue()
     process = ctx.Process(target=_worker, args=(kind, csv_path, target, inner))
     process.start()
-    report = inner.get()
+    report = _answer(inner, process)
     process.join()
     report["children_maxrss_kib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     report["exitcode"] = process.exitcode
@@ -419,12 +419,27 @@ def peak_rss(kind: str, csv_path: Path, target: Path) -> dict[str, Any]:
     queue = ctx.Queue()
     process = ctx.Process(target=_measurer, args=(kind, str(csv_path), str(target), queue))
     process.start()
-    report: dict[str, Any] = queue.get()
+    report = _answer(queue, process)
     process.join()
-    if process.exitcode:
-        raise RuntimeError(f"memory run {kind} exited with {process.exitcode}")
-    report["peak_rss_mib"] = report["children_maxrss_kib"] / MIB
+    if process.exitcode or "failed" in report:
+        # the peak up to the failure is still a figure; the JSON says the run failed
+        report.setdefault("failed", f"exit code {process.exitcode}")
+    report["peak_rss_mib"] = report.get("children_maxrss_kib", 0) / MIB
     return report
+
+
+def _answer(queue: Any, process: Any) -> dict[str, Any]:
+    """What a child put on the queue; a child that died without answering is a failed run
+    (waiting on the queue alone would wait for ever)."""
+    import queue as queues
+
+    while True:
+        try:
+            answer: dict[str, Any] = queue.get(timeout=1)
+            return answer
+        except queues.Empty:
+            if not process.is_alive():
+                return {"failed": f"exited with {process.exitcode} before reporting"}
 
 
 # --------------------------------------------------------------------------- profile
@@ -620,6 +635,10 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"peak RSS: {kind}")
                 memory[kind] = peak_rss(kind, csv_path, target)
             shutil.rmtree(work / "home-mem", ignore_errors=True)
+            failed = {k: m["failed"] for k, m in memory.items() if "failed" in m}
+            if failed:
+                report["memory_failed"] = failed
+                say(f"peak RSS runs failed: {failed}")
             report["peak_rss_mb"] = memory["full"]["peak_rss_mib"]
             report["bare_peak_rss_mb"] = memory["baseline"]["peak_rss_mib"]
             report["imports_peak_rss_mb"] = memory["imports"]["peak_rss_mib"]
@@ -647,7 +666,8 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print_table(report)
         print(f"\nwritten {out} and {results / 'latest.json'}")
-        return 0 if report["checks"]["ok"] and report["conservation_ok"] else 1
+        ok = report["checks"]["ok"] and report["conservation_ok"] and "memory_failed" not in report
+        return 0 if ok else 1
     finally:
         if not args.keep and args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
