@@ -72,8 +72,10 @@ chromium:
 schemas: $(STAMP)
 	$(BIN)/relations-etl contracts --out schemas
 
+# rows of the synthetic visits list: `make bench SIZE=10000000` for 10M
+SIZE ?= 1000000
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py --rows $(SIZE)
 
 clean:
 	rm -rf warehouse/relations.duckdb warehouse/relations.duckdb.wal warehouse/parquet warehouse/.prefect \

@@ -1,28 +1,12 @@
 """Benchmark one visits source end to end against DuckDB's bare CSV -> Parquet copy.
 
-What it measures, on one synthetic, seeded visits CSV of N rows (default 1,000,000):
+On one synthetic, seeded visits CSV of N rows (default 1,000,000): DuckDB's bare copy (best of
+3), the full path ``pipeline.run_source`` into a fresh home, the same path stage by stage (with
+``prepare``'s own steps), the peak RSS of both paths (each alone in a spawned process), the real
+lists in RELATIONS_ETL_SHARED_DATA, and Prefect's own overhead (a flow run against the library
+path). Prints a table and writes ``bench/results/latest.json`` and ``<UTC timestamp>.json``.
 
-* baseline: DuckDB alone, in this process,
-  ``COPY (SELECT * FROM read_csv(file, all_varchar=true)) TO out.parquet (FORMAT parquet)``,
-  best of 3 wall-clock runs. This is the floor: read the same bytes, write Parquet, nothing else.
-* full: ``relations_etl.pipeline.run_source`` (reference data, extract, map, normalize, pandera
-  validation, split, one DuckDB transaction, per-year Parquet publish) into a fresh warehouse
-  home, best of 2 (a fresh home each time).
-* stages: the same path once more, stage by stage through the library's own functions
-  (``Reference.load``, ``extract.extract``, ``pipeline.prepare``, ``pipeline.load_source``,
-  ``publish.publish_pending``), plus a breakdown of ``prepare`` into its four steps (mapping,
-  normalize, validate, split) so a reader sees where the time goes.
-* peak RSS: baseline and full path each run in a child started with multiprocessing "spawn";
-  that child runs the work in its own spawned child and reads
-  ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss``, so each figure covers exactly one process.
-
-It prints a table and writes ``bench/results/<UTC timestamp>.json`` (git-ignored).
-
-Run from the repository root::
-
-    .venv/bin/python bench/run.py --quick          # 100,000 rows, about a minute
-    .venv/bin/python bench/run.py                  # 1,000,000 rows
-    .venv/bin/python bench/run.py --rows 250000 --profile   # + cProfile of one full run
+    .venv/bin/python bench/run.py --rows 10000000     # or: make bench SIZE=10000000
 
 The module imports only the standard library at top level, so the baseline's child process
 loads DuckDB alone and its peak RSS is not inflated by polars, pandera or the library.
@@ -51,44 +35,216 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 
-TITLES = ["President", "Prime Minister", "King", "Chancellor", "Secretary of State",
-          "Foreign Minister"]
+TITLES = [
+    "President",
+    "Prime Minister",
+    "King",
+    "Chancellor",
+    "Secretary of State",
+    "Foreign Minister",
+]
 VISIT_TYPES = ["State", "Official", "Working", "Private", "Transit", "Multilateral event"]
 CITIES = [
-    "Abu Dhabi", "Accra", "Addis Ababa", "Algiers", "Amman", "Amsterdam", "Ankara", "Astana",
-    "Athens", "Baghdad", "Baku", "Bangkok", "Beijing", "Beirut", "Belgrade", "Berlin", "Bern",
-    "Bogotá", "Brasília", "Bratislava", "Brussels", "Bucharest", "Budapest", "Buenos Aires",
-    "Cairo", "Canberra", "Caracas", "Colombo", "Copenhagen", "Dakar", "Dhaka", "Doha", "Dublin",
-    "Geneva", "Hanoi", "Havana", "Helsinki", "Islamabad", "Jakarta", "Kabul", "Kampala",
-    "Kathmandu", "Khartoum", "Kyiv", "Kinshasa", "Kuala Lumpur", "Lagos", "Lima", "Lisbon",
-    "Ljubljana", "London", "Luanda", "Madrid", "Manila", "Mexico City", "Minsk", "Moscow",
-    "Nairobi", "New Delhi", "New York", "Oslo", "Ottawa", "Paris", "Prague", "Pretoria",
-    "Quito", "Rabat", "Reykjavík", "Riga", "Riyadh", "Rome", "Santiago", "Seoul", "Singapore",
-    "Sofia", "Stockholm", "Tallinn", "Tashkent", "Tbilisi", "Tehran", "Tokyo", "Tunis",
-    "Ulaanbaatar", "Vienna", "Vilnius", "Warsaw", "Washington", "Wellington", "Yerevan",
+    "Abu Dhabi",
+    "Accra",
+    "Addis Ababa",
+    "Algiers",
+    "Amman",
+    "Amsterdam",
+    "Ankara",
+    "Astana",
+    "Athens",
+    "Baghdad",
+    "Baku",
+    "Bangkok",
+    "Beijing",
+    "Beirut",
+    "Belgrade",
+    "Berlin",
+    "Bern",
+    "Bogotá",
+    "Brasília",
+    "Bratislava",
+    "Brussels",
+    "Bucharest",
+    "Budapest",
+    "Buenos Aires",
+    "Cairo",
+    "Canberra",
+    "Caracas",
+    "Colombo",
+    "Copenhagen",
+    "Dakar",
+    "Dhaka",
+    "Doha",
+    "Dublin",
+    "Geneva",
+    "Hanoi",
+    "Havana",
+    "Helsinki",
+    "Islamabad",
+    "Jakarta",
+    "Kabul",
+    "Kampala",
+    "Kathmandu",
+    "Khartoum",
+    "Kyiv",
+    "Kinshasa",
+    "Kuala Lumpur",
+    "Lagos",
+    "Lima",
+    "Lisbon",
+    "Ljubljana",
+    "London",
+    "Luanda",
+    "Madrid",
+    "Manila",
+    "Mexico City",
+    "Minsk",
+    "Moscow",
+    "Nairobi",
+    "New Delhi",
+    "New York",
+    "Oslo",
+    "Ottawa",
+    "Paris",
+    "Prague",
+    "Pretoria",
+    "Quito",
+    "Rabat",
+    "Reykjavík",
+    "Riga",
+    "Riyadh",
+    "Rome",
+    "Santiago",
+    "Seoul",
+    "Singapore",
+    "Sofia",
+    "Stockholm",
+    "Tallinn",
+    "Tashkent",
+    "Tbilisi",
+    "Tehran",
+    "Tokyo",
+    "Tunis",
+    "Ulaanbaatar",
+    "Vienna",
+    "Vilnius",
+    "Warsaw",
+    "Washington",
+    "Wellington",
+    "Yerevan",
     "Zagreb",
 ]
 FIRST = [
-    "Abdul", "Ahmed", "Aleksandar", "Ana", "Angela", "Antonio", "Beatriz", "Carlos", "Chen",
-    "Dmitri", "Elena", "Emmanuel", "Fatima", "François", "Giorgia", "Hassan", "Hiroshi",
-    "Ingrid", "Ivan", "Jacinda", "Jean-Claude", "José", "Julius", "Kwame", "Lars", "Leila",
-    "Luiz", "Mahmoud", "Maria", "Mark", "Mette", "Mohammed", "Nelson", "Nguyen", "Olaf",
-    "Park", "Pedro", "Rajiv", "Recep", "Sahra", "Sanna", "Sergei", "Shinzo", "Sheikh",
-    "Tamim", "Ursula", "Viktor", "Vladimir", "Xi", "Yoweri",
+    "Abdul",
+    "Ahmed",
+    "Aleksandar",
+    "Ana",
+    "Angela",
+    "Antonio",
+    "Beatriz",
+    "Carlos",
+    "Chen",
+    "Dmitri",
+    "Elena",
+    "Emmanuel",
+    "Fatima",
+    "François",
+    "Giorgia",
+    "Hassan",
+    "Hiroshi",
+    "Ingrid",
+    "Ivan",
+    "Jacinda",
+    "Jean-Claude",
+    "José",
+    "Julius",
+    "Kwame",
+    "Lars",
+    "Leila",
+    "Luiz",
+    "Mahmoud",
+    "Maria",
+    "Mark",
+    "Mette",
+    "Mohammed",
+    "Nelson",
+    "Nguyen",
+    "Olaf",
+    "Park",
+    "Pedro",
+    "Rajiv",
+    "Recep",
+    "Sahra",
+    "Sanna",
+    "Sergei",
+    "Shinzo",
+    "Sheikh",
+    "Tamim",
+    "Ursula",
+    "Viktor",
+    "Vladimir",
+    "Xi",
+    "Yoweri",
 ]
 LAST = [
-    "Abbas", "Al Thani", "Andersen", "Bachelet", "Banda", "Costa", "da Silva", "Dlamini",
-    "Erdoğan", "Fernández", "García", "Gonçalves", "Haddad", "Hernández", "Ivanov", "Jensen",
-    "Kenyatta", "Khan", "Kim", "Kovács", "Lee", "Li", "López", "Mahama", "Meloni", "Modi",
-    "Müller", "Nakamura", "Nkurunziza", "Novak", "O’Brien", "Okafor", "Olsen", "Petrov",
-    "Popescu", "Ramírez", "Rossi", "Rutte", "Sánchez", "Santos", "Schmidt", "Silva",
-    "Suzuki", "Tanaka", "Traoré", "Wang", "Wickremesinghe", "Yamamoto", "Zhang", "Zuma",
+    "Abbas",
+    "Al Thani",
+    "Andersen",
+    "Bachelet",
+    "Banda",
+    "Costa",
+    "da Silva",
+    "Dlamini",
+    "Erdoğan",
+    "Fernández",
+    "García",
+    "Gonçalves",
+    "Haddad",
+    "Hernández",
+    "Ivanov",
+    "Jensen",
+    "Kenyatta",
+    "Khan",
+    "Kim",
+    "Kovács",
+    "Lee",
+    "Li",
+    "López",
+    "Mahama",
+    "Meloni",
+    "Modi",
+    "Müller",
+    "Nakamura",
+    "Nkurunziza",
+    "Novak",
+    "O’Brien",
+    "Okafor",
+    "Olsen",
+    "Petrov",
+    "Popescu",
+    "Ramírez",
+    "Rossi",
+    "Rutte",
+    "Sánchez",
+    "Santos",
+    "Schmidt",
+    "Silva",
+    "Suzuki",
+    "Tanaka",
+    "Traoré",
+    "Wang",
+    "Wickremesinghe",
+    "Yamamoto",
+    "Zhang",
+    "Zuma",
 ]
 NOTES = [
     "Named in the Foreign Ministry's year-end briefing.",
     "Joint statement signed.",
     "Talks on trade and energy.",
-    "Stopover  on the way to a summit.",   # a double space, cleaned by the mapping
+    "Stopover  on the way to a summit.",  # a double space, cleaned by the mapping
     "Met the head of state and the “speaker” of parliament.",
 ]
 PERSONS_PER_COUNTRY = 20
@@ -159,8 +315,9 @@ def generate(path: Path, rows: int, seed: int) -> dict[str, Any]:
         for p in range(PERSONS_PER_COUNTRY):
             persons_country.append(country)
             persons_title.append(titles[(c + p) % len(titles)])
-            persons_name.append(f"{FIRST[(c * 7 + p * 3) % len(FIRST)]} "
-                                f"{LAST[(c * 11 + p) % len(LAST)]}")
+            persons_name.append(
+                f"{FIRST[(c * 7 + p * 3) % len(FIRST)]} {LAST[(c * 11 + p) % len(LAST)]}"
+            )
     n_persons, n_countries = len(persons_name), len(countries)
     n_days = (LAST_DAY - FIRST_DAY).days + 1
 
@@ -172,8 +329,8 @@ def generate(path: Path, rows: int, seed: int) -> dict[str, Any]:
         draw(2, n_countries - 1).alias("host_offset"),
         draw(3, n_days).alias("day"),
         draw(4, len(VISIT_TYPES)).alias("visit_type"),
-        draw(5, len(CITIES) * 3).alias("city"),         # two thirds of cities left empty
-        draw(6, len(NOTES) * 5).alias("notes"),         # four fifths of notes left empty
+        draw(5, len(CITIES) * 3).alias("city"),  # two thirds of cities left empty
+        draw(6, len(NOTES) * 5).alias("notes"),  # four fifths of notes left empty
         (draw(7, 100) == 0).alias("bad"),
         draw(8, len(BAD_KINDS)).alias("bad_kind"),
     )
@@ -198,22 +355,26 @@ def generate(path: Path, rows: int, seed: int) -> dict[str, Any]:
     day = picks.select(
         (pl.lit(FIRST_DAY) + pl.duration(days=pl.col("day"))).dt.strftime("%Y-%m-%d")
     ).to_series()
-    frame = pl.DataFrame({
-        "record": record,
-        "host": gather(countries, host_index),
-        "visitor_country": gather(persons_country, person),
-        "visitor": gather(persons_name, person),
-        "title": gather(persons_title, person),
-        "visit_type": gather(VISIT_TYPES, picks.get_column("visit_type")),
-        "date": day,
-        "city": gather_some(CITIES, picks.get_column("city")),
-        "notes": gather_some(NOTES, picks.get_column("notes")),
-    })
+    frame = pl.DataFrame(
+        {
+            "record": record,
+            "host": gather(countries, host_index),
+            "visitor_country": gather(persons_country, person),
+            "visitor": gather(persons_name, person),
+            "title": gather(persons_title, person),
+            "visit_type": gather(VISIT_TYPES, picks.get_column("visit_type")),
+            "date": day,
+            "city": gather_some(CITIES, picks.get_column("city")),
+            "notes": gather_some(NOTES, picks.get_column("notes")),
+        }
+    )
     bad = picks.get_column("bad")
     kind = picks.get_column("bad_kind")
     frame = frame.with_columns(
         pl.when(bad & (kind == 0)).then(pl.lit(BAD_COUNTRY)).otherwise("host").alias("host"),
-        pl.when(bad & (kind == 1)).then(pl.lit(BAD_COUNTRY)).otherwise("visitor_country")
+        pl.when(bad & (kind == 1))
+        .then(pl.lit(BAD_COUNTRY))
+        .otherwise("visitor_country")
         .alias("visitor_country"),
         pl.when(bad & (kind == 2)).then(pl.lit(BAD_DATE)).otherwise("date").alias("date"),
     )
@@ -251,8 +412,9 @@ def make_source(csv_path: Path) -> Any:
         },
     )
     mapping.check_fields(Kind.VISITS, "bench")
-    return Source(name="bench-visits", kind=Kind.VISITS, uri=str(csv_path), format="csv",
-                  mapping=mapping)
+    return Source(
+        name="bench-visits", kind=Kind.VISITS, uri=str(csv_path), format="csv", mapping=mapping
+    )
 
 
 def run_baseline(csv_path: Path, out: Path) -> float:
@@ -306,17 +468,13 @@ def timed_into(seconds: dict[str, float], name: str, call: Callable[[], Any]) ->
     return value
 
 
-def run_stages(csv_path: Path, home: Path, breakdown: bool) -> dict[str, Any]:
-    """The full path once more, stage by stage through the library's functions."""
+def run_stages(csv_path: Path, home: Path) -> dict[str, Any]:
+    """The full path once more, stage by stage through the library's functions; `prepare`
+    reports its own steps (parse, mapping, normalize, validate, stage, split)."""
     from relations_etl import pipeline
-    from relations_etl.extract import extract
-    from relations_etl.mapping import apply_mapping
-    from relations_etl.normalize import normalize
     from relations_etl.publish import publish_pending
     from relations_etl.reference import Reference
     from relations_etl.settings import Settings
-    from relations_etl.split import split
-    from relations_etl.validate import validate
 
     shutil.rmtree(home, ignore_errors=True)
     source = make_source(csv_path)
@@ -327,24 +485,99 @@ def run_stages(csv_path: Path, home: Path, breakdown: bool) -> dict[str, Any]:
         return timed_into(seconds, name, call)
 
     ref = timed("reference", lambda: Reference.load(settings))
-    tables = timed("extract", lambda: list(extract(source)))
-    prepared = timed("prepare", lambda: pipeline.prepare(tables, source, ref, settings))
+    fetched = timed("fetch", lambda: pipeline.read_source(source, settings))
+    steps: dict[str, float] = {}
+    prepared = timed("prepare", lambda: pipeline.prepare(fetched, source, ref, settings, steps))
     batch = pipeline.new_batch(source)
+    facts_rows, rejected_rows = prepared.facts.height, prepared.rejected.height
     result = timed("load", lambda: pipeline.load_source(settings, batch, prepared, ref))
     published = timed("publish", lambda: publish_pending(settings))
-    out: dict[str, Any] = {"seconds": seconds, "result": summary(result),
-                           "files_published": len(published),
-                           "facts_rows": prepared.facts.height,
-                           "rejected_rows": prepared.rejected.height}
-    if breakdown:
-        inner: dict[str, float] = {}
-        mapped = timed_into(inner, "mapping", lambda: apply_mapping(tables[0], source, ref))
-        normalized = timed_into(inner, "normalize", lambda: normalize(
-            mapped, source, ref, default_order=settings.date_order))
-        validated = timed_into(inner, "validate", lambda: validate(normalized, source.kind))
-        timed_into(inner, "split", lambda: split(validated, source.kind, source.name))
-        out["prepare_breakdown"] = inner
+    return {
+        "seconds": seconds,
+        "prepare_steps": steps,
+        "result": summary(result),
+        "files_published": len(published),
+        "facts_rows": facts_rows,
+        "rejected_rows": rejected_rows,
+    }
+
+
+def shared_lists(work: Path) -> dict[str, Any]:
+    """The library path on the real lists in RELATIONS_ETL_SHARED_DATA (or ../shared/data): the
+    HSG visits (XML, one file per decade) and the UN Security Council elected members (CSV,
+    yearly memberships); each loaded into a fresh home, then run again unchanged (skipped)."""
+    from relations_etl.config import Kind, source_for
+    from relations_etl.pipeline import run_source
+    from relations_etl.settings import Settings
+
+    root = Path(os.environ.get("RELATIONS_ETL_SHARED_DATA", REPO.parent / "shared" / "data"))
+    lists = {
+        "hsg_visits": (Kind.VISITS, root / "hsg-visits", "hsg-visits-xml", None),
+        "unsc_memberships": (
+            Kind.MEMBERSHIPS,
+            root / "unsc-elected" / "security_council_non_permanent.csv",
+            None,
+            REPO / "examples" / "mappings" / "unsc-elected.yaml",
+        ),
+    }
+    out: dict[str, Any] = {}
+    for name, (kind, path, fmt, mapping) in lists.items():
+        if not path.exists():
+            out[name] = {"skipped": f"{path} not found"}
+            continue
+        source = source_for(kind, str(path), fmt, mapping)
+        settings = Settings(home=work / f"home-{name}")
+        shutil.rmtree(settings.home, ignore_errors=True)
+        started = time.perf_counter()
+        result = run_source(source, settings)
+        loaded = time.perf_counter() - started
+        started = time.perf_counter()
+        again = run_source(source, settings)
+        out[name] = {
+            "load_s": loaded,
+            "unchanged_s": time.perf_counter() - started,
+            "skipped": again.unchanged_since is not None,
+            **summary(result),
+        }
+        shutil.rmtree(settings.home, ignore_errors=True)
     return out
+
+
+def prefect_overhead(work: Path) -> dict[str, Any]:
+    """The same list (the sample relations of examples/) through the library path and through
+    the `ingest-source` flow under Prefect's test harness: what Prefect itself costs, apart."""
+    from relations_etl.config import load_sources
+    from relations_etl.pipeline import run_source
+    from relations_etl.settings import Settings
+
+    source = next(
+        s for s in load_sources(REPO / "examples" / "sources.yaml") if s.kind.value == "relations"
+    )
+    library_home, flow_home = work / "home-library", work / "home-flow"
+    for home in (library_home, flow_home):
+        shutil.rmtree(home, ignore_errors=True)
+    started = time.perf_counter()
+    run_source(source, Settings(home=library_home))
+    library = time.perf_counter() - started
+    started = time.perf_counter()
+    from prefect.testing.utilities import prefect_test_harness
+    from relations_etl_flows.ingest import ingest_source
+
+    imports = time.perf_counter() - started
+    started = time.perf_counter()
+    with prefect_test_harness():
+        harness = time.perf_counter() - started
+        started = time.perf_counter()
+        ingest_source(source, home=str(flow_home))
+        flow = time.perf_counter() - started
+    return {
+        "list": source.name,
+        "library_s": library,
+        "prefect_import_s": imports,
+        "prefect_server_start_s": harness,
+        "flow_s": flow,
+        "flow_overhead_s": flow - library,
+    }
 
 
 # --------------------------------------------------------------------------- peak memory
@@ -360,8 +593,13 @@ def _worker(kind: str, csv_path: str, target: str, queue: Any) -> None:
         import relations_etl.pipeline  # noqa: F401
 
         elapsed, extra = 0.0, {}
-    queue.put({"seconds": elapsed, "self_maxrss_kib": resource.getrusage(
-        resource.RUSAGE_SELF).ru_maxrss, **extra})
+    queue.put(
+        {
+            "seconds": elapsed,
+            "self_maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            **extra,
+        }
+    )
 
 
 def _measurer(kind: str, csv_path: str, target: str, queue: Any) -> None:
@@ -370,7 +608,7 @@ def _measurer(kind: str, csv_path: str, target: str, queue: Any) -> None:
     inner = ctx.Queue()
     process = ctx.Process(target=_worker, args=(kind, csv_path, target, inner))
     process.start()
-    report = inner.get()
+    report = _answer(inner, process)
     process.join()
     report["children_maxrss_kib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     report["exitcode"] = process.exitcode
@@ -383,12 +621,27 @@ def peak_rss(kind: str, csv_path: Path, target: Path) -> dict[str, Any]:
     queue = ctx.Queue()
     process = ctx.Process(target=_measurer, args=(kind, str(csv_path), str(target), queue))
     process.start()
-    report: dict[str, Any] = queue.get()
+    report = _answer(queue, process)
     process.join()
-    if process.exitcode:
-        raise RuntimeError(f"memory run {kind} exited with {process.exitcode}")
-    report["peak_rss_mib"] = report["children_maxrss_kib"] / MIB
+    if process.exitcode or "failed" in report:
+        # the peak up to the failure is still a figure; the JSON says the run failed
+        report.setdefault("failed", f"exit code {process.exitcode}")
+    report["peak_rss_mib"] = report.get("children_maxrss_kib", 0) / MIB
     return report
+
+
+def _answer(queue: Any, process: Any) -> dict[str, Any]:
+    """What a child put on the queue; a child that died without answering is a failed run
+    (waiting on the queue alone would wait for ever)."""
+    import queue as queues
+
+    while True:
+        try:
+            answer: dict[str, Any] = queue.get(timeout=1)
+            return answer
+        except queues.Empty:
+            if not process.is_alive():
+                return {"failed": f"exited with {process.exitcode} before reporting"}
 
 
 # --------------------------------------------------------------------------- profile
@@ -425,8 +678,9 @@ def environment() -> dict[str, Any]:
 
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
-                                  check=False).stdout.strip()
+            return subprocess.run(
+                ["git", *args], cwd=REPO, capture_output=True, text=True, check=False
+            ).stdout.strip()
         except OSError:
             return ""
 
@@ -445,23 +699,27 @@ def environment() -> dict[str, Any]:
 
 def checks(expected_bad: int, rows: int, result: dict[str, Any]) -> dict[str, Any]:
     """Does the full path reject exactly the planted bad rows and load all the others?"""
-    wanted = {"rows_read": rows, "rows_rejected": expected_bad,
-              "rows_loaded": rows - expected_bad, "rows_deduplicated": 0,
-              "facts_written": rows - expected_bad}
-    problems = {k: {"expected": v, "got": result.get(k)} for k, v in wanted.items()
-                if result.get(k) != v}
+    wanted = {
+        "rows_read": rows,
+        "rows_rejected": expected_bad,
+        "rows_loaded": rows - expected_bad,
+        "rows_deduplicated": 0,
+        "facts_written": rows - expected_bad,
+    }
+    problems = {
+        k: {"expected": v, "got": result.get(k)} for k, v in wanted.items() if result.get(k) != v
+    }
     return {"ok": not problems, "problems": problems}
 
 
 def print_table(report: dict[str, Any]) -> None:
     """The human-readable summary."""
-    base = report["baseline"]["best_s"]
-    full = report["full"]["best_s"]
+    base = report["bare_copy_s"]
     lines = [
         f"rows: {report['rows']:,}   csv: {report['csv']['bytes'] / 2**20:.1f} MiB   "
-        f"bad rows planted: {report['csv']['bad_rows']:,}",
+        f"bad rows planted: {report['csv']['bad_rows']:,}   batch_rows: {report['batch_rows']:,}",
         "",
-        f"{'what':<34}{'seconds':>10}{'x baseline':>12}{'rows/s':>14}",
+        f"{'what':<34}{'seconds':>10}{'x bare copy':>12}{'rows/s':>14}",
         f"{'-' * 70}",
     ]
 
@@ -469,23 +727,42 @@ def print_table(report: dict[str, Any]) -> None:
         rate = report["rows"] / seconds if seconds else float("nan")
         return f"{name:<34}{seconds:>10.3f}{seconds / base:>12.1f}{rate:>14,.0f}"
 
-    lines.append(line("baseline: duckdb csv->parquet", base))
-    lines.append(line("full: run_source", full))
-    stages = report.get("stages_s", {})
-    for name, seconds in stages.items():
+    lines.append(line("bare copy: duckdb csv->parquet", base))
+    lines.append(line("full path: run_source", report["full_path_s"]))
+    for name, seconds in report["stages_s"].items():
         lines.append(line(f"  stage {name}", seconds))
-    for name, seconds in report.get("prepare_breakdown_s", {}).items():
+    for name, seconds in report.get("prepare_steps_s", {}).items():
         lines.append(line(f"    prepare/{name}", seconds))
     lines.append(f"{'-' * 70}")
-    lines.append(f"ratio full / baseline: {report['ratio_full_over_baseline']:.1f}x")
-    memory = report.get("peak_rss_mib")
-    if memory:
+    lines.append(f"ratio full / bare copy: {report['ratio']:.1f}x")
+    if report.get("peak_rss_mb") is not None:
         lines.append(
-            "peak RSS: " + ", ".join(f"{k} {v:,.0f} MiB" for k, v in memory.items()
-                                     if isinstance(v, float))
+            f"peak RSS: full {report['peak_rss_mb']:,.0f} MiB, bare copy "
+            f"{report['bare_peak_rss_mb']:,.0f} MiB, library imports only "
+            f"{report['imports_peak_rss_mb']:,.0f} MiB"
         )
-    lines.append("correctness: " + ("ok" if report["checks"]["ok"]
-                                   else f"MISMATCH {report['checks']['problems']}"))
+    for name, figures in report.get("shared_lists", {}).items():
+        if "load_s" in figures:
+            lines.append(
+                f"{name}: {figures['rows_read']:,} rows loaded in "
+                f"{figures['load_s']:.2f} s, unchanged rerun "
+                f"{figures['unchanged_s']:.2f} s"
+            )
+        else:
+            lines.append(f"{name}: {figures['skipped']}")
+    prefect = report.get("prefect")
+    if prefect:
+        lines.append(
+            f"prefect: library path {prefect['library_s']:.2f} s, flow "
+            f"{prefect['flow_s']:.2f} s (+{prefect['flow_overhead_s']:.2f} s), server "
+            f"start {prefect['prefect_server_start_s']:.2f} s, imports "
+            f"{prefect['prefect_import_s']:.2f} s"
+        )
+    lines.append("conservation: " + ("ok" if report["conservation_ok"] else "BROKEN"))
+    lines.append(
+        "correctness: "
+        + ("ok" if report["checks"]["ok"] else f"MISMATCH {report['checks']['problems']}")
+    )
     print("\n".join(lines))
 
 
@@ -496,20 +773,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="100,000 rows")
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--baseline-repeats", type=int, default=3)
-    parser.add_argument("--full-repeats", type=int, default=2)
-    parser.add_argument("--no-breakdown", action="store_true",
-                        help="skip the extra prepare run split into mapping/normalize/...")
+    parser.add_argument("--full-repeats", type=int, default=1)
+    parser.add_argument(
+        "--batch-rows",
+        type=int,
+        default=None,
+        help="raw rows per chunk (RELATIONS_ETL_BATCH_ROWS; default the setting's)",
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS children")
-    parser.add_argument("--profile", action="store_true",
-                        help="cProfile one more full run; top 15 printed, .prof saved")
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="where the CSV and warehouses go (default: a new temp dir)")
+    parser.add_argument("--no-shared", action="store_true", help="skip the real shared lists")
+    parser.add_argument("--no-prefect", action="store_true", help="skip the Prefect flow run")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="cProfile one more full run; top 15 printed, .prof saved",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="where the CSV and warehouses go (default: a new temp dir)",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS_DIR,
+        help="where <timestamp>.json and latest.json go (default bench/results)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work dir afterwards")
     args = parser.parse_args(argv)
     rows = 100_000 if args.quick else args.rows
+    if args.batch_rows:  # the children spawned for memory read it from the environment too
+        os.environ["RELATIONS_ETL_BATCH_ROWS"] = str(args.batch_rows)
+    from relations_etl.settings import Settings
 
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    RESULTS_DIR.mkdir(exist_ok=True)
+    results: Path = args.results
+    results.mkdir(parents=True, exist_ok=True)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="relations-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     csv_path = work / "visits.csv"
@@ -522,15 +822,25 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         generated = generate(csv_path, rows, args.seed)
         generated["generate_s"] = time.perf_counter() - started
-        report: dict[str, Any] = {"timestamp": stamp, "rows": rows, "seed": args.seed,
-                                  "csv": generated, "environment": environment()}
+        report: dict[str, Any] = {
+            "timestamp": stamp,
+            "rows": rows,
+            "seed": args.seed,
+            "batch_rows": Settings().batch_rows,
+            "csv": generated,
+            "environment": environment(),
+        }
 
-        say(f"baseline x{args.baseline_repeats}")
-        runs = [run_baseline(csv_path, work / "baseline.parquet")
-                for _ in range(args.baseline_repeats)]
-        report["baseline"] = {"runs_s": runs, "best_s": min(runs),
-                              "parquet_bytes": (work / "baseline.parquet").stat().st_size}
-        say(f"baseline best {min(runs):.3f}s")
+        say(f"bare copy x{args.baseline_repeats}")
+        runs = [
+            run_baseline(csv_path, work / "baseline.parquet") for _ in range(args.baseline_repeats)
+        ]
+        report["bare_copy_s"] = min(runs)
+        report["baseline"] = {
+            "runs_s": runs,
+            "parquet_bytes": (work / "baseline.parquet").stat().st_size,
+        }
+        say(f"bare copy best {min(runs):.3f}s")
 
         say(f"full path x{args.full_repeats}")
         full_runs, result = [], {}
@@ -539,48 +849,70 @@ def main(argv: list[str] | None = None) -> int:
             full_runs.append(seconds)
             say(f"full run {n + 1}: {seconds:.3f}s")
             shutil.rmtree(work / f"home-full-{n}", ignore_errors=True)
-        report["full"] = {"runs_s": full_runs, "best_s": min(full_runs), "result": result}
-        report["ratio_full_over_baseline"] = min(full_runs) / min(runs)
+        report["full_path_s"] = min(full_runs)
+        report["full"] = {"runs_s": full_runs, "result": result}
+        report["ratio"] = min(full_runs) / min(runs)
+        report["rows_rejected"] = result["rows_rejected"]
+        report["conservation_ok"] = result["rows_read"] == (
+            result["rows_loaded"] + result["rows_rejected"] + result["rows_deduplicated"]
+        )
         report["checks"] = checks(generated["bad_rows"], rows, result)
 
-        say("stages once" + ("" if args.no_breakdown else " (+ prepare breakdown)"))
-        stages = run_stages(csv_path, work / "home-stages", not args.no_breakdown)
+        say("stages once")
+        stages = run_stages(csv_path, work / "home-stages")
         report["stages_s"] = {**stages["seconds"], "total": sum(stages["seconds"].values())}
-        if "prepare_breakdown" in stages:
-            report["prepare_breakdown_s"] = stages["prepare_breakdown"]
-        report["stages_detail"] = {k: v for k, v in stages.items()
-                                   if k not in ("seconds", "prepare_breakdown")}
+        report["prepare_steps_s"] = stages["prepare_steps"]
+        report["stages_detail"] = {
+            k: v for k, v in stages.items() if k not in ("seconds", "prepare_steps")
+        }
         shutil.rmtree(work / "home-stages", ignore_errors=True)
 
+        report["peak_rss_mb"] = report["bare_peak_rss_mb"] = None
         if not args.no_memory:
             memory: dict[str, Any] = {}
-            for kind, target in (("imports", work / "unused"),
-                                 ("baseline", work / "baseline-mem.parquet"),
-                                 ("full", work / "home-mem")):
+            for kind, target in (
+                ("imports", work / "unused"),
+                ("baseline", work / "baseline-mem.parquet"),
+                ("full", work / "home-mem"),
+            ):
                 say(f"peak RSS: {kind}")
                 memory[kind] = peak_rss(kind, csv_path, target)
             shutil.rmtree(work / "home-mem", ignore_errors=True)
-            report["peak_rss_mib"] = {
-                "baseline": memory["baseline"]["peak_rss_mib"],
-                "full": memory["full"]["peak_rss_mib"],
-                "library_imports_only": memory["imports"]["peak_rss_mib"],
-                "method": "getrusage(RUSAGE_CHILDREN).ru_maxrss in a spawned child whose only "
-                          "child (also spawned) ran the path",
-            }
+            failed = {k: m["failed"] for k, m in memory.items() if "failed" in m}
+            if failed:
+                report["memory_failed"] = failed
+                say(f"peak RSS runs failed: {failed}")
+            report["peak_rss_mb"] = memory["full"]["peak_rss_mib"]
+            report["bare_peak_rss_mb"] = memory["baseline"]["peak_rss_mib"]
+            report["imports_peak_rss_mb"] = memory["imports"]["peak_rss_mib"]
+            report["memory_method"] = (
+                "getrusage(RUSAGE_CHILDREN).ru_maxrss in a spawned child "
+                "whose only child (also spawned) ran the path; MiB"
+            )
             report["memory_runs"] = memory
+
+        if not args.no_shared:
+            say("real lists (library path)")
+            report["shared_lists"] = shared_lists(work)
+        if not args.no_prefect:
+            say("Prefect: the same list as a flow and through the library")
+            report["prefect"] = prefect_overhead(work)
 
         if args.profile:
             say("profiling one full run (cProfile)")
-            texts = profile_full(csv_path, work / "home-profile", RESULTS_DIR / stamp)
+            texts = profile_full(csv_path, work / "home-profile", results / stamp)
             report["profile_files"] = [f"{stamp}.prof", f"{stamp}.profile.txt"]
             print("\n".join(texts))
 
-        out = RESULTS_DIR / f"{stamp}.json"
-        out.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+        text = json.dumps(report, indent=2, default=str) + "\n"
+        out = results / f"{stamp}.json"
+        out.write_text(text, encoding="utf-8")
+        (results / "latest.json").write_text(text, encoding="utf-8")
         print()
         print_table(report)
-        print(f"\nwritten {out.relative_to(REPO)}")
-        return 0 if report["checks"]["ok"] else 1
+        print(f"\nwritten {out} and {results / 'latest.json'}")
+        ok = report["checks"]["ok"] and report["conservation_ok"] and "memory_failed" not in report
+        return 0 if ok else 1
     finally:
         if not args.keep and args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)

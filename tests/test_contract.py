@@ -148,6 +148,7 @@ def test_contracts_refuse_a_shipped_version_the_code_broke(tmp_path: Path) -> No
     with pytest.raises(ContractError) as refused:
         write(tmp_path)
     message = str(refused.value)
+    assert refused.value.exit_code == 78  # configuration, not "a bug" (70)
     assert "column visits.mood removed" in message
     major = int(CONTRACT_VERSION.split(".")[0]) + 1
     assert f"CONTRACT_VERSION = '{major}.0.0'" in message

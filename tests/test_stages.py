@@ -431,6 +431,20 @@ def test_every_raw_row_is_accounted_for_once(ref: Reference) -> None:
     assert _accounted(result) == raw.frame.height
 
 
+def test_a_record_id_with_a_hash_never_collides_with_a_second_person(ref: Reference) -> None:
+    raw = _visit_rows(
+        ["President Andrzej Duda and Prime Minister Donald Tusk", "Prime Minister Mark Rutte"],
+        ids=["a", "a#2"],
+    )
+    result = _run(raw, _visits(record_id="id"), ref)
+    assert result.rejected.height == 0
+    assert sorted(result.facts.select("visit_id", "source_record").rows()) == [
+        ("t:a", "a"),
+        ("t:a##2", "a#2"),
+        ("t:a#2", "a"),
+    ]
+
+
 def test_conflicting_repeat_of_a_two_person_row_is_counted_once(ref: Reference) -> None:
     raw = _visit_rows(
         [

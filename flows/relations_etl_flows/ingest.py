@@ -23,7 +23,7 @@ from prefect.runtime import flow_run
 from relations_etl import pipeline
 from relations_etl.config import Source, load_sources
 from relations_etl.errors import RelationsEtlError, SourcesFailedError
-from relations_etl.extract import RawTable
+from relations_etl.extract import Fetched, RawTable
 from relations_etl.load import Batch, LoadResult
 from relations_etl.pipeline import Prepared, Steps
 from relations_etl.publish import publish_or_defer
@@ -50,16 +50,16 @@ def _transient_only(task: Any, task_run: Any, state: State[Any]) -> bool:
     retry_condition_fn=_transient_only,
     cache_policy=NO_CACHE,
 )
-def extract_source(source: Source, settings: Settings) -> list[RawTable]:
-    """Read every file of the source (I/O: retried when the failure is transient)."""
+def extract_source(source: Source, settings: Settings) -> Fetched:
+    """Read every file of the source as bytes (I/O: retried when the failure is transient)."""
     return pipeline.read_source(source, settings)
 
 
 @task(cache_policy=NO_CACHE)
 def transform_source(
-    tables: list[RawTable], source: Source, ref: Reference, settings: Settings
+    tables: Fetched | list[RawTable], source: Source, ref: Reference, settings: Settings
 ) -> Prepared:
-    """map, normalize, validate and split the raw tables."""
+    """Parse, map, normalize, validate and split the raw tables."""
     return pipeline.prepare(tables, source, ref, settings)
 
 
@@ -72,8 +72,9 @@ def load_prepared(
     replayed: list[str] | None = None,
 ) -> LoadResult:
     """Load in one transaction with the audit row; a failure is audited, never retried."""
+    preview = prepared.rejected_preview(settings.preview_rows)  # the load removes the files
     result = pipeline.load_source(settings, batch, prepared, ref, replayed)
-    _report(settings, result, prepared)
+    _report(result, preview)
     return result
 
 
@@ -119,10 +120,10 @@ def ingest_source(source: Source, home: str | None = None, force: bool = False) 
     return result
 
 
-def _report(settings: Settings, result: LoadResult, prepared: Prepared) -> None:
+def _report(result: LoadResult, preview: pl.DataFrame) -> None:
     create_markdown_artifact(
         key=f"batch-{''.join(c if c.isalnum() else '-' for c in result.source.lower())}",
-        markdown=batch_markdown(result, prepared.rejected.head(settings.preview_rows)),
+        markdown=batch_markdown(result, preview),
         description=f"Batch {result.batch_id} of {result.source}",
     )
     get_run_logger().info(

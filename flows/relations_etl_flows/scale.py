@@ -22,7 +22,7 @@ from prefect.futures import PrefectFuture
 from relations_etl import pipeline
 from relations_etl.config import Source
 from relations_etl.errors import ClusterUnavailableError, WarehouseLockedError
-from relations_etl.extract import RawTable
+from relations_etl.extract import Fetched, RawTable
 from relations_etl.load import last_fingerprint
 from relations_etl.lock import run_lock
 from relations_etl.pipeline import Prepared, RunSummary, Steps
@@ -31,7 +31,7 @@ from relations_etl.report import check_report_settings
 from relations_etl.settings import Settings
 from relations_etl_flows.ingest import _transient_only
 
-Ahead = tuple[list[RawTable], Prepared | None]
+Ahead = tuple[Fetched, Prepared | None]
 CONNECT_TIMEOUT = 10
 """Seconds to reach a running scheduler (RELATIONS_ETL_DASK_ADDRESS) before the run fails."""
 
@@ -82,11 +82,11 @@ def _ahead_steps(steps: Steps, ahead: PrefectFuture[Ahead]) -> Steps:
     """The flow's steps with extract and transform taken from a worker's result; the worker's
     error, if any, is raised where run_source expects it, so it is audited the same way."""
 
-    def extract(source: Source, settings: Settings) -> list[RawTable]:
+    def extract(source: Source, settings: Settings) -> Fetched:
         return ahead.result()[0]
 
     def transform(
-        tables: list[RawTable], source: Source, ref: Reference, settings: Settings
+        tables: Fetched | list[RawTable], source: Source, ref: Reference, settings: Settings
     ) -> Prepared:
         prepared = ahead.result()[1]
         # left out by the worker when the inputs matched; run anyway here (force, or a source

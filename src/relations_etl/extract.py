@@ -7,6 +7,7 @@ line) is kept with its read errors in `_row_errors` and ends in the quarantine.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterator
@@ -20,7 +21,13 @@ from relations_etl.errors import SourceReadError
 from relations_etl.facts import ERRORS
 from relations_etl.fetch import Screen, list_files, read_bytes
 from relations_etl.limits import amount, too_large
-from relations_etl.readers.delimited import RowErrors, field_screen, read_delimited
+from relations_etl.readers.delimited import (
+    Irregular,
+    RowErrors,
+    field_screen,
+    iter_delimited,
+    read_delimited,
+)
 from relations_etl.readers.records import string_screen
 from relations_etl.settings import Settings
 from relations_etl.text import shown
@@ -143,9 +150,14 @@ def check_fields(table: RawTable, settings: Settings, source: str) -> RawTable:
 
 
 def as_text_table(
-    frame: pl.DataFrame, file: str, content_hash: str, row_errors: RowErrors | None = None
+    frame: pl.DataFrame,
+    file: str,
+    content_hash: str,
+    row_errors: RowErrors | None = None,
+    first_row: int = 1,
 ) -> RawTable:
-    """Cast every column to text, keep the row as read (JSON) and number the rows from 1."""
+    """Cast every column to text, keep the row as read (JSON) and number the rows from
+    `first_row` (1 unless the frame is a later piece of its file)."""
     columns = tuple(frame.columns)
     text = as_text(frame)
     raw = pl.struct(columns).struct.json_encode() if columns else pl.lit("{}")
@@ -156,7 +168,7 @@ def as_text_table(
     )
     text = text.with_columns(
         raw.alias(RAW),
-        pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(ROW),
+        pl.int_range(first_row, first_row + pl.len(), dtype=pl.Int64).alias(ROW),
         pl.lit(file).alias(FILE),
         errors,
     )
@@ -224,38 +236,123 @@ def combine(tables: list[RawTable], uri: str) -> RawTable:
     return RawTable(frame, uri, digest, columns)
 
 
-def extract(source: Source, settings: Settings | None = None) -> Iterator[RawTable]:
-    """Yield the raw table of a source (a list of several files is read as one table)."""
+@dataclass(frozen=True)
+class Fetched:
+    """A source's files read and hashed but not parsed: what tells whether the source changed
+    (its content hash) costs reading the bytes only, and parsing waits until it is needed."""
+
+    source: Source
+    files: tuple[tuple[str, bytes], ...]
+    """(file URI, bytes) of each file, in the order they are combined."""
+
+    @property
+    def file(self) -> str:
+        """The file the source's rows are named after: its one file, or its URI for several."""
+        return self.files[0][0] if len(self.files) == 1 else self.source.uri
+
+    @functools.cached_property
+    def content_hash(self) -> str:
+        """SHA-256 of the one file, or of the files' SHA-256s in order (as `combine`)."""
+        hashes = [hashlib.sha256(data).hexdigest() for _, data in self.files]
+        if len(hashes) == 1:
+            return hashes[0]
+        return hashlib.sha256("".join(hashes).encode()).hexdigest()
+
+
+def fetch(source: Source, settings: Settings | None = None) -> Fetched:
+    """Read every file of a source as bytes (the I/O of extract, retried by a flow), unparsed."""
     settings = settings or Settings()
     check_uri(source.name, source.uri, settings.allowed_schemes, source.landing)
     fmt = source.resolved_format
     if fmt == "hsg-visits-xml":
-        from relations_etl.readers.hsg_visits import read_hsg_visits
+        from relations_etl.readers.hsg_visits import fetch_hsg_visits
 
-        tables = read_hsg_visits(source.uri, source.name, settings, source.landing)
-        yield combine(list(tables), source.uri)
-        return
+        files = tuple(fetch_hsg_visits(source.uri, source.name, settings, source.landing))
+        return Fetched(source, files)
     if fmt == "xml":
-        from relations_etl.readers.xml import read_xml
+        from relations_etl.readers.xml import fetch_xml
 
-        tables = read_xml(source.uri, source.name, source.mapping, settings, source.landing)
-        yield combine(list(tables), source.uri)
-        return
+        return Fetched(source, fetch_xml(source.uri, source.name, settings, source.landing))
     options = source.mapping.options
-    files = list_files(source.uri, fmt, source.name, settings, source.storage_options)
+    read: list[tuple[str, bytes]] = []
     remaining = settings.max_source_bytes  # for all the files of a prefix together
-    for file in files:
-        screen = text_screen(fmt, options, file, source.name, settings)
+    for file in list_files(source.uri, fmt, source.name, settings, source.storage_options):
         data = read_bytes(
             file,
             source.name,
             settings,
             landing=source.landing,
             limit=remaining,
-            screen=screen,
+            screen=text_screen(fmt, options, file, source.name, settings),
             storage_options=source.storage_options,
         )
         remaining -= len(data)
-        frame, row_errors = _read_table(data, fmt, options, file, source.name, settings)
-        table = as_text_table(frame, file, hashlib.sha256(data).hexdigest(), row_errors)
-        yield check_fields(table, settings, source.name)
+        read.append((file, data))
+    return Fetched(source, tuple(read))
+
+
+def parse(fetched: Fetched, settings: Settings | None = None) -> RawTable:
+    """The raw table of fetched bytes (a source of several files as one table)."""
+    settings = settings or Settings()
+    source = fetched.source
+    fmt = source.resolved_format
+    if fmt == "hsg-visits-xml":
+        from relations_etl.readers.hsg_visits import parse_hsg_file
+
+        tables = [parse_hsg_file(data, f, source.name, settings) for f, data in fetched.files]
+        return combine(tables, source.uri)
+    if fmt == "xml":
+        from relations_etl.readers.xml import parse_xml_files
+
+        tables = parse_xml_files(fetched.files, source.name, source.mapping, settings)
+        return combine(tables, source.uri)
+    tables = []
+    for uri, data in fetched.files:
+        options = source.mapping.options
+        frame, row_errors = _read_table(data, fmt, options, uri, source.name, settings)
+        table = as_text_table(frame, uri, hashlib.sha256(data).hexdigest(), row_errors)
+        tables.append(check_fields(table, settings, source.name))
+    return combine(tables, source.uri)
+
+
+class ReadWhole(Exception):
+    """The file read in pieces turned out to need reading whole (see `iter_delimited`): what
+    was made of the pieces handed out so far is to be dropped and the file read again."""
+
+
+def parse_pieces(fetched: Fetched, settings: Settings, rows: int) -> Iterator[RawTable] | None:
+    """The raw table of a one-file CSV or TSV source in pieces of about `rows` rows (numbered
+    as one table), so that a large list is never held parsed in memory; None for a format
+    that is read whole. Iterating raises ReadWhole when the file must be read whole."""
+    source = fetched.source
+    fmt = source.resolved_format
+    if fmt not in ("csv", "tsv") or len(fetched.files) != 1:
+        return None
+    options = source.mapping.options
+    ((uri, data),) = fetched.files
+
+    def pieces() -> Iterator[RawTable]:
+        first_row = 1
+        try:
+            for frame in iter_delimited(
+                data,
+                separator=options.get("separator", "\t" if fmt == "tsv" else ","),
+                encoding=options.get("encoding"),
+                skip_rows=int(options.get("skip_rows", 0)),
+                uri=uri,
+                source=source.name,
+                settings=settings,
+                rows=rows,
+            ):
+                table = as_text_table(frame, uri, fetched.content_hash, first_row=first_row)
+                first_row += frame.height
+                yield check_fields(table, settings, source.name)
+        except Irregular as exc:
+            raise ReadWhole(str(exc)) from exc
+
+    return pieces()
+
+
+def extract(source: Source, settings: Settings | None = None) -> Iterator[RawTable]:
+    """Yield the raw table of a source (a list of several files is read as one table)."""
+    yield parse(fetch(source, settings), settings)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hashlib
+import json
+import os
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ParamSpec, TypeVar
@@ -18,6 +22,7 @@ from relations_etl.bindings import bind
 from relations_etl.config import Kind, Source
 from relations_etl.errors import (
     BatchRejectedError,
+    ConfigError,
     SourceBoundError,
     WarehouseError,
     WarehouseLockedError,
@@ -102,7 +107,10 @@ def disk_errors(function: Callable[_P, _R]) -> Callable[_P, _R]:
     return guarded
 
 
-_verified: dict[Path, tuple[int, int, int]] = {}
+_verified: dict[Path, tuple[int, ...]] = {}
+VERIFIED_SUFFIX = ".verified"
+"""Next to the warehouse file: the stamp of the file as this library last verified or closed
+it, so the next process does not read every block again of a file nobody else touched."""
 
 
 def _quote(name: str) -> str:
@@ -132,9 +140,41 @@ def verify(conn: duckdb.DuckDBPyConnection, path: Path) -> None:
         ) from exc
 
 
-def _stamp(path: Path) -> tuple[int, int, int]:
+def _stamp(path: Path) -> tuple[int, ...]:
+    # the change time (ctime) moves with every write and utime, and nothing can set it back
     info = path.stat()
-    return (info.st_ino, info.st_size, info.st_mtime_ns)
+    return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + VERIFIED_SUFFIX)
+
+
+def _was_verified(path: Path) -> bool:
+    """Whether the file is as it was when last verified (or closed after a verified open)."""
+    stamp = _stamp(path)
+    if _verified.get(path.resolve()) == stamp:
+        return True
+    try:
+        return tuple(json.loads(_sidecar(path).read_text(encoding="utf-8"))) == stamp
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def _remember_verified(path: Path, *, writer: bool) -> None:
+    """Remember the file as verified: in this process, and for a writer (a reader writes
+    nothing, ever) in the file next to it for the next process."""
+    stamp = _stamp(path)
+    _verified[path.resolve()] = stamp
+    if not writer:
+        return
+    temporary = _sidecar(path).with_suffix(f".{os.getpid()}.tmp")
+    try:
+        temporary.write_text(json.dumps(stamp), encoding="utf-8")
+        os.replace(temporary, _sidecar(path))
+    except OSError:  # a read-only folder: the next process verifies again, nothing worse
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
 
 
 # a file DuckDB does not recognize (an SQLite header, say) would make it fetch an extension
@@ -187,13 +227,16 @@ def connect(
     `config` holds DuckDB start-up options (the analyst connection's restrictions).
     """
     path = settings.db_path
+    shared = _held.get(path.resolve()) if not read_only and config is None else None
+    if shared is not None:
+        return shared.cursor()
     if read_only and not path.exists():
         raise WarehouseError(
             f"no warehouse at {path}", hint="Run `relations-etl run` or set RELATIONS_ETL_HOME."
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     check = read_only if verify_file is None else verify_file
-    if check and path.exists() and _verified.get(path.resolve()) != _stamp(path):
+    if check and path.exists() and not _was_verified(path):
         checking = _open(path, True, settings) if not read_only else None
         conn = checking or _open(path, read_only, settings, config)
         try:
@@ -201,18 +244,53 @@ def connect(
         except BaseException:
             conn.close()
             raise
-        _verified[path.resolve()] = _stamp(path)
+        _remember_verified(path, writer=not read_only)
         if checking is None:
             return conn
         checking.close()
     conn = _open(path, read_only, settings, config)
     if not read_only:
         try:
+            if settings.load_memory:  # DuckDB spills past it, except the primary-key index
+                conn.execute(f"SET memory_limit = '{memory_limit(settings.load_memory)}'")
             apply_sql(conn, settings.sql_dir)
         except BaseException:
             conn.close()
             raise
     return conn
+
+
+_held: dict[Path, duckdb.DuckDBPyConnection] = {}
+
+
+@contextlib.contextmanager
+def held(settings: Settings, *, verify_file: bool = False) -> Iterator[None]:
+    """Keep one writer connection open for a run's short audit steps: every writer `connect`
+    inside hands out a cursor of it instead of opening the file again (an open and the
+    checkpoint at its close cost tens of milliseconds each, which made an unchanged source cost
+    five of them). Hold it only around short steps: other processes wait while it is open."""
+    key = settings.db_path.resolve()
+    if key in _held:
+        yield
+        return
+    _held[key] = connect(settings, verify_file=verify_file)
+    trusted = _was_verified(settings.db_path)
+    try:
+        yield
+    finally:
+        _held.pop(key).close()
+        if trusted:  # what it holds now is what this connection wrote into a verified file
+            _remember_verified(settings.db_path, writer=True)
+
+
+def memory_limit(limit: str) -> str:
+    """A memory limit as DuckDB reads it ("1GB", "512 MiB"); anything else is refused."""
+    if not re.fullmatch(r"\s*\d+(\.\d+)?\s*[KMGT]?i?B\s*", limit, flags=re.I):
+        raise ConfigError(
+            f"memory limit {limit!r} is not a size such as 512MB or 2GB",
+            hint="Set RELATIONS_ETL_LOAD_MEMORY (or RELATIONS_ETL_STAGING_MEMORY) to a size.",
+        )
+    return limit.strip()
 
 
 def apply_sql(conn: duckdb.DuckDBPyConnection, sql_dir: Path) -> None:
@@ -260,27 +338,28 @@ def _reason(column: str, value: str | None, message: str, rows: int) -> str:
     return f"{column} {shown}, {rows} row{'s' if rows > 1 else ''}: {message}"
 
 
-def top_reasons(rejected: pl.DataFrame, n: int = 3) -> list[str]:
-    """The `n` most frequent reasons of rejected rows: column, value, message, row count."""
-    if rejected.is_empty():
-        return []
-    counted = (
-        rejected.select(pl.col("errors").explode())
-        .unnest("errors")
-        .drop_nulls("column")
-        .group_by("column", "value", "message", maintain_order=True)
-        .len()
-        .sort("len", descending=True, maintain_order=True)
-        .head(n)
-    )
-    return [_reason(*row) for row in counted.iter_rows()]
+def top_reasons(conn: duckdb.DuckDBPyConnection, rejected: str, n: int = 3) -> list[str]:
+    """The `n` most frequent reasons of the rejected rows of relation `rejected`: column,
+    value, message, row count (ties: the reason met first)."""
+    counted = conn.execute(
+        f"""WITH reasons AS (
+            SELECT e.column AS c, e.value AS v, e.message AS m, row_number() OVER () AS pos
+            FROM (SELECT unnest(errors) AS e FROM {rejected})
+        )
+        SELECT c, v, m, count(*) AS n FROM reasons WHERE c IS NOT NULL
+        GROUP BY ALL ORDER BY n DESC, min(pos) LIMIT {int(n)}"""
+    ).fetchall()
+    return [_reason(c, v, m, count) for c, v, m, count in counted]
 
 
 def rejection_failure(
-    batch: Batch, rows_read: int, rejected: pl.DataFrame, max_share: float
+    batch: Batch,
+    rows_read: int,
+    count: int,
+    max_share: float,
+    reasons: Callable[[], list[str]],
 ) -> BatchRejectedError | None:
     """The error of a batch with every row, or more than `max_share` of them, rejected."""
-    count = rejected.height
     if rows_read == 0 or (count < rows_read and count / rows_read <= max_share):
         return None
     if count >= rows_read:
@@ -290,9 +369,9 @@ def rejection_failure(
             f"{count} of {rows_read} rows were rejected ({count / rows_read:.0%}, more than "
             f"max_rejected_share {max_share:g})"
         )
-    reasons = " ".join(f"({n}) {r}" for n, r in enumerate(top_reasons(rejected), start=1))
+    listed = " ".join(f"({n}) {r}" for n, r in enumerate(reasons(), start=1))
     return BatchRejectedError(
-        f"{what}; reasons, most frequent first: {' '.join(reasons.split())}",
+        f"{what}; reasons, most frequent first: {' '.join(listed.split())}",
         source=batch.source,
         batch_id=batch.batch_id,
         rows_read=rows_read,
@@ -300,12 +379,27 @@ def rejection_failure(
     )
 
 
+def _relation(conn: duckdb.DuckDBPyConnection, name: str, rows: pl.DataFrame | Path) -> None:
+    """Rows as relation `name` of the connection: a frame in memory, or a staged Parquet file
+    read as it is scanned."""
+    if isinstance(rows, pl.DataFrame):
+        conn.register(name, rows.to_arrow())
+        return
+    path = str(rows).replace("'", "''")
+    conn.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM read_parquet('{path}')")
+
+
+def _count(conn: duckdb.DuckDBPyConnection, query: str) -> int:
+    rows = conn.execute(query).fetchall()
+    return int(rows[0][0]) if rows else 0
+
+
 @disk_errors
 def load_batch(
     settings: Settings,
     batch: Batch,
-    facts: pl.DataFrame,
-    rejected: pl.DataFrame,
+    facts: pl.DataFrame | Path,
+    rejected: pl.DataFrame | Path,
     *,
     rows_read: int,
     repeated: int,
@@ -320,9 +414,10 @@ def load_batch(
     `dropped` counts the rows the mapping's drop rules removed, by reason: part of `rows_read`,
     audited in load_batches.rows_dropped and dropped_rows.
 
-    `replayed` lists the raw keys ("file#row") of quarantined rows this batch re-ran: their old
-    quarantine entries are closed, and those still failing are quarantined anew with today's
-    reasons.
+    `facts` and `rejected` are frames or the Parquet files `pipeline.prepare` staged (read by
+    DuckDB as it scans them, so a large batch is never held in memory). `replayed` lists the
+    raw keys ("file#row") of quarantined rows this batch re-ran: their old quarantine entries
+    are closed, and those still failing are quarantined anew with today's reasons.
 
     A batch with every row rejected, or more than its source's `max_rejected_share`, fails:
     its rejects are quarantined and it is audited as failed with its counts in this same
@@ -334,31 +429,29 @@ def load_batch(
     """
     kind = batch.kind
     table, ident = TABLE[kind], ID_COLUMN[kind]
-    columns = fact_columns(kind)
+    written_columns = ", ".join(c for c in fact_columns(kind) if c not in ("batch_id", "loaded_at"))
     now = dt.datetime.now(dt.UTC)
     entry = batch.entry()
     dropped = dropped or {}
     rows_dropped = sum(dropped.values())
-    failure = (
-        None
-        if replayed is not None
-        else rejection_failure(
-            # dropped rows are no facts: the share is of the rows that could load
-            batch,
-            rows_read - rows_dropped,
-            rejected,
-            entry.max_rejected_share if entry else 1.0,
-        )
-    )
-    if failure is not None:
-        facts = facts.clear()
-    incoming = facts.with_columns(
-        pl.lit(batch.batch_id).alias("batch_id"),
-        pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias("loaded_at"),
-    )
-    keys = incoming.select(ident, RAW_KEYS).explode(RAW_KEYS)
     conn = connect(settings)
     try:
+        _relation(conn, "_facts_in", facts)
+        _relation(conn, "_rejected_in", rejected)
+        rows_rejected = _count(conn, "SELECT count(*) FROM _rejected_in")
+        failure = (
+            None
+            if replayed is not None
+            else rejection_failure(
+                # dropped rows are no facts: the share is of the rows that could load
+                batch,
+                rows_read - rows_dropped,
+                rows_rejected,
+                entry.max_rejected_share if entry else 1.0,
+                lambda: top_reasons(conn, "_rejected_in"),
+            )
+        )
+        none_if_failed = "WHERE false" if failure is not None else ""
         conn.begin()
         if replayed is None:
             bind(
@@ -369,10 +462,12 @@ def load_batch(
                 entry.moved_from if entry else None,
             )
         refresh_reference(conn, ref)
-        conn.register("_incoming", incoming.select(columns).to_arrow())
         conn.execute(
-            f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT *, "
-            f"{_hash_sql(content_columns(kind))} AS row_hash FROM _incoming"
+            f"""CREATE OR REPLACE TEMP TABLE _staged AS
+            SELECT {written_columns}, ?::VARCHAR AS batch_id, ?::TIMESTAMPTZ AS loaded_at,
+                   {_hash_sql(content_columns(kind))} AS row_hash
+            FROM _facts_in {none_if_failed}""",
+            [batch.batch_id, now],
         )
         conn.execute(
             f"""CREATE OR REPLACE TEMP TABLE _status AS
@@ -396,23 +491,18 @@ def load_batch(
             f"INSERT INTO {table} BY NAME SELECT * FROM _staged WHERE {ident} IN "
             "(SELECT id FROM _status WHERE status <> 'same')"
         )
-        statuses = conn.sql("SELECT id, status FROM _status").pl()
-        raw_status = (
-            keys.join(statuses.rename({"id": ident}), on=ident, how="left")
-            .group_by(RAW_KEYS)
-            .agg((pl.col("status") != "same").any().alias("written"))
+        # a raw row is loaded when one of its facts was written, deduplicated when none was
+        conn.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _loaded_keys AS
+            SELECT k.{RAW_KEYS}, bool_or(s.status <> 'same') AS written
+            FROM (SELECT {ident} AS id, unnest({RAW_KEYS}) AS {RAW_KEYS}
+                  FROM _facts_in {none_if_failed}) AS k
+            LEFT JOIN _status AS s USING (id) GROUP BY k.{RAW_KEYS}"""
         )
-        rows_loaded = raw_status.filter(pl.col("written")).height
-        rows_deduplicated = raw_status.height - rows_loaded + repeated
-        facts_written = statuses.filter(pl.col("status") != "same").height
-
-        quarantined = rejected.with_columns(
-            pl.lit(batch.batch_id).alias("batch_id"),
-            pl.lit(batch.source).alias("source"),
-            pl.lit(kind.value).alias("kind"),
-            pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias("rejected_at"),
-        )
-        conn.register("_loaded_keys", raw_status.select(RAW_KEYS).to_arrow())
+        rows_loaded = _count(conn, "SELECT count(*) FROM _loaded_keys WHERE written")
+        raw_rows = _count(conn, "SELECT count(*) FROM _loaded_keys")
+        rows_deduplicated = raw_rows - rows_loaded + repeated
+        facts_written = _count(conn, "SELECT count(*) FROM _status WHERE status <> 'same'")
         conn.register(
             "_replayed_keys",
             pl.DataFrame({RAW_KEYS: replayed or []}, schema={RAW_KEYS: pl.String}).to_arrow(),
@@ -430,7 +520,13 @@ def load_batch(
                 WHERE {open_rows} IN (SELECT {RAW_KEYS} FROM {keys_table})""",
                 [batch.batch_id, resolution, batch.source],
             )
-        conn.register("_rejected", quarantined.to_arrow())
+        conn.execute(
+            """CREATE OR REPLACE TEMP TABLE _rejected AS
+            SELECT *, ?::VARCHAR AS batch_id, ?::VARCHAR AS source, ?::VARCHAR AS kind,
+                   ?::TIMESTAMPTZ AS rejected_at
+            FROM _rejected_in""",
+            [batch.batch_id, batch.source, kind.value, now],
+        )
         # a row edited in the list but still failing replaces its older quarantine entry
         conn.execute(
             """UPDATE rejected_rows AS q SET resolved_batch_id = ?, resolution = 'superseded'
@@ -450,7 +546,7 @@ def load_batch(
                   AND q.source_file = r.source_file AND q.source_row = r.source_row
                   AND CAST(q.raw AS VARCHAR) = r.raw)"""
         )
-        if rejected.height:
+        if rows_rejected:
             rejected_years.add(now.year)
         result = LoadResult(
             batch.batch_id,
@@ -458,7 +554,7 @@ def load_batch(
             kind,
             rows_read,
             rows_loaded,
-            rejected.height,
+            rows_rejected,
             rows_deduplicated,
             facts_written,
             {table: years, "rejected_rows": rejected_years},

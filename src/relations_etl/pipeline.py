@@ -2,54 +2,90 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
+import shutil
+import tempfile
+import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import duckdb
 import polars as pl
 
 import relations_etl
-from relations_etl.config import Kind, Source
+from relations_etl.config import Kind, Source, uri_scheme
 from relations_etl.errors import BatchRejectedError
-from relations_etl.extract import RawTable, combine, extract
+from relations_etl.extract import (
+    Fetched,
+    RawTable,
+    ReadWhole,
+    combine,
+    fetch,
+    parse,
+    parse_pieces,
+)
+from relations_etl.facts import ID_COLUMN, content_columns
 from relations_etl.load import (
     Batch,
     LoadResult,
     begin_batch,
+    held,
     last_fingerprint,
     load_batch,
+    memory_limit,
     record_failure,
     record_skip,
     unconfigured_sources,
 )
 from relations_etl.lock import run_lock
-from relations_etl.mapping import apply_mapping, reshape
+from relations_etl.mapping import RECORD, apply_mapping, record_expr, reshape
 from relations_etl.normalize import normalize
-from relations_etl.periods import collapse_years
+from relations_etl.periods import collapse_years_sql
 from relations_etl.publish import publish_or_defer
 from relations_etl.quarantine import prepare_replay, sources_with_open_rows
 from relations_etl.reference import Reference
 from relations_etl.report import check_report_settings, write_configured_report
 from relations_etl.settings import Settings
-from relations_etl.split import Split, split
-from relations_etl.validate import validate
+from relations_etl.split import RAW_KEYS, Split, split, split_sql, staged_frame
+from relations_etl.validate import duplicate_records_sql, validate, validate_rows
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """A whole source transformed and ready to load."""
+    """A whole source transformed and ready to load: its facts and rejected rows staged as
+    Parquet files (bounded memory whatever the size of the list), and its counts."""
 
-    facts: pl.DataFrame
-    rejected: pl.DataFrame
+    facts_path: Path
+    rejected_path: Path
     rows_read: int
     repeated: int
     content_hash: str
     fingerprint: str | None = None
+    rows_rejected: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     """Rows the mapping's `drop` rules removed, by reason (counted in `rows_read`)."""
+
+    @property
+    def facts(self) -> pl.DataFrame:
+        """The staged facts, read into memory (for tests and small lists)."""
+        return pl.read_parquet(self.facts_path)
+
+    @property
+    def rejected(self) -> pl.DataFrame:
+        """The staged rejected rows, read into memory."""
+        return pl.read_parquet(self.rejected_path)
+
+    def rejected_preview(self, rows: int) -> pl.DataFrame:
+        """The first `rows` rejected rows, without reading the others."""
+        return pl.scan_parquet(self.rejected_path).head(rows).collect()
+
+    def discard(self) -> None:
+        """Remove the staged files (after the load, or when the run failed)."""
+        shutil.rmtree(self.facts_path.parent, ignore_errors=True)
 
 
 def new_batch(source: Source, flow_run_id: str | None = None) -> Batch:
@@ -67,48 +103,204 @@ def new_batch(source: Source, flow_run_id: str | None = None) -> Batch:
     )
 
 
-def read_source(source: Source, settings: Settings) -> list[RawTable]:
-    """Read every file of a source into raw tables."""
-    return list(extract(source, settings))
+def read_source(source: Source, settings: Settings) -> Fetched:
+    """Read every file of a source as bytes, unparsed (parsing waits for `prepare`)."""
+    return fetch(source, settings)
 
 
 def transform(raw: RawTable, source: Source, ref: Reference, settings: Settings) -> Split:
-    """map -> normalize -> validate -> split, for one raw table."""
+    """map -> normalize -> validate -> split, for one raw table in memory."""
     mapped = apply_mapping(raw, source, ref)
     normalized = normalize(mapped, source, ref, default_order=settings.date_order)
     validated = validate(normalized, source.kind)
     return split(validated, source.kind, source.name)
 
 
-def prepare(
-    tables: Iterable[RawTable], source: Source, ref: Reference, settings: Settings
-) -> Prepared:
-    """Transform the raw tables of a source as one table and gather facts, rejects and counts."""
-    raw = combine(list(tables), source.uri)
-    shaped = reshape(raw, source)  # unpivot and drop: rows are cells from here on
-    part = transform(shaped.table, source, ref, settings)
-    facts = part.facts
-    if source.kind is Kind.MEMBERSHIPS and source.mapping.periods == "yearly":
-        facts = collapse_years(facts)
-    return Prepared(
-        facts,
-        part.rejected,
-        shaped.read,
-        part.repeated,
-        raw.content_hash,
-        fingerprint(raw, source, ref),
-        shaped.dropped,
+def _chunks(raw: RawTable, source: Source, rows: int) -> Iterator[RawTable]:
+    """The raw table cut into tables of at most `rows` raw rows (at least one, maybe empty)."""
+    frame = raw.frame
+    # (an unpivoted list numbers its cells in `reshape`, chunk by chunk alike)
+    if not source.mapping.record_id and not source.mapping.unpivot and RECORD not in frame.columns:
+        # ids numbered per file must know whether the source has several files: settled on
+        # the whole table, before it is cut
+        frame = frame.with_columns(record_expr(raw, source))
+    for start in range(0, max(frame.height, 1), rows):
+        yield replace(raw, frame=frame.slice(start, rows))
+
+
+Timings = dict[str, float]
+"""Seconds per step of `prepare`, summed over chunks (filled when a caller passes one)."""
+
+
+@contextlib.contextmanager
+def _timed(timings: Timings | None, name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        if timings is not None:
+            timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
+
+
+def _stage_chunk(
+    raw: RawTable,
+    source: Source,
+    ref: Reference,
+    settings: Settings,
+    offset: int,
+    timings: Timings | None = None,
+) -> pl.DataFrame:
+    """map -> normalize -> the per-row checks, for one chunk, in the shape the split reads."""
+    with _timed(timings, "mapping"):
+        mapped = apply_mapping(raw, source, ref)
+    with _timed(timings, "normalize"):
+        normalized = normalize(mapped, source, ref, default_order=settings.date_order)
+    with _timed(timings, "validate"):
+        return staged_frame(validate_rows(normalized, source.kind), source.kind, offset)
+
+
+def staging_connection(settings: Settings, folder: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with a memory limit that spills to `folder`."""
+    return duckdb.connect(
+        config={
+            "memory_limit": memory_limit(settings.staging_memory),
+            "temp_directory": str(folder / "spill"),
+            "preserve_insertion_order": True,
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+        }
     )
 
 
-def fingerprint(raw: RawTable, source: Source, ref: Reference) -> str:
+def prepare(
+    inputs: Fetched | Iterable[RawTable],
+    source: Source,
+    ref: Reference,
+    settings: Settings,
+    timings: Timings | None = None,
+) -> Prepared:
+    """Parse (fetched bytes) and transform a source chunk by chunk; check its chunks together.
+
+    Mapping, normalizing and the per-row checks run on at most `settings.batch_rows` raw rows
+    at a time; each chunk's rows are staged as a Parquet file. The checks across rows (repeats,
+    duplicate records, yearly periods) and the split then run in DuckDB over every staged file,
+    and the facts and rejected rows are written as two Parquet files for the load. `timings`,
+    when given, receives the seconds of each step.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="relations-etl-staging-"))
+    dropped: dict[str, int] = {}
+    try:
+        pieces = (
+            parse_pieces(inputs, settings, settings.batch_rows)
+            if isinstance(inputs, Fetched)
+            else None
+        )
+        try:
+            rows_read = _stage_all(pieces, folder, source, ref, settings, timings, dropped)
+        except ReadWhole:  # read in pieces, it needs the whole-file reader after all
+            pieces = None
+            dropped.clear()
+        if pieces is None:
+            for path in folder.glob("people-*.parquet"):
+                path.unlink()
+            with _timed(timings, "parse"):
+                if isinstance(inputs, Fetched):
+                    raw = parse(inputs, settings)
+                else:
+                    raw = combine(list(inputs), source.uri)
+            chunks = _chunks(raw, source, settings.batch_rows)
+            rows_read = _stage_all(chunks, folder, source, ref, settings, timings, dropped)
+            file, content_hash = raw.file, raw.content_hash
+            del raw  # the raw table is not needed past this point
+        else:
+            assert isinstance(inputs, Fetched)
+            file, content_hash = inputs.file, inputs.content_hash
+        with _timed(timings, "split"):
+            facts, rejected, repeated, rows_rejected = _split_staged(folder, source, settings)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return Prepared(
+        facts,
+        rejected,
+        rows_read,
+        repeated,
+        content_hash,
+        fingerprint(file, content_hash, source, ref),
+        rows_rejected,
+        dropped,
+    )
+
+
+def _stage_all(
+    chunks: Iterator[RawTable] | None,
+    folder: Path,
+    source: Source,
+    ref: Reference,
+    settings: Settings,
+    timings: Timings | None,
+    dropped: dict[str, int],
+) -> int:
+    """Transform and stage each chunk as folder/people-NNNNNN.parquet; returns the rows read
+    (cells, once unpivoted) and adds the rows the mapping's drop rules removed to `dropped`."""
+    if chunks is None:
+        return 0
+    rows = offset = 0
+    number = 0
+    while True:
+        with _timed(timings, "parse"):
+            chunk = next(chunks, None)
+        if chunk is None:
+            return rows
+        with _timed(timings, "mapping"):
+            shaped = reshape(chunk, source)  # unpivot and drop: rows are cells from here on
+        for reason, count in shaped.dropped.items():
+            dropped[reason] = dropped.get(reason, 0) + count
+        staged = _stage_chunk(shaped.table, source, ref, settings, offset, timings)
+        rows += shaped.read
+        offset += staged.height
+        with _timed(timings, "stage"):
+            staged.write_parquet(folder / f"people-{number:06d}.parquet", compression="lz4")
+        number += 1
+
+
+def _split_staged(folder: Path, source: Source, settings: Settings) -> tuple[Path, Path, int, int]:
+    """The split of every staged chunk of a source, as facts.parquet and rejected.parquet."""
+    kind = source.kind
+    conn = staging_connection(settings, folder)
+    try:
+        pattern = str(folder / "people-*.parquet").replace("'", "''")
+        conn.execute(f"CREATE TEMP VIEW _staged_people AS SELECT * FROM read_parquet('{pattern}')")
+        duplicate_records_sql(conn, "_staged_people", kind)
+        facts, rejected, repeated = split_sql(conn, "_staged_people", kind, source.name)
+        if kind is Kind.MEMBERSHIPS and source.mapping.periods == "yearly":
+            facts = collapse_years_sql(conn, facts)
+        wanted = [ID_COLUMN[kind], *content_columns(kind), "source", "source_record", RAW_KEYS]
+        columns = ", ".join(f'"{c}"' for c in wanted)
+        facts_path, rejected_path = folder / "facts.parquet", folder / "rejected.parquet"
+        conn.execute(
+            f"COPY (SELECT {columns} FROM {facts}) TO '{facts_path}' "
+            "(FORMAT parquet, COMPRESSION lz4)"
+        )
+        ((rows_rejected,),) = conn.execute(
+            f"COPY (SELECT * FROM {rejected}) TO '{rejected_path}' "
+            "(FORMAT parquet, COMPRESSION lz4)"
+        ).fetchall()
+    finally:
+        conn.close()
+    for path in folder.glob("people-*.parquet"):
+        path.unlink()
+    return facts_path, rejected_path, repeated, int(rows_rejected)
+
+
+def fingerprint(file: str, content_hash: str, source: Source, ref: Reference) -> str:
     """Everything a batch's result depends on: files, source entry, reference data, code."""
     digest = hashlib.sha256()
     for part in (
         relations_etl.__version__,
         source.model_dump_json(by_alias=True),
         ref.digest,
-        f"{raw.file}={raw.content_hash}",
+        f"{file}={content_hash}",
     ):
         digest.update(part.encode())
         digest.update(b"\0")
@@ -123,15 +315,18 @@ def start_batch(settings: Settings, source: Source, flow_run_id: str | None = No
 
 
 def skip_if_unchanged(
-    settings: Settings, batch: Batch, tables: list[RawTable], source: Source, ref: Reference
+    settings: Settings, batch: Batch, fetched: Fetched, source: Source, ref: Reference
 ) -> LoadResult | None:
-    """Audit and return a skipped batch when the inputs equal the last successful batch's."""
-    raw = combine(tables, source.uri)
-    inputs = fingerprint(raw, source, ref)
+    """Audit and return a skipped batch when the inputs equal the last successful batch's.
+
+    Decided on the files' bytes (their hashes), the source entry, the reference data and the
+    code version: nothing is parsed.
+    """
+    inputs = fingerprint(fetched.file, fetched.content_hash, source, ref)
     last = last_fingerprint(settings, source.name)
     if last is None or last[1] != inputs:
         return None
-    return record_skip(settings, batch, last[0], raw.content_hash, inputs)
+    return record_skip(settings, batch, last[0], fetched.content_hash, inputs)
 
 
 def load_source(
@@ -141,21 +336,24 @@ def load_source(
     ref: Reference,
     replayed: list[str] | None = None,
 ) -> LoadResult:
-    """Load a prepared source in one transaction."""
-    return load_batch(
-        settings,
-        batch,
-        prepared.facts,
-        prepared.rejected,
-        rows_read=prepared.rows_read,
-        repeated=prepared.repeated,
-        dropped=prepared.dropped,
-        content_hash=prepared.content_hash,
-        ref=ref,
-        replayed=replayed,
-        # a replay re-runs quarantined rows, not the source: it must not stand for its inputs
-        fingerprint=prepared.fingerprint if replayed is None else None,
-    )
+    """Load a prepared source in one transaction; its staged files are removed either way."""
+    try:
+        return load_batch(
+            settings,
+            batch,
+            prepared.facts_path,
+            prepared.rejected_path,
+            rows_read=prepared.rows_read,
+            repeated=prepared.repeated,
+            dropped=prepared.dropped,
+            content_hash=prepared.content_hash,
+            ref=ref,
+            replayed=replayed,
+            # a replay re-runs quarantined rows, not the source: it must not stand for its inputs
+            fingerprint=prepared.fingerprint if replayed is None else None,
+        )
+    finally:
+        prepared.discard()
 
 
 def _no_progress(source: str, stage: str) -> None:
@@ -170,8 +368,8 @@ class Steps:
     these same functions) to add retries and run history, so both paths run the same code.
     """
 
-    extract: Callable[[Source, Settings], list[RawTable]] = read_source
-    transform: Callable[[list[RawTable], Source, Reference, Settings], Prepared] = prepare
+    extract: Callable[[Source, Settings], Fetched] = read_source
+    transform: Callable[[Fetched | list[RawTable], Source, Reference, Settings], Prepared] = prepare
     load: Callable[[Settings, Batch, Prepared, Reference, list[str] | None], LoadResult] = (
         load_source
     )
@@ -197,30 +395,52 @@ def run_source(
     publish (a crash) is published either way.
     """
     with run_lock(settings, f"source {source.name} (flow run {flow_run_id})"):
-        batch = start_batch(settings, source, flow_run_id)
+        # a local list is read in milliseconds: one connection serves the start, the read and
+        # the skip; a list fetched over the network is read without holding the warehouse
+        local = uri_scheme(source.uri) == "file"
+        with held(settings, verify_file=True) if local else contextlib.nullcontext():
+            if not local:
+                with held(settings, verify_file=True):
+                    batch = start_batch(settings, source, flow_run_id)
+            else:
+                batch = start_batch(settings, source, flow_run_id)
+            try:
+                reference = ref or Reference.load(settings)
+                steps.stage(source.name, "extract")
+                fetched = steps.extract(source, settings)
+                result = None
+                if not force:
+                    with held(settings):
+                        result = skip_if_unchanged(settings, batch, fetched, source, reference)
+                        if result is not None:  # nothing to load: repair what earlier runs left
+                            steps.stage(source.name, "publish")
+                            result.publish_pending = steps.publish(settings)
+            except Exception as exc:
+                _failed(settings, batch, exc, steps)
+                raise
         try:
-            reference = ref or Reference.load(settings)
-            steps.stage(source.name, "extract")
-            tables = steps.extract(source, settings)
-            result = (
-                None if force else skip_if_unchanged(settings, batch, tables, source, reference)
-            )
             if result is None:
                 steps.stage(source.name, "transform")
-                prepared = steps.transform(tables, source, reference, settings)
+                prepared = steps.transform(fetched, source, reference, settings)
                 steps.stage(source.name, "load")
                 result = steps.load(settings, batch, prepared, reference, None)
         except Exception as exc:
-            record_failure(settings, batch, exc)
-            steps.stage(source.name, "failed")
-            if isinstance(exc, BatchRejectedError):  # its quarantine rows were committed
-                steps.publish(settings)
+            _failed(settings, batch, exc, steps)
             raise
-        steps.stage(source.name, "publish")
-        # committed is committed: a disk that refuses the Parquet leaves it queued, not failed
-        result.publish_pending = steps.publish(settings)
+        if not result.unchanged_since:
+            steps.stage(source.name, "publish")
+            # committed is committed: a disk that refuses the Parquet leaves it queued, not failed
+            result.publish_pending = steps.publish(settings)
     steps.stage(source.name, "unchanged: skipped" if result.unchanged_since else "done")
     return result
+
+
+def _failed(settings: Settings, batch: Batch, exc: Exception, steps: Steps) -> None:
+    """Audit a failed source run; a rejected batch's committed quarantine is published."""
+    record_failure(settings, batch, exc)
+    steps.stage(batch.source, "failed")
+    if isinstance(exc, BatchRejectedError):  # its quarantine rows were committed
+        steps.publish(settings)
 
 
 def replay(
@@ -289,13 +509,13 @@ def run_sources(
 
 def prepare_ahead(
     source: Source, settings: Settings, last: str | None
-) -> tuple[list[RawTable], Prepared | None]:
+) -> tuple[Fetched, Prepared | None]:
     """Extract and transform one source away from the warehouse (on a Dask worker): reads the
     lists and the reference files, never DuckDB or the run lock. The transform is left out
     (None) when the inputs match `last`, the fingerprint of the source's last successful batch,
     since `run_source` will skip it; `run_source` then commits the result in its turn."""
     ref = Reference.load(settings)
-    tables = read_source(source, settings)
-    if last is not None and fingerprint(combine(tables, source.uri), source, ref) == last:
-        return tables, None
-    return tables, prepare(tables, source, ref, settings)
+    fetched = read_source(source, settings)
+    if last is not None and fingerprint(fetched.file, fetched.content_hash, source, ref) == last:
+        return fetched, None
+    return fetched, prepare(fetched, source, ref, settings)

@@ -156,6 +156,23 @@ class Settings(BaseSettings):
         description="Seconds that child process may take before it is stopped and its source "
         "fails.",
     )
+    batch_rows: int = Field(
+        default=250_000,
+        ge=1,
+        description="Raw rows transformed at a time (mapping, normalize, validate, split): peak "
+        "memory follows this, not the size of the list; see README 'Performance'.",
+    )
+    staging_memory: str = Field(
+        default="512MB",
+        description="DuckDB memory_limit of the staging database that checks a source's chunks "
+        "together (repeats, duplicate records, periods); past it DuckDB spills to disk.",
+    )
+    load_memory: str | None = Field(
+        default=None,
+        description="DuckDB memory_limit of the warehouse connections that write (load, "
+        "publish); unset: DuckDB's default (80% of RAM). The fact table's primary-key index "
+        "must fit: 10M new rows need several GB, and a lower limit fails the load.",
+    )
 
     # Object storage (README "Scaling out"): the DuckDB file stays on local disk; lists and
     # the published Parquet may live in S3 or an S3-compatible store.

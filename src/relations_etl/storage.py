@@ -33,7 +33,8 @@ _R = TypeVar("_R")
 
 @dataclass(frozen=True)
 class Stored:
-    """What a stored file is now: its size and modification time (nanoseconds)."""
+    """What a stored file is now: its size and change stamp (nanoseconds): a local file's ctime,
+    which no one can set back, or an object's last modification."""
 
     size: int
     modified_ns: int
@@ -112,7 +113,7 @@ class LocalStorage(Storage):
         target = self.path / relative
         os.replace(staged, target)
         info = target.stat()
-        return Stored(info.st_size, info.st_mtime_ns)
+        return Stored(info.st_size, info.st_ctime_ns)
 
     def stat(self, relative: str) -> Stored | None:
         """Size and time from the file system."""
@@ -120,7 +121,7 @@ class LocalStorage(Storage):
         if not path.is_file():
             return None
         info = path.stat()
-        return Stored(info.st_size, info.st_mtime_ns)
+        return Stored(info.st_size, info.st_ctime_ns)
 
     @contextmanager
     def open(self, relative: str) -> Iterator[IO[bytes]]:

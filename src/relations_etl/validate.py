@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 
+import duckdb
 import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.types import PolarsData
@@ -23,6 +24,7 @@ from relations_etl.facts import (
     content_columns,
 )
 from relations_etl.mapping import ERRORS_COLUMN, PERSON, RECORD, append_error
+from relations_etl.split import CLASHES, LATER_ERRORS, staged_frame
 
 _CODE = r"^[A-Z]{3}$"
 _EARLIEST = dt.date(1000, 1, 1)
@@ -147,41 +149,64 @@ def schema_for(kind: Kind) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(columns, checks=checks, name=kind.value, strict=True)
 
 
-def duplicate_records(frame: pl.DataFrame, kind: Kind) -> pl.DataFrame:
-    """Rows of one list that share a record id but differ in content: all of them are rejected.
+def duplicate_records_sql(conn: duckdb.DuckDBPyConnection, people: str, kind: Kind) -> None:
+    """Stage as `split.CLASHES` the raw rows of one list that share a record id but differ in
+    content: all of them are rejected.
 
     Which of them is right is for a steward to say; identical repeats are left to the split,
-    which counts them as deduplicated.
+    which counts them as deduplicated. Runs over the staged person rows of a whole source
+    (relation `people`), so rows in different chunks are compared too.
     """
-    # only records that more than one raw row uses can clash: find those first, cheaply, so the
-    # window expressions below run on a handful of rows, not on every row of a large list
-    raw_rows = frame.group_by(RECORD).agg(pl.struct(FILE, ROW).n_unique().alias("_raw_rows"))
-    shared = raw_rows.filter(pl.col("_raw_rows") > 1).select(RECORD)
-    if shared.is_empty():
-        return frame
-    suspects = frame.join(shared, on=RECORD, how="semi")
+    people_hash = f"hash({PERSON}, {', '.join(content_columns(kind))})"
     # a raw row's signature covers all of its people, so "A and B" vs "A and C" differ
-    people = pl.struct(PERSON, *content_columns(kind)).hash()
-    signature = people.sort().over([FILE, ROW], mapping_strategy="join").hash()
-    several = frame.get_column(FILE).n_unique() > 1
-    where = (
-        pl.format("{}#{}", pl.col(FILE).str.extract(r"([^/]*)$"), pl.col(ROW))
-        if several
-        else pl.col(ROW).cast(pl.String)
-    )
-    rows = where.unique().sort().str.join(", ").over(RECORD)
-    clashes = (
-        suspects.filter(signature.n_unique().over(RECORD) > 1)
-        .select(
-            FILE,
-            ROW,
-            pl.format(
-                "record id {} is used by rows {} with different content", pl.col(RECORD), rows
-            ).alias("_clash"),
+    conn.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {CLASHES} AS
+        WITH shared AS (
+            SELECT {RECORD} FROM {people} GROUP BY {RECORD}
+            HAVING count(DISTINCT ({FILE}, {ROW})) > 1
+        ),
+        raw_rows AS (
+            SELECT {RECORD}, {FILE}, {ROW}, hash(list({people_hash} ORDER BY {people_hash})) AS sig
+            FROM {people} SEMI JOIN shared USING ({RECORD}) GROUP BY ALL
+        ),
+        clashing AS (
+            SELECT {RECORD} FROM raw_rows GROUP BY {RECORD} HAVING count(DISTINCT sig) > 1
+        ),
+        several AS (SELECT count(DISTINCT {FILE}) > 1 AS several FROM {people}),
+        rows AS (
+            SELECT r.{RECORD}, r.{FILE}, r.{ROW},
+                CASE WHEN several THEN regexp_extract(r.{FILE}, '([^/]*)$', 1) || '#' || r.{ROW}
+                     ELSE CAST(r.{ROW} AS VARCHAR) END AS place
+            FROM raw_rows AS r SEMI JOIN clashing USING ({RECORD}), several
+        ),
+        listed AS (
+            SELECT {RECORD}, array_to_string(list_sort(list_distinct(list(place))), ', ') AS rows
+            FROM rows GROUP BY {RECORD}
         )
-        .unique([FILE, ROW])
+        SELECT r.{FILE} AS _file, r.{ROW} AS _row, r.{RECORD} AS _record,
+            'record id ' || r.{RECORD} || ' is used by rows ' || l.rows || ' with different content'
+                AS _clash
+        FROM rows AS r JOIN listed AS l USING ({RECORD})"""
     )
-    flagged = frame.join(clashes, on=[FILE, ROW], how="left", maintain_order="left")
+
+
+def duplicate_records(frame: pl.DataFrame, kind: Kind) -> pl.DataFrame:
+    """`duplicate_records_sql` on one polars frame: the error joins each clashing row's errors."""
+    conn = duckdb.connect()
+    try:
+        conn.register("_people", staged_frame(frame, kind).to_arrow())
+        duplicate_records_sql(conn, "_people", kind)
+        clashes = conn.sql(f"SELECT _file, _row, _clash FROM {CLASHES}").pl()
+    finally:
+        conn.close()
+    if clashes.is_empty():
+        return frame
+    flagged = frame.join(
+        clashes.rename({"_file": FILE, "_row": ROW}),
+        on=[FILE, ROW],
+        how="left",
+        maintain_order="left",
+    )
     return append_error(
         flagged,
         pl.col("_clash").is_not_null(),
@@ -193,13 +218,21 @@ def duplicate_records(frame: pl.DataFrame, kind: Kind) -> pl.DataFrame:
 
 
 def validate(frame: pl.DataFrame, kind: Kind) -> pl.DataFrame:
-    """Run the schema lazily; every failure joins the row's `_errors`."""
-    frame = duplicate_records(frame, kind)
+    """Duplicate records, then the schema run lazily; every failure joins the row's `_errors`."""
+    checked = validate_rows(duplicate_records(frame, kind), kind)
+    return checked.with_columns(
+        pl.concat_list(ERRORS_COLUMN, LATER_ERRORS).alias(ERRORS_COLUMN)
+    ).drop(LATER_ERRORS)
+
+
+def validate_rows(frame: pl.DataFrame, kind: Kind) -> pl.DataFrame:
+    """Run the schema lazily on rows of one chunk; its failures go to `_later_errors` (the
+    duplicate-record check over the whole source comes between `_errors` and them)."""
     schema = schema_for(kind)
     data = frame.select([pl.col(c).cast(COLUMNS[kind][c]) for c in content_columns(kind)])
     try:
         schema.validate(data, lazy=True)
-        return frame
+        return frame.with_columns(pl.lit([], dtype=ERRORS).alias(LATER_ERRORS))
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases
     by_check = {**{c.name: c for c in schema.checks}, **{c.error: c for c in schema.checks}}
@@ -267,9 +300,7 @@ def validate(frame: pl.DataFrame, kind: Kind) -> pl.DataFrame:
         .group_by(_POSITION)
         .agg(pl.struct("column", "check", "value", "message").alias("_new"))
     )
-    frame = frame.join(found, on=_POSITION, how="left", maintain_order="left").with_columns(
-        pl.col("_new").fill_null(pl.lit([], dtype=ERRORS))
-    )
-    return frame.with_columns(pl.concat_list(ERRORS_COLUMN, "_new").alias(ERRORS_COLUMN)).drop(
-        _POSITION, "_new"
-    )
+    frame = frame.join(found, on=_POSITION, how="left", maintain_order="left")
+    return frame.with_columns(
+        pl.col("_new").fill_null(pl.lit([], dtype=ERRORS)).alias(LATER_ERRORS)
+    ).drop(_POSITION, "_new")

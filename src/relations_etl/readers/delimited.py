@@ -12,7 +12,7 @@ import csv
 import io
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -316,9 +316,16 @@ def _regular(body: str, separator: str, width: int) -> bool:
     quotes = lines.str.count_matches('"', literal=True)
     if (quotes % 2 == 1).any():
         return False
-    fields = lines.str.replace_all(_QUOTED, "").str.count_matches(separator, literal=True) + 1
-    blank = lines.str.strip_chars() == ""
-    return bool(((fields == width) | blank).all())
+    # only lines with quotes need their quoted fields taken out before counting separators
+    quoted = quotes > 0
+    plain = lines.filter(~quoted)
+    inner = lines.filter(quoted).str.replace_all(_QUOTED, "")
+    for part in (plain, inner):
+        fields = part.str.count_matches(separator, literal=True) + 1
+        blank = part.str.strip_chars() == ""
+        if not bool(((fields == width) | blank).all()):
+            return False
+    return True
 
 
 def read_delimited(
@@ -374,6 +381,92 @@ def read_delimited(
         except pl.exceptions.PolarsError:
             pass  # the csv module below says which line is wrong
     return _read_slowly(reader, header, header_lines, offset, uri, source, settings)
+
+
+class Irregular(Exception):
+    """The file is not of the well-formed UTF-8 kind read in pieces: read it whole instead
+    (`read_delimited`, which says what is wrong with it, if anything)."""
+
+
+_UTF8 = ("utf-8", "utf8", "utf-8-sig")
+
+
+def iter_delimited(
+    data: bytes,
+    *,
+    separator: str,
+    encoding: str | None,
+    skip_rows: int,
+    uri: str,
+    source: str,
+    settings: Settings,
+    rows: int,
+) -> Iterator[pl.DataFrame]:
+    """Read a well-formed UTF-8 delimited file in pieces of about `rows` rows, each cut at a
+    line end, as `read_delimited` would read the whole (text columns, blank lines dropped).
+
+    Raises Irregular, before or between pieces, for anything else: another encoding, a lone
+    carriage return, a line with another field count or a field spanning lines, bytes that
+    are not UTF-8, an empty file. The caller then reads the file whole.
+    """
+    if (encoding or "utf-8").lower().replace("_", "-") not in _UTF8:
+        raise Irregular("not UTF-8")
+    view = memoryview(data)
+    start = 3 if data.startswith(codecs.BOM_UTF8) else 0
+    if data.count(b"\r") != data.count(b"\r\n"):
+        raise Irregular("a lone carriage return")
+    for _ in range(skip_rows):
+        end = data.find(b"\n", start)
+        if end < 0:
+            raise Irregular("no header")
+        start = end + 1
+    while data.startswith((b"\n", b"\r\n"), start):
+        start = data.index(b"\n", start) + 1
+    end = data.find(b"\n", start)
+    end = len(data) if end < 0 else end + 1
+    try:
+        line = bytes(view[start:end]).decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        raise Irregular("not UTF-8") from exc
+    if not line.strip() or line.count('"') % 2:
+        raise Irregular("no header, or one spanning lines")
+    header = _header(
+        next(csv.reader([line], delimiter=separator, strict=True)),
+        uri,
+        source,
+        skip_rows + 1,
+        settings.max_columns,
+    )
+    start = end
+    if start >= len(data):  # a header and no rows
+        yield pl.DataFrame(schema={name: pl.String for name in header})
+        return
+    sample = data[start : start + (1 << 16)]
+    per_row = max(len(sample) // max(sample.count(b"\n"), 1), 1)
+    piece = max(rows * per_row, 1 << 16)
+    while start < len(data):
+        end = data.find(b"\n", min(start + piece, len(data) - 1))
+        end = len(data) if end < 0 else end + 1
+        try:
+            text = bytes(view[start:end]).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise Irregular("not UTF-8") from exc
+        start = end
+        text = text.replace("\r\n", "\n")
+        if not _regular(text.rstrip("\n"), separator, len(header)):
+            raise Irregular("ragged lines")
+        try:
+            frame = pl.read_csv(
+                io.BytesIO(text.encode("utf-8")),
+                separator=separator,
+                has_header=False,
+                infer_schema=False,
+                new_columns=header,
+                truncate_ragged_lines=False,
+            )
+        except pl.exceptions.PolarsError as exc:
+            raise Irregular(str(exc)) from exc
+        yield frame.filter(~pl.all_horizontal(pl.all().is_null()))
 
 
 def _field_too_large(

@@ -14,7 +14,7 @@ import fsspec
 from relations_etl.config import resolve_local
 from relations_etl.errors import SourceReadError
 from relations_etl.extract import RawTable
-from relations_etl.readers.xml import RecordPath, read_xml_files, xml_files
+from relations_etl.readers.xml import RecordPath, fetch_files, parse_xml_file, xml_files
 from relations_etl.settings import Settings
 
 FIELDS = ("id", "start-date", "end-date", "visitor", "from", "from/@id", "description")
@@ -58,20 +58,26 @@ def _files(uri: str, source: str, landing: str | None) -> list[str]:
     return found
 
 
-def read_hsg_visits(
+def fetch_hsg_visits(
     uri: str, source: str, settings: Settings | None = None, landing: str | None = None
-) -> Iterator[RawTable]:
-    """Yield one raw table per decade file of the visits list.
+) -> Iterator[tuple[str, bytes]]:
+    """Yield (file, bytes) of each decade file of the visits list, unparsed.
 
     With a `landing` folder, every listed file must resolve inside it (a decade file may be a
     link out of the folder).
     """
-    yield from read_xml_files(
-        _files(uri, source, landing),
-        source,
-        settings or Settings(),
-        landing,
-        record=RECORD,
-        paths=FIELDS,
-        discover=False,
-    )
+    yield from fetch_files(_files(uri, source, landing), source, settings or Settings(), landing)
+
+
+def parse_hsg_file(data: bytes, file: str, source: str, settings: Settings) -> RawTable:
+    """The raw table of one decade file's bytes."""
+    return parse_xml_file(data, file, source, settings, record=RECORD, paths=FIELDS, discover=False)
+
+
+def read_hsg_visits(
+    uri: str, source: str, settings: Settings | None = None, landing: str | None = None
+) -> Iterator[RawTable]:
+    """Yield one raw table per decade file of the visits list (see fetch_hsg_visits)."""
+    settings = settings or Settings()
+    for file, data in fetch_hsg_visits(uri, source, settings, landing):
+        yield parse_hsg_file(data, file, source, settings)

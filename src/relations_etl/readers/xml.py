@@ -289,18 +289,11 @@ def xml_files(uri: str, source: str, landing: str | None) -> list[str]:
     return [n if "://" in n else f"{protocol}://{n}" for n in listed]
 
 
-def read_xml_files(
-    files: Iterable[str],
-    source: str,
-    settings: Settings,
-    landing: str | None,
-    *,
-    record: RecordPath,
-    paths: Sequence[str],
-    discover: bool,
-) -> Iterator[RawTable]:
-    """Yield one raw table per file; the files share the source's byte limit, and with a
-    `landing` folder each must resolve inside it (a file may be a link out of the folder)."""
+def fetch_files(
+    files: Iterable[str], source: str, settings: Settings, landing: str | None
+) -> Iterator[tuple[str, bytes]]:
+    """Yield (file, bytes) of each file, unparsed; the files share the source's byte limit, and
+    with a `landing` folder each must resolve inside it (a file may be a link out of it)."""
     remaining = settings.max_source_bytes
     for file in files:
         check_uri(source, file, settings.allowed_schemes, landing)
@@ -314,18 +307,31 @@ def read_xml_files(
             )
         data = read_bytes(file, source, settings, landing=landing, limit=remaining)
         remaining -= len(data)
-        frame, errors = parse_xml(
-            data, record, paths, discover=discover, file=file, source=source, settings=settings
-        )
-        table = as_text_table(frame, file, hashlib.sha256(data).hexdigest(), errors)
-        yield check_fields(table, settings, source)
+        yield file, data
 
 
-def read_xml(
-    uri: str, source: str, mapping: Mapping, settings: Settings, landing: str | None = None
-) -> Iterator[RawTable]:
-    """Read a source of `format: xml`: one file or a folder of .xml files."""
-    record = RecordPath.parse(mapping.options.get("record"), source)
+def parse_xml_file(
+    data: bytes,
+    file: str,
+    source: str,
+    settings: Settings,
+    *,
+    record: RecordPath,
+    paths: Sequence[str],
+    discover: bool,
+) -> RawTable:
+    """The raw table of one XML file's bytes, one row per record element."""
+    frame, errors = parse_xml(
+        data, record, paths, discover=discover, file=file, source=source, settings=settings
+    )
+    table = as_text_table(frame, file, hashlib.sha256(data).hexdigest(), errors)
+    return check_fields(table, settings, source)
+
+
+def fetch_xml(
+    uri: str, source: str, settings: Settings, landing: str | None = None
+) -> tuple[tuple[str, bytes], ...]:
+    """The files of a source of `format: xml` (one file or a folder of .xml files), as bytes."""
     files = xml_files(uri, source, landing)
     if not files:
         raise SourceReadError(
@@ -334,7 +340,16 @@ def read_xml(
             file=uri,
             hint="Point the source at one XML file or a folder holding .xml files.",
         )
+    return tuple(fetch_files(files, source, settings, landing))
+
+
+def parse_xml_files(
+    files: Iterable[tuple[str, bytes]], source: str, mapping: Mapping, settings: Settings
+) -> list[RawTable]:
+    """The raw tables of a source of `format: xml`, one per file, as its mapping names them."""
+    record = RecordPath.parse(mapping.options.get("record"), source)
     paths, discover = mapping_paths(mapping)
-    yield from read_xml_files(
-        files, source, settings, landing, record=record, paths=paths, discover=discover
-    )
+    return [
+        parse_xml_file(data, file, source, settings, record=record, paths=paths, discover=discover)
+        for file, data in files
+    ]
