@@ -96,16 +96,19 @@ def test_the_console_script_exits_with_the_code_of_the_error(tmp_path: Path) -> 
     """The installed script, as a scheduler runs it: the exit code and one paragraph on stderr
     (the in-process tests above check the messages; here only what a process adds)."""
     listing, mapping = _disagreeing_list(tmp_path)
-    env = {**os.environ, "RELATIONS_ETL_HOME": str(tmp_path / "warehouse")}
     commands = {
         74: ["sql", "SELECT 1"],  # before anything was loaded: no warehouse
         65: ["ingest", "memberships", str(listing), "--mapping", str(mapping)],
     }
-    # started together: each is a whole interpreter, and these two share no state that matters
-    # (the 74 reads no warehouse; the 65 creates one)
+    # started together, each on a home of its own: the 65 creates a warehouse, which the 74
+    # must not find
     started = {
         code: subprocess.Popen(
-            [str(SCRIPT), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+            [str(SCRIPT), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "RELATIONS_ETL_HOME": str(tmp_path / f"warehouse-{code}")},
         )
         for code, args in commands.items()
     }

@@ -183,7 +183,8 @@ def test_the_html_report_renders_in_chromium(settings: Settings, tmp_path: Path)
     assert {c: d["drawn"] for c, d in desk["charts"].items()} == {"chart-memberships": 8}
     assert desk["ongoing"] == 4
     assert desk["rows"] == {
-        "summary": 7,
+        # one row per annual_summary figure, the foreign minister abroad and memberships among them
+        "summary": 9,
         "by-role": 3,
         "visits": 8,
         "seats": 3,
@@ -199,6 +200,8 @@ def test_the_html_report_renders_in_chromium(settings: Settings, tmp_path: Path)
         "2",
         "2",
         "1",
+        "0",  # the foreign minister abroad: none in the sample lists
+        "4",  # full memberships on 31 December (the 8 on the timeline include seats and chairs)
     ]
     assert desk["exceeds"] == 0
     charts = seen[2024, 1280]["charts"]

@@ -3,6 +3,7 @@ process that cannot write (relations_etl.sandbox)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,6 +266,8 @@ def run_query(settings: Settings, query: str, read: Iterable[Path] = ()) -> pl.D
         read=[Path(p) for p in (*folders, *files, *(store.files if store else ()))],
         timeout=settings.sql_timeout,
         connect=[store.port] if store else [],
+        # botocore's credentials and endpoint, as the caller has them now
+        environ={k: v for k, v in os.environ.items() if k.startswith("AWS_")} if store else None,
     )
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)  # a table, never a lone column

@@ -18,7 +18,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -175,8 +175,11 @@ def _child(
     read: list[Path],
     scratch: Path,
     connect: list[int],
+    environ: dict[str, str],
 ) -> None:
     """Restrict this process, run `target(*args, scratch)` and send back its table or error."""
+    # the fork server's environment is that of its start: the caller's variables as of now
+    os.environ.update(environ)
     try:
         state = restrict([*read, *code_paths()], [scratch], connect)
         try:
@@ -213,10 +216,11 @@ def run_sandboxed(
     timeout: float,
     grace: float = _GRACE,
     connect: Iterable[int] = (),
+    environ: Mapping[str, str] | None = None,
 ) -> pa.Table:
     """`target(*args, scratch)` in a child process that can read only `read` and write only
     `scratch` (a throwaway folder for DuckDB's spills, removed afterwards) and connect only to
-    the TCP ports `connect`, killed past
+    the TCP ports `connect` (with the variables `environ` set), killed past
     `timeout` seconds plus `grace` (for DuckDB's own timeout to answer); its table comes back.
     """
     context = _get_context()
@@ -224,7 +228,7 @@ def run_sandboxed(
     receive, send = context.Pipe(duplex=False)
     process = context.Process(
         target=_child,
-        args=(send, target, args, list(read), scratch, list(connect)),
+        args=(send, target, args, list(read), scratch, list(connect), dict(environ or {})),
         daemon=True,
     )
     deadline = time.monotonic() + timeout + grace
