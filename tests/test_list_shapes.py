@@ -158,6 +158,38 @@ def test_unpivot_and_drop_give_the_same_rows_chunk_by_chunk(tmp_path: Path) -> N
     assert whole.table.columns == ("ccode", "year", "state", "organization", "status")
 
 
+def test_a_wide_panel_is_transformed_in_chunks_of_bounded_cells(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """batch_rows bounds cells, not raw rows, once a list is unpivoted: at 16, chunks of 2 raw
+    rows of 7 columns (at most 14 cells each), so the 9 country-years go through in 5 chunks,
+    with the same result as one."""
+    import relations_etl.pipeline as pipeline
+
+    seen: list[int] = []
+
+    def counted(raw: RawTable, source: Source) -> object:
+        seen.append(raw.frame.height)
+        return reshape(raw, source)
+
+    monkeypatch.setattr(pipeline, "reshape", counted)
+    csv, mapping = _panel(tmp_path)
+    source = source_for(Kind.MEMBERSHIPS, str(csv), None, mapping)
+    query = "SELECT country, organization, status, start_date, end_date FROM memberships"
+    results = {}
+    for rows in (250_000, 16):
+        seen.clear()
+        settings = Settings(home=tmp_path / str(rows), batch_rows=rows)
+        result = run_source(source, settings)
+        results[rows] = (
+            (result.rows_read, result.rows_loaded, result.rows_dropped),
+            sorted(run_query(settings, query).rows()),
+        )
+    assert seen == [2, 2, 2, 2, 1]  # raw rows per chunk at batch_rows 16
+    assert results[16] == results[250_000]
+    assert results[16][0] == (36, 31, 5)
+
+
 def test_unpivot_by_list_and_by_pattern(tmp_path: Path, settings: Settings) -> None:
     listed = PANEL_MAPPING.replace("{exclude: [ccode, year, state]}", "[UN, WHO]")
     raw, source = _read(tmp_path, listed)

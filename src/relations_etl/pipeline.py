@@ -247,11 +247,15 @@ def _stage_all(
         return 0
     rows = offset = 0
     number = 0
+    pending: list[RawTable] = []
     while True:
-        with _timed(timings, "parse"):
-            chunk = next(chunks, None)
-        if chunk is None:
-            return rows
+        if not pending:
+            with _timed(timings, "parse"):
+                chunk = next(chunks, None)
+            if chunk is None:
+                return rows
+            pending = list(_cells_bounded(chunk, source, settings.batch_rows))
+        chunk = pending.pop(0)
         with _timed(timings, "mapping"):
             shaped = reshape(chunk, source)  # unpivot and drop: rows are cells from here on
         for reason, count in shaped.dropped.items():
@@ -262,6 +266,17 @@ def _stage_all(
         with _timed(timings, "stage"):
             staged.write_parquet(folder / f"people-{number:06d}.parquet", compression="lz4")
         number += 1
+
+
+def _cells_bounded(chunk: RawTable, source: Source, rows: int) -> Iterator[RawTable]:
+    """A chunk cut so that, unpivoted, none holds more than `rows` cells (raw rows times all
+    its columns): a panel of 534 organization columns makes 534 rows of each raw row."""
+    if source.mapping.unpivot is None or RECORD in chunk.frame.columns:
+        yield chunk
+        return
+    step = max(1, rows // max(1, len(chunk.columns)))
+    for start in range(0, max(chunk.frame.height, 1), step):
+        yield replace(chunk, frame=chunk.frame.slice(start, step))
 
 
 def _split_staged(folder: Path, source: Source, settings: Settings) -> tuple[Path, Path, int, int]:
