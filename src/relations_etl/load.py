@@ -20,6 +20,7 @@ import polars as pl
 
 from relations_etl.bindings import bind
 from relations_etl.config import Kind, Source
+from relations_etl.envelope import RAW_KEYS
 from relations_etl.errors import (
     BatchRejectedError,
     ConfigError,
@@ -32,7 +33,6 @@ from relations_etl.lock import holder
 from relations_etl.reference import Reference
 from relations_etl.retire import record_retired, retire
 from relations_etl.settings import Settings
-from relations_etl.split import RAW_KEYS
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ import polars as pl
 
 from relations_etl.config import COUNTRY_FIELDS, CodeSystem, Kind, Source
 from relations_etl.dates import DateError, Order, parse_date
+from relations_etl.envelope import ERROR_FIELDS, RowError, append_error, row_error
 from relations_etl.facts import EVENTS, METRICS, ROLES, STATUSES, VISIT_TYPES
-from relations_etl.mapping import append_error
 from relations_etl.numbers import parse_whole
 from relations_etl.reference import Reference
 
@@ -45,13 +45,7 @@ FUTURE_FIELDS: dict[Kind, tuple[str, ...]] = {
     Kind.RELATIONS: ("event_date",),
     Kind.REPORTED_TOTALS: ("published_on",),
 }
-RowError = dict[str, str | None]
 Answer = tuple[dict[str, Any], RowError | None]
-_ERROR_FIELDS = ("column", "check", "value", "message")
-
-
-def _error(column: str, check: str, value: str | None, message: str) -> RowError:
-    return {"column": column, "check": check, "value": value, "message": message}
 
 
 def _lookup(
@@ -66,14 +60,14 @@ def _lookup(
     nested values row by row in polars costs orders of magnitude more (see bench/README.md).
     """
     distinct = frame.select(keys).unique(maintain_order=True)
-    answers: dict[str, list[Any]] = {name: [] for name in (*outputs, *_ERROR_FIELDS)}
+    answers: dict[str, list[Any]] = {name: [] for name in (*outputs, *ERROR_FIELDS)}
     for row in distinct.iter_rows():
         values, error = resolve(*row)
         for name in outputs:
             answers[name].append(values.get(name))
-        for name in _ERROR_FIELDS:
+        for name in ERROR_FIELDS:
             answers[name].append(error[name] if error else None)
-    errors = {f"_err_{name}": answers[name] for name in _ERROR_FIELDS}
+    errors = {f"_err_{name}": answers[name] for name in ERROR_FIELDS}
     table = distinct.with_columns(
         *(pl.Series(name, answers[name], dtype=dtype) for name, dtype in outputs.items()),
         *(pl.Series(name, values, dtype=pl.String) for name, values in errors.items()),
@@ -82,7 +76,7 @@ def _lookup(
     return append_error(
         joined,
         pl.col("_err_check").is_not_null(),
-        *(pl.col(f"_err_{name}") for name in _ERROR_FIELDS),
+        *(pl.col(f"_err_{name}") for name in ERROR_FIELDS),
     ).drop(list(errors))
 
 
@@ -109,7 +103,7 @@ def _dates(frame: pl.DataFrame, kind: Kind, source: Source, default_order: Order
                     text, order=order, excel_serial=excel, end=end, century_pivot=pivot
                 )
             except DateError as exc:
-                return {}, _error(field, "date_format", text, str(exc))
+                return {}, row_error(field, "date_format", text, str(exc))
             return {field + "_parsed": parsed.date, precision: parsed.precision}, None
 
         frame = _lookup(
@@ -145,10 +139,10 @@ def _whole_numbers(frame: pl.DataFrame, kind: Kind) -> pl.DataFrame:
             try:
                 number = parse_whole(text)
             except ValueError as exc:
-                return {}, _error(field, "whole_number", text, str(exc))
+                return {}, row_error(field, "whole_number", text, str(exc))
             if not low <= number <= high:
                 message = f"{field} {text!r} is not in {low}..{high}"
-                return {}, _error(field, "in_range", text, message)
+                return {}, row_error(field, "in_range", text, message)
             return {field + "_parsed": number}, None
 
         frame = _lookup(frame, [field], {field + "_parsed": pl.Int64()}, parse)
@@ -195,7 +189,7 @@ def _countries(frame: pl.DataFrame, kind: Kind, ref: Reference, source: Source) 
                 return {}, None
             found = ref.resolve_code(system, label, day, until)
             if found.code is None:
-                return {}, _error(
+                return {}, row_error(
                     field, found.check or "country_known", label, found.error or "unresolved"
                 )
             return {field + "_code": found.code}, None
@@ -330,7 +324,7 @@ def _organizations(frame: pl.DataFrame, kind: Kind, ref: Reference) -> pl.DataFr
                 return {}, None
             code = ref.resolve_organization(label)
             if code is None:
-                return {}, _error(
+                return {}, row_error(
                     field,
                     "organization_known",
                     label,
@@ -347,7 +341,7 @@ def _organizations(frame: pl.DataFrame, kind: Kind, ref: Reference) -> pl.DataFr
             if body is None or organization is None:
                 return {}, None
             if ref.organizations[body][1] != organization:
-                return {}, _error(
+                return {}, row_error(
                     "body",
                     "body_of_organization",
                     body,
@@ -367,7 +361,7 @@ def _roles(frame: pl.DataFrame, ref: Reference) -> pl.DataFrame:
             return {}, None
         found = ref.role(title, country)
         if found is None:
-            return {}, _error(
+            return {}, row_error(
                 "visitor_title",
                 "title_known",
                 title,

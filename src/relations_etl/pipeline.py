@@ -18,10 +18,10 @@ import polars as pl
 
 import relations_etl
 from relations_etl.config import Kind, Source, uri_scheme
+from relations_etl.envelope import RAW_KEYS, RECORD, staged_frame
 from relations_etl.errors import BatchRejectedError
 from relations_etl.extract import (
     Fetched,
-    RawTable,
     ReadWhole,
     combine,
     fetch,
@@ -42,15 +42,16 @@ from relations_etl.load import (
     unconfigured_sources,
 )
 from relations_etl.lock import run_lock
-from relations_etl.mapping import RECORD, apply_mapping, record_expr, reshape
+from relations_etl.mapping import apply_mapping, record_expr, reshape
 from relations_etl.normalize import normalize
 from relations_etl.periods import collapse_years_sql
 from relations_etl.publish import publish_or_defer
 from relations_etl.quarantine import prepare_replay, sources_with_open_rows
+from relations_etl.rawtable import RawTable
 from relations_etl.reference import Reference
 from relations_etl.report import check_report_settings, write_configured_report
 from relations_etl.settings import Settings
-from relations_etl.split import RAW_KEYS, Split, split, split_sql, staged_frame
+from relations_etl.split import Split, split, split_sql
 from relations_etl.validate import duplicate_records_sql, validate, validate_rows
 
 

@@ -11,10 +11,20 @@ import polars as pl
 from pandera.api.polars.types import PolarsData
 
 from relations_etl.config import Kind
-from relations_etl.extract import FILE, ROW
+from relations_etl.envelope import (
+    CLASHES,
+    ERRORS,
+    ERRORS_COLUMN,
+    FILE,
+    LATER_ERRORS,
+    PERSON,
+    RECORD,
+    ROW,
+    append_error,
+    staged_frame,
+)
 from relations_etl.facts import (
     COLUMNS,
-    ERRORS,
     EVENTS,
     METRICS,
     PRECISIONS,
@@ -23,8 +33,6 @@ from relations_etl.facts import (
     VISIT_TYPES,
     content_columns,
 )
-from relations_etl.mapping import ERRORS_COLUMN, PERSON, RECORD, append_error
-from relations_etl.split import CLASHES, LATER_ERRORS, staged_frame
 
 _CODE = r"^[A-Z]{3}$"
 _EARLIEST = dt.date(1000, 1, 1)

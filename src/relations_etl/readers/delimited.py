@@ -18,12 +18,12 @@ from typing import Any
 
 import polars as pl
 
+from relations_etl.envelope import RowErrors
 from relations_etl.errors import ConfigError, SourceReadError
 from relations_etl.limits import byte_series, too_large
 from relations_etl.settings import Settings
 from relations_etl.text import shown
 
-RowErrors = list[list[dict[str, str | None]]]
 _QUOTED = r'"(?:[^"]|"")*"'
 
 

@@ -16,9 +16,10 @@ from typing import Any
 
 import polars as pl
 
+from relations_etl.envelope import RowErrors
 from relations_etl.errors import SourceReadError
 from relations_etl.limits import byte_series, too_large
-from relations_etl.readers.delimited import RowErrors, decode
+from relations_etl.readers.delimited import decode
 from relations_etl.settings import Settings
 from relations_etl.text import shown
 

@@ -24,11 +24,11 @@ import polars as pl
 from defusedxml import DefusedXmlException
 
 from relations_etl.config import Mapping, check_uri, resolve_local
+from relations_etl.envelope import RowErrors
 from relations_etl.errors import ConfigError, SourceReadError
-from relations_etl.extract import RawTable, as_text_table, check_fields
 from relations_etl.fetch import read_bytes
 from relations_etl.limits import too_large
-from relations_etl.readers.delimited import RowErrors
+from relations_etl.rawtable import RawTable, as_text_table, check_fields
 from relations_etl.settings import Settings
 from relations_etl.text import shown
 
