@@ -14,6 +14,7 @@ import polars as pl
 
 from relations_etl.config import Kind
 from relations_etl.facts import COLUMNS, content_columns
+from relations_etl.reasons import Reason
 
 ROW = "_row"
 FILE = "_file"
@@ -31,7 +32,7 @@ staging so that every row's reasons keep the order a whole-table run gives them.
 CLASHES = "_clashes"
 """The staged relation of raw rows rejected as duplicate records: _file, _row, _record, _clash."""
 # checks of rows that could not be read as written (readers/delimited.py, records.py, xml.py)
-READ_CHECKS = ("field_count", "json_line", "json_record", "xml_record")
+READ_CHECKS = (Reason.FIELD_COUNT, Reason.JSON_LINE, Reason.JSON_RECORD, Reason.XML_RECORD)
 
 ERROR_FIELDS = ("column", "check", "value", "message")
 ERROR = pl.Struct({name: pl.String for name in ERROR_FIELDS})

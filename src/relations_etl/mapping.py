@@ -24,6 +24,7 @@ from relations_etl.envelope import (
 )
 from relations_etl.errors import ColumnsMissingError, ConfigError
 from relations_etl.rawtable import RawTable
+from relations_etl.reasons import Reason
 from relations_etl.reference import Reference
 from relations_etl.text import clean, clean_expr, shown
 
@@ -480,7 +481,7 @@ def _split_people(frame: pl.DataFrame, separator: str | None, ref: Reference) ->
         frame,
         pl.col("_problem").is_not_null(),
         pl.lit("visitor"),
-        pl.lit("people_split"),
+        pl.lit(Reason.PEOPLE_SPLIT),
         pl.col("visitor"),
         pl.col("_problem"),
     ).drop("_title", "_name", "_problem")

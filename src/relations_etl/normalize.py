@@ -13,6 +13,7 @@ from relations_etl.dates import DateError, Order, parse_date
 from relations_etl.envelope import ERROR_FIELDS, RowError, append_error, row_error
 from relations_etl.facts import EVENTS, METRICS, ROLES, STATUSES, VISIT_TYPES
 from relations_etl.numbers import parse_whole
+from relations_etl.reasons import Reason
 from relations_etl.reference import Reference
 
 DATE_FIELDS: dict[Kind, tuple[tuple[str, bool], ...]] = {
@@ -103,7 +104,7 @@ def _dates(frame: pl.DataFrame, kind: Kind, source: Source, default_order: Order
                     text, order=order, excel_serial=excel, end=end, century_pivot=pivot
                 )
             except DateError as exc:
-                return {}, row_error(field, "date_format", text, str(exc))
+                return {}, row_error(field, Reason.DATE_FORMAT, text, str(exc))
             return {field + "_parsed": parsed.date, precision: parsed.precision}, None
 
         frame = _lookup(
@@ -121,7 +122,7 @@ def _not_in_future(frame: pl.DataFrame, kind: Kind) -> pl.DataFrame:
             frame,
             pl.col(field) > pl.lit(latest),
             pl.lit(field),
-            pl.lit("not_in_future"),
+            pl.lit(Reason.NOT_IN_FUTURE),
             pl.col(field).cast(pl.String),
             pl.format(
                 "{} {} is after today; a list records what happened", pl.lit(field), pl.col(field)
@@ -139,10 +140,10 @@ def _whole_numbers(frame: pl.DataFrame, kind: Kind) -> pl.DataFrame:
             try:
                 number = parse_whole(text)
             except ValueError as exc:
-                return {}, row_error(field, "whole_number", text, str(exc))
+                return {}, row_error(field, Reason.WHOLE_NUMBER, text, str(exc))
             if not low <= number <= high:
                 message = f"{field} {text!r} is not in {low}..{high}"
-                return {}, row_error(field, "in_range", text, message)
+                return {}, row_error(field, Reason.IN_RANGE, text, message)
             return {field + "_parsed": number}, None
 
         frame = _lookup(frame, [field], {field + "_parsed": pl.Int64()}, parse)
@@ -156,7 +157,7 @@ def _visitor_organizations(frame: pl.DataFrame, ref: Reference) -> pl.DataFrame:
     moved = [
         label
         for label in labels.drop_nulls().unique().to_list()
-        if ref.resolve_country(label, None).check == "country_known"
+        if ref.resolve_country(label, None).check == Reason.COUNTRY_KNOWN
         and ref.resolve_organization(label) is not None
     ]
     if not moved:
@@ -190,7 +191,7 @@ def _countries(frame: pl.DataFrame, kind: Kind, ref: Reference, source: Source) 
             found = ref.resolve_code(system, label, day, until)
             if found.code is None:
                 return {}, row_error(
-                    field, found.check or "country_known", label, found.error or "unresolved"
+                    field, found.check or Reason.COUNTRY_KNOWN, label, found.error or "unresolved"
                 )
             return {field + "_code": found.code}, None
 
@@ -280,7 +281,7 @@ def _existed(frame: pl.DataFrame, kind: Kind, field: str, ref: Reference) -> pl.
         frame,
         (too_early | too_late).fill_null(False),
         pl.lit(field),
-        pl.lit("country_at_date"),
+        pl.lit(Reason.COUNTRY_AT_DATE),
         pl.col(field),
         pl.when(too_early)
         .then(
@@ -326,7 +327,7 @@ def _organizations(frame: pl.DataFrame, kind: Kind, ref: Reference) -> pl.DataFr
             if code is None:
                 return {}, row_error(
                     field,
-                    "organization_known",
+                    Reason.ORGANIZATION_KNOWN,
                     label,
                     f"organization {label!r} is unknown; add it to "
                     "organization_aliases.csv or organizations.csv",
@@ -343,7 +344,7 @@ def _organizations(frame: pl.DataFrame, kind: Kind, ref: Reference) -> pl.DataFr
             if ref.organizations[body][1] != organization:
                 return {}, row_error(
                     "body",
-                    "body_of_organization",
+                    Reason.BODY_OF_ORGANIZATION,
                     body,
                     f"{body} is not a body of {organization}",
                 )
@@ -363,7 +364,7 @@ def _roles(frame: pl.DataFrame, ref: Reference) -> pl.DataFrame:
         if found is None:
             return {}, row_error(
                 "visitor_title",
-                "title_known",
+                Reason.TITLE_KNOWN,
                 title,
                 f"title {title!r} is not in titles.csv; add it with its role",
             )
@@ -377,7 +378,7 @@ def _roles(frame: pl.DataFrame, ref: Reference) -> pl.DataFrame:
         frame,
         pl.col("_role").is_null() & pl.col("visitor_title").is_null(),
         pl.lit("visitor_title"),
-        pl.lit("title_known"),
+        pl.lit(Reason.TITLE_KNOWN),
         shown,
         pl.when(shown.is_null())
         .then(pl.lit("the list gives no title; map a title or role column"))

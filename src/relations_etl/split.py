@@ -28,6 +28,7 @@ from relations_etl.envelope import (
     staged_frame,
 )
 from relations_etl.facts import ID_COLUMN, content_columns
+from relations_etl.reasons import Reason
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,9 @@ def split_sql(
     content = content_columns(kind)
     columns = ", ".join(_quote(c) for c in content)
     key = f"{FILE} || '#' || {ROW}"
-    duplicate = error_sql("'source_record'", "'duplicate_record'", f"p.{RECORD}", "c._clash")
+    duplicate = error_sql(
+        "'source_record'", f"'{Reason.DUPLICATE_RECORD}'", f"p.{RECORD}", "c._clash"
+    )
     conn.execute(
         f"""CREATE OR REPLACE TEMP VIEW _people AS
         SELECT p.* EXCLUDE ({ERRORS_COLUMN}, {LATER_ERRORS}),
@@ -140,7 +143,7 @@ def split_sql(
     )
     conflict = error_sql(
         "'source_record'",
-        "'record_unique'",
+        f"'{Reason.RECORD_UNIQUE}'",
         f"m.{RECORD}",
         f"'record id ' || m.{RECORD} || ' already used by row ' || m._first || "
         "' with other content'",
