@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
+from relations_etl.audit import LoadResult
 from relations_etl.config import CodeSystem, Kind, Mapping, Source, load_mapping
 from relations_etl.errors import ConfigError
-from relations_etl.load import LoadResult
 from relations_etl.pipeline import run_source
 from relations_etl.query import run_query
 from relations_etl.reference import Reference

@@ -39,8 +39,8 @@ from relations_etl.contract_files import (
     view_columns,
     write,
 )
+from relations_etl.db import apply_sql
 from relations_etl.facts import fact_columns
-from relations_etl.load import apply_sql
 from relations_etl.pipeline import run_source
 from relations_etl.query import run_query
 from relations_etl.settings import Settings

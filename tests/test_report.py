@@ -12,8 +12,8 @@ import pytest
 from relations_etl_flows.cli import main
 
 from relations_etl.config import Kind, load_sources, source_for
+from relations_etl.db import connect
 from relations_etl.errors import BatchRejectedError, ConfigError
-from relations_etl.load import connect
 from relations_etl.pipeline import run_source
 from relations_etl.query import run_query
 from relations_etl.report import (

@@ -21,10 +21,10 @@ from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 
 from relations_etl import pipeline
+from relations_etl.audit import Batch, LoadResult
 from relations_etl.config import Source, load_sources
 from relations_etl.errors import RelationsEtlError, SourcesFailedError
 from relations_etl.extract import Fetched
-from relations_etl.load import Batch, LoadResult
 from relations_etl.pipeline import Prepared, Steps
 from relations_etl.publish import publish_or_defer
 from relations_etl.rawtable import RawTable

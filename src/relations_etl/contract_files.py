@@ -27,8 +27,8 @@ from relations_etl.contract import (
     published_tables,
 )
 from relations_etl.contract_compat import Tables, parse_version, verdict
+from relations_etl.db import apply_sql
 from relations_etl.errors import EX_CONFIG, RelationsEtlError
-from relations_etl.load import apply_sql
 from relations_etl.reasons import Reason
 from relations_etl.settings import Settings
 from relations_etl.validate import schema_for

@@ -17,7 +17,17 @@ import duckdb
 import polars as pl
 
 import relations_etl
+from relations_etl.audit import (
+    Batch,
+    LoadResult,
+    begin_batch,
+    last_fingerprint,
+    record_failure,
+    record_skip,
+    unconfigured_sources,
+)
 from relations_etl.config import Kind, Source, uri_scheme
+from relations_etl.db import held, memory_limit
 from relations_etl.envelope import RAW_KEYS, RECORD, staged_frame
 from relations_etl.errors import BatchRejectedError
 from relations_etl.extract import (
@@ -29,18 +39,7 @@ from relations_etl.extract import (
     parse_pieces,
 )
 from relations_etl.facts import ID_COLUMN, content_columns
-from relations_etl.load import (
-    Batch,
-    LoadResult,
-    begin_batch,
-    held,
-    last_fingerprint,
-    load_batch,
-    memory_limit,
-    record_failure,
-    record_skip,
-    unconfigured_sources,
-)
+from relations_etl.load import load_batch
 from relations_etl.lock import run_lock
 from relations_etl.mapping import apply_mapping, record_expr, reshape
 from relations_etl.normalize import normalize

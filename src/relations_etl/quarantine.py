@@ -10,9 +10,9 @@ from typing import Any
 import polars as pl
 
 from relations_etl.config import Source
+from relations_etl.db import connect
 from relations_etl.envelope import ERRORS, FILE, RAW, READ_CHECKS, RECORD, ROW, ROW_ERRORS
 from relations_etl.errors import WarehouseError
-from relations_etl.load import connect
 from relations_etl.rawtable import RawTable
 from relations_etl.settings import Settings
 

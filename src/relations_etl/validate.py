@@ -160,7 +160,7 @@ def schema_for(kind: Kind) -> pa.DataFrameSchema:
 
 
 def duplicate_records_sql(conn: duckdb.DuckDBPyConnection, people: str, kind: Kind) -> None:
-    """Stage as `split.CLASHES` the raw rows of one list that share a record id but differ in
+    """Stage as `envelope.CLASHES` the raw rows of one list that share a record id but differ in
     content: all of them are rejected.
 
     Which of them is right is for a steward to say; identical repeats are left to the split,
