@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "quarantine":
             _quarantine(args, settings)
         elif args.command == "contracts":
-            from relations_etl.contract_files import check, write
+            from relations_etl.contract.files import check, write
 
             if args.check:
                 stale = check(args.out, settings.sql_dir)

@@ -221,7 +221,8 @@ def describe(table: str, column: str) -> str:
     except KeyError:
         where = "DOCS" if docs is DOCS else "REJECTED_DOCS"
         raise KeyError(
-            f"{table}.{column} has no meaning: add it to {where} in relations_etl/contract.py"
+            f"{table}.{column} has no meaning: add it to {where} in "
+            "relations_etl/contract/__init__.py"
         ) from None
 
 

@@ -26,7 +26,7 @@ from relations_etl.contract import (
     published_columns,
     published_tables,
 )
-from relations_etl.contract_compat import Tables, parse_version, verdict
+from relations_etl.contract.compat import Tables, parse_version, verdict
 from relations_etl.db import apply_sql
 from relations_etl.errors import EX_CONFIG, RelationsEtlError
 from relations_etl.reasons import Reason
@@ -160,7 +160,7 @@ def _json_type(dtype: pa.DataType) -> dict[str, Any]:
             "required": [f.name for f in fields],
             "additionalProperties": False,
         }
-    raise TypeError(f"no JSON Schema for Arrow type {dtype}: extend contract_files._json_type")
+    raise TypeError(f"no JSON Schema for Arrow type {dtype}: extend contract.files._json_type")
 
 
 def _json_field(field: pa.Field, rules: dict[str, Any] | None = None) -> dict[str, Any]:
