@@ -59,7 +59,7 @@ def _load(
 def _rejections(settings: Settings) -> list[tuple[str, str, str, str]]:
     return run_query(
         settings,
-        "SELECT source_record, error_check, error_value, error_message FROM stg_rejections "
+        "SELECT source_record, error_check, error_value, error_message FROM open_rejections() "
         "ORDER BY source_record",
     ).rows()
 

@@ -80,7 +80,9 @@ def unresolved_summary(
     conn = connect(settings, read_only=True)
     try:
         summary: pl.DataFrame = conn.sql(
-            f"SELECT * FROM quarantine_summary WHERE true {where} {_limit(limit)}", params=params
+            f"SELECT * FROM quarantine_summary WHERE true {where} "
+            f"ORDER BY rows DESC, source, column_name, value {_limit(limit)}",
+            params=params,
         ).pl()
         return summary
     finally:
@@ -113,7 +115,7 @@ def reason_summary(
             errs AS (
                 SELECT source, kind, error_column, error_check, error_value, source_file,
                        source_row
-                FROM stg_rejections WHERE true {where}
+                FROM open_rejections() WHERE true {where}
             ),
             reasons AS (
                 SELECT source, kind, error_column, error_check,
@@ -160,7 +162,7 @@ def count_reasons(settings: Settings, source: str | None = None) -> int:
     return _count(
         settings,
         "SELECT count(*) FROM (SELECT DISTINCT source, kind, error_column, error_check "
-        f"FROM stg_rejections WHERE true {where})",
+        f"FROM open_rejections() WHERE true {where})",
         params,
     )
 
