@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
+from relations_etl.audit import LoadResult
 from relations_etl.config import CodeSystem, Kind, Mapping, Source, load_mapping
 from relations_etl.errors import ConfigError
-from relations_etl.load import LoadResult
 from relations_etl.pipeline import run_source
 from relations_etl.query import run_query
 from relations_etl.reference import Reference
@@ -59,7 +59,7 @@ def _load(
 def _rejections(settings: Settings) -> list[tuple[str, str, str, str]]:
     return run_query(
         settings,
-        "SELECT source_record, error_check, error_value, error_message FROM stg_rejections "
+        "SELECT source_record, error_check, error_value, error_message FROM open_rejections() "
         "ORDER BY source_record",
     ).rows()
 

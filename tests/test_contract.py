@@ -30,8 +30,8 @@ from relations_etl.contract import (
     published_columns,
     published_tables,
 )
-from relations_etl.contract_compat import changes, verdict
-from relations_etl.contract_files import (
+from relations_etl.contract.compat import changes, verdict
+from relations_etl.contract.files import (
     ContractError,
     check,
     history_problems,
@@ -39,8 +39,8 @@ from relations_etl.contract_files import (
     view_columns,
     write,
 )
+from relations_etl.db import apply_sql
 from relations_etl.facts import fact_columns
-from relations_etl.load import apply_sql
 from relations_etl.pipeline import run_source
 from relations_etl.query import run_query
 from relations_etl.settings import Settings
@@ -282,7 +282,9 @@ _RUN_DEPENDENT = {"batch_id", "loaded_at", "rejected_at"}
 
 def test_examples_are_real_rows_of_the_demo_warehouse(demo: Settings) -> None:
     for table in published_tables():
-        assert table in EXAMPLES, f"add a real {table} row to EXAMPLES in relations_etl/contract.py"
+        assert table in EXAMPLES, (
+            f"add a real {table} row to EXAMPLES in relations_etl/contract/__init__.py"
+        )
         example = EXAMPLES[table]
         assert list(example) == published_columns(table), f"EXAMPLES[{table!r}] columns"
         validator = Draft202012Validator(

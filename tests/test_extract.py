@@ -13,8 +13,10 @@ import pytest
 import xlsxwriter
 
 from relations_etl.config import Kind, Source
+from relations_etl.envelope import FILE, RAW, ROW, ROW_ERRORS
 from relations_etl.errors import SourceReadError
-from relations_etl.extract import FILE, RAW, ROW, ROW_ERRORS, RawTable, as_text_table, extract
+from relations_etl.extract import extract
+from relations_etl.rawtable import RawTable, as_text_table
 from relations_etl.readers.hsg_visits import read_hsg_visits
 from tests.conftest import NoListingHandler, QuietHandler, Serve
 

@@ -10,13 +10,16 @@ import pytest
 import yaml
 from relations_etl_flows.cli import main
 
+from relations_etl.audit import LoadResult
 from relations_etl.config import Kind, Mapping, Source, load_mapping, source_for
+from relations_etl.db import connect
+from relations_etl.envelope import ROW
 from relations_etl.errors import ColumnsMissingError, ConfigError, LimitError, SourceReadError
-from relations_etl.extract import ROW, RawTable, extract
-from relations_etl.load import LoadResult, connect
+from relations_etl.extract import extract
 from relations_etl.mapping import reshape
 from relations_etl.pipeline import replay, run_source
 from relations_etl.query import run_query
+from relations_etl.rawtable import RawTable
 from relations_etl.readers.xml import RecordPath, parse_xml
 from relations_etl.settings import Settings
 from tests.conftest import REPO, shared

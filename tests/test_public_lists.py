@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from relations_etl.audit import LoadResult
 from relations_etl.config import Kind, source_for
-from relations_etl.load import LoadResult
 from relations_etl.pipeline import run_source
 from relations_etl.query import run_query
 from relations_etl.settings import Settings

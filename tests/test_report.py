@@ -12,8 +12,8 @@ import pytest
 from relations_etl_flows.cli import main
 
 from relations_etl.config import Kind, load_sources, source_for
+from relations_etl.db import connect
 from relations_etl.errors import BatchRejectedError, ConfigError
-from relations_etl.load import connect
 from relations_etl.pipeline import run_source
 from relations_etl.query import run_query
 from relations_etl.report import (
@@ -272,7 +272,8 @@ def test_notable_visitors_are_heads_received_by_date_with_country_names(
     notable = run_query(
         settings,
         "SELECT start_date, visitor_name, visitor_country, visitor_country_name, visitor_role "
-        "FROM notable_visitors WHERE reporting_country = 'KAZ' AND year = 2023",
+        "FROM notable_visitors WHERE reporting_country = 'KAZ' AND year = 2023 "
+        "ORDER BY start_date, visitor_country_name, visitor_name",
     )
     assert notable.rows() == [
         (dt.date(2023, 6, 1), "Bajram Begaj", "ALB", "Albania", "head_of_state"),
@@ -471,7 +472,7 @@ def test_public_visits_list_through_the_reporting_views(tmp_path: Path) -> None:
     notable = run_query(
         settings,
         "SELECT start_date, visitor_role, visitor_country_name FROM notable_visitors "
-        "WHERE reporting_country = 'USA' AND year = 2023",
+        "WHERE reporting_country = 'USA' AND year = 2023 ORDER BY start_date",
     )
     assert notable.height == 80
     assert notable.get_column("start_date").is_sorted()

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from relations_etl.config import Kind, load_sources, source_for
-from relations_etl.load import connect
+from relations_etl.db import connect
 from relations_etl.pipeline import run_source
 from relations_etl.report import resolve_report_country, write_html
 from relations_etl.report.svg import ABROAD, RECEIVED

@@ -16,8 +16,8 @@ from prefect.concurrency.sync import concurrency
 from relations_etl_flows import cli
 from relations_etl_flows.ingest import nightly
 
+from relations_etl.audit import LoadResult
 from relations_etl.errors import EX_TEMPFAIL, SourcesFailedError, WarehouseLockedError
-from relations_etl.load import LoadResult
 from relations_etl.query import run_query
 from relations_etl.settings import Settings
 from tests.state import parquet_digests, sample_lists, table_digests

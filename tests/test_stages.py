@@ -10,14 +10,15 @@ import polars as pl
 import pytest
 
 from relations_etl.config import Kind, Source
+from relations_etl.envelope import PERSON, RAW_KEYS
 from relations_etl.errors import ColumnsMissingError, ConfigError
-from relations_etl.extract import RawTable, as_text_table
-from relations_etl.mapping import PERSON, apply_mapping
+from relations_etl.mapping import apply_mapping
 from relations_etl.normalize import normalize
 from relations_etl.periods import collapse_years
+from relations_etl.rawtable import RawTable, as_text_table
 from relations_etl.reference import Reference
 from relations_etl.settings import Settings
-from relations_etl.split import RAW_KEYS, Split, split
+from relations_etl.split import Split, split
 from relations_etl.validate import validate
 
 D = dt.date

@@ -17,7 +17,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from relations_etl import __version__
+from relations_etl.audit import LoadResult
 from relations_etl.config import Kind, source_for
+from relations_etl.db import connect
 from relations_etl.errors import (
     EX_CONFIG,
     EX_SOFTWARE,
@@ -26,7 +28,6 @@ from relations_etl.errors import (
     RelationsEtlError,
     sentence,
 )
-from relations_etl.load import LoadResult, connect
 from relations_etl.quarantine import (
     TOP_VALUES,
     count_open,
@@ -309,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "quarantine":
             _quarantine(args, settings)
         elif args.command == "contracts":
-            from relations_etl.contract_files import check, write
+            from relations_etl.contract.files import check, write
 
             if args.check:
                 stale = check(args.out, settings.sql_dir)

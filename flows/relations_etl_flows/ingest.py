@@ -21,12 +21,13 @@ from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 
 from relations_etl import pipeline
+from relations_etl.audit import Batch, LoadResult
 from relations_etl.config import Source, load_sources
 from relations_etl.errors import RelationsEtlError, SourcesFailedError
-from relations_etl.extract import Fetched, RawTable
-from relations_etl.load import Batch, LoadResult
+from relations_etl.extract import Fetched
 from relations_etl.pipeline import Prepared, Steps
 from relations_etl.publish import publish_or_defer
+from relations_etl.rawtable import RawTable
 from relations_etl.reference import Reference
 from relations_etl.report import batch_markdown, markdown_table
 from relations_etl.settings import Settings

@@ -20,12 +20,13 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 
 from relations_etl import pipeline
+from relations_etl.audit import last_fingerprint
 from relations_etl.config import Source
 from relations_etl.errors import ClusterUnavailableError, WarehouseLockedError
-from relations_etl.extract import Fetched, RawTable
-from relations_etl.load import last_fingerprint
+from relations_etl.extract import Fetched
 from relations_etl.lock import run_lock
 from relations_etl.pipeline import Prepared, RunSummary, Steps
+from relations_etl.rawtable import RawTable
 from relations_etl.reference import Reference
 from relations_etl.report import check_report_settings
 from relations_etl.settings import Settings

@@ -1,4 +1,4 @@
-"""The contract: fact columns per kind, closed value sets and the row-error record."""
+"""The contract: fact columns per kind and their closed value sets (the error record: envelope)."""
 
 from __future__ import annotations
 
@@ -24,22 +24,6 @@ METRICS = (
     "memberships",
 )
 __all__ = ["EVENTS", "METRICS", "PRECISIONS", "ROLES", "STATUSES", "VISIT_TYPES"]
-
-ERROR = pl.Struct(
-    {"column": pl.String, "check": pl.String, "value": pl.String, "message": pl.String}
-)
-ERRORS = pl.List(ERROR)
-
-
-def error_struct(column: pl.Expr, check: pl.Expr, value: pl.Expr, message: pl.Expr) -> pl.Expr:
-    """One row error (column, check, value, message) as an ERROR struct."""
-    return pl.struct(
-        column.alias("column"),
-        check.alias("check"),
-        value.alias("value"),
-        message.alias("message"),
-    )
-
 
 LINEAGE = {
     "source": pl.String,

@@ -11,15 +11,23 @@ from decimal import Decimal, InvalidOperation
 import polars as pl
 
 from relations_etl.config import FIELDS, Columns, Drop, Kind, Source, Unpivot
+from relations_etl.envelope import (
+    ERRORS,
+    ERRORS_COLUMN,
+    FILE,
+    PERSON,
+    RAW,
+    RECORD,
+    ROW,
+    ROW_ERRORS,
+    append_error,
+)
 from relations_etl.errors import ColumnsMissingError, ConfigError
-from relations_etl.extract import FILE, RAW, ROW, ROW_ERRORS, RawTable
-from relations_etl.facts import ERRORS, error_struct
+from relations_etl.rawtable import RawTable
+from relations_etl.reasons import Reason
 from relations_etl.reference import Reference
 from relations_etl.text import clean, clean_expr, shown
 
-RECORD = "_record"
-PERSON = "_person"
-ERRORS_COLUMN = "_errors"
 _CONJUNCTION = r"\s+(?:and|&)\s+"
 # a value `clean` may change: a character outside printable ASCII (or a backtick), a space at
 # either end, two spaces, or nothing at all
@@ -425,37 +433,6 @@ def apply_mapping(raw: RawTable, source: Source, ref: Reference) -> pl.DataFrame
     return frame.with_columns(pl.lit(1, dtype=pl.Int32).alias(PERSON))
 
 
-def append_error(
-    frame: pl.DataFrame,
-    when: pl.Expr,
-    column: pl.Expr,
-    check: pl.Expr,
-    value: pl.Expr,
-    message: pl.Expr,
-) -> pl.DataFrame:
-    """Add one error to the `_errors` list of the rows where `when` holds (row-wise exprs).
-
-    Only those rows are rebuilt: rewriting the list column of every row with when/then cost
-    half a second per call on 250,000 rows, the join of a few new lists a millisecond.
-    """
-    hit = frame.select(when.fill_null(False)).to_series()
-    if not hit.any():
-        return frame
-    rows = hit.arg_true()
-    added = frame[rows].select(
-        pl.concat_list(
-            ERRORS_COLUMN, pl.concat_list(error_struct(column, check, value, message))
-        ).alias("_added")
-    )
-    new = pl.DataFrame({"_position": rows}).with_columns(added.to_series())
-    joined = frame.with_row_index("_position").join(
-        new, on="_position", how="left", maintain_order="left"
-    )
-    return joined.with_columns(pl.coalesce("_added", ERRORS_COLUMN).alias(ERRORS_COLUMN)).drop(
-        "_position", "_added"
-    )
-
-
 def _corrections(frame: pl.DataFrame, corrections: dict[str, dict[str, str]]) -> pl.DataFrame:
     """Fixes to named records, kept as data in the mapping: {record: {field: value}}."""
     if not corrections:
@@ -504,7 +481,7 @@ def _split_people(frame: pl.DataFrame, separator: str | None, ref: Reference) ->
         frame,
         pl.col("_problem").is_not_null(),
         pl.lit("visitor"),
-        pl.lit("people_split"),
+        pl.lit(Reason.PEOPLE_SPLIT),
         pl.col("visitor"),
         pl.col("_problem"),
     ).drop("_title", "_name", "_problem")

@@ -10,9 +10,10 @@ import polars as pl
 
 from relations_etl.config import COUNTRY_FIELDS, CodeSystem, Kind, Source
 from relations_etl.dates import DateError, Order, parse_date
+from relations_etl.envelope import ERROR_FIELDS, RowError, append_error, row_error
 from relations_etl.facts import EVENTS, METRICS, ROLES, STATUSES, VISIT_TYPES
-from relations_etl.mapping import append_error
 from relations_etl.numbers import parse_whole
+from relations_etl.reasons import Reason
 from relations_etl.reference import Reference
 
 DATE_FIELDS: dict[Kind, tuple[tuple[str, bool], ...]] = {
@@ -45,13 +46,7 @@ FUTURE_FIELDS: dict[Kind, tuple[str, ...]] = {
     Kind.RELATIONS: ("event_date",),
     Kind.REPORTED_TOTALS: ("published_on",),
 }
-RowError = dict[str, str | None]
 Answer = tuple[dict[str, Any], RowError | None]
-_ERROR_FIELDS = ("column", "check", "value", "message")
-
-
-def _error(column: str, check: str, value: str | None, message: str) -> RowError:
-    return {"column": column, "check": check, "value": value, "message": message}
 
 
 def _lookup(
@@ -66,14 +61,14 @@ def _lookup(
     nested values row by row in polars costs orders of magnitude more (see bench/README.md).
     """
     distinct = frame.select(keys).unique(maintain_order=True)
-    answers: dict[str, list[Any]] = {name: [] for name in (*outputs, *_ERROR_FIELDS)}
+    answers: dict[str, list[Any]] = {name: [] for name in (*outputs, *ERROR_FIELDS)}
     for row in distinct.iter_rows():
         values, error = resolve(*row)
         for name in outputs:
             answers[name].append(values.get(name))
-        for name in _ERROR_FIELDS:
+        for name in ERROR_FIELDS:
             answers[name].append(error[name] if error else None)
-    errors = {f"_err_{name}": answers[name] for name in _ERROR_FIELDS}
+    errors = {f"_err_{name}": answers[name] for name in ERROR_FIELDS}
     table = distinct.with_columns(
         *(pl.Series(name, answers[name], dtype=dtype) for name, dtype in outputs.items()),
         *(pl.Series(name, values, dtype=pl.String) for name, values in errors.items()),
@@ -82,7 +77,7 @@ def _lookup(
     return append_error(
         joined,
         pl.col("_err_check").is_not_null(),
-        *(pl.col(f"_err_{name}") for name in _ERROR_FIELDS),
+        *(pl.col(f"_err_{name}") for name in ERROR_FIELDS),
     ).drop(list(errors))
 
 
@@ -109,7 +104,7 @@ def _dates(frame: pl.DataFrame, kind: Kind, source: Source, default_order: Order
                     text, order=order, excel_serial=excel, end=end, century_pivot=pivot
                 )
             except DateError as exc:
-                return {}, _error(field, "date_format", text, str(exc))
+                return {}, row_error(field, Reason.DATE_FORMAT, text, str(exc))
             return {field + "_parsed": parsed.date, precision: parsed.precision}, None
 
         frame = _lookup(
@@ -127,7 +122,7 @@ def _not_in_future(frame: pl.DataFrame, kind: Kind) -> pl.DataFrame:
             frame,
             pl.col(field) > pl.lit(latest),
             pl.lit(field),
-            pl.lit("not_in_future"),
+            pl.lit(Reason.NOT_IN_FUTURE),
             pl.col(field).cast(pl.String),
             pl.format(
                 "{} {} is after today; a list records what happened", pl.lit(field), pl.col(field)
@@ -145,10 +140,10 @@ def _whole_numbers(frame: pl.DataFrame, kind: Kind) -> pl.DataFrame:
             try:
                 number = parse_whole(text)
             except ValueError as exc:
-                return {}, _error(field, "whole_number", text, str(exc))
+                return {}, row_error(field, Reason.WHOLE_NUMBER, text, str(exc))
             if not low <= number <= high:
                 message = f"{field} {text!r} is not in {low}..{high}"
-                return {}, _error(field, "in_range", text, message)
+                return {}, row_error(field, Reason.IN_RANGE, text, message)
             return {field + "_parsed": number}, None
 
         frame = _lookup(frame, [field], {field + "_parsed": pl.Int64()}, parse)
@@ -162,7 +157,7 @@ def _visitor_organizations(frame: pl.DataFrame, ref: Reference) -> pl.DataFrame:
     moved = [
         label
         for label in labels.drop_nulls().unique().to_list()
-        if ref.resolve_country(label, None).check == "country_known"
+        if ref.resolve_country(label, None).check == Reason.COUNTRY_KNOWN
         and ref.resolve_organization(label) is not None
     ]
     if not moved:
@@ -195,8 +190,8 @@ def _countries(frame: pl.DataFrame, kind: Kind, ref: Reference, source: Source) 
                 return {}, None
             found = ref.resolve_code(system, label, day, until)
             if found.code is None:
-                return {}, _error(
-                    field, found.check or "country_known", label, found.error or "unresolved"
+                return {}, row_error(
+                    field, found.check or Reason.COUNTRY_KNOWN, label, found.error or "unresolved"
                 )
             return {field + "_code": found.code}, None
 
@@ -286,7 +281,7 @@ def _existed(frame: pl.DataFrame, kind: Kind, field: str, ref: Reference) -> pl.
         frame,
         (too_early | too_late).fill_null(False),
         pl.lit(field),
-        pl.lit("country_at_date"),
+        pl.lit(Reason.COUNTRY_AT_DATE),
         pl.col(field),
         pl.when(too_early)
         .then(
@@ -330,9 +325,9 @@ def _organizations(frame: pl.DataFrame, kind: Kind, ref: Reference) -> pl.DataFr
                 return {}, None
             code = ref.resolve_organization(label)
             if code is None:
-                return {}, _error(
+                return {}, row_error(
                     field,
-                    "organization_known",
+                    Reason.ORGANIZATION_KNOWN,
                     label,
                     f"organization {label!r} is unknown; add it to "
                     "organization_aliases.csv or organizations.csv",
@@ -347,9 +342,9 @@ def _organizations(frame: pl.DataFrame, kind: Kind, ref: Reference) -> pl.DataFr
             if body is None or organization is None:
                 return {}, None
             if ref.organizations[body][1] != organization:
-                return {}, _error(
+                return {}, row_error(
                     "body",
-                    "body_of_organization",
+                    Reason.BODY_OF_ORGANIZATION,
                     body,
                     f"{body} is not a body of {organization}",
                 )
@@ -367,9 +362,9 @@ def _roles(frame: pl.DataFrame, ref: Reference) -> pl.DataFrame:
             return {}, None
         found = ref.role(title, country)
         if found is None:
-            return {}, _error(
+            return {}, row_error(
                 "visitor_title",
-                "title_known",
+                Reason.TITLE_KNOWN,
                 title,
                 f"title {title!r} is not in titles.csv; add it with its role",
             )
@@ -383,7 +378,7 @@ def _roles(frame: pl.DataFrame, ref: Reference) -> pl.DataFrame:
         frame,
         pl.col("_role").is_null() & pl.col("visitor_title").is_null(),
         pl.lit("visitor_title"),
-        pl.lit("title_known"),
+        pl.lit(Reason.TITLE_KNOWN),
         shown,
         pl.when(shown.is_null())
         .then(pl.lit("the list gives no title; map a title or role column"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
-from relations_etl.split import RAW_KEYS, SEQ
+from relations_etl.envelope import RAW_KEYS, SEQ
 
 _GROUP = ["country", "organization", "body", "status"]
 

@@ -17,11 +17,21 @@ import duckdb
 import polars as pl
 
 import relations_etl
+from relations_etl.audit import (
+    Batch,
+    LoadResult,
+    begin_batch,
+    last_fingerprint,
+    record_failure,
+    record_skip,
+    unconfigured_sources,
+)
 from relations_etl.config import Kind, Source, uri_scheme
+from relations_etl.db import held, memory_limit
+from relations_etl.envelope import RAW_KEYS, RECORD, staged_frame
 from relations_etl.errors import BatchRejectedError
 from relations_etl.extract import (
     Fetched,
-    RawTable,
     ReadWhole,
     combine,
     fetch,
@@ -29,28 +39,18 @@ from relations_etl.extract import (
     parse_pieces,
 )
 from relations_etl.facts import ID_COLUMN, content_columns
-from relations_etl.load import (
-    Batch,
-    LoadResult,
-    begin_batch,
-    held,
-    last_fingerprint,
-    load_batch,
-    memory_limit,
-    record_failure,
-    record_skip,
-    unconfigured_sources,
-)
+from relations_etl.load import load_batch
 from relations_etl.lock import run_lock
-from relations_etl.mapping import RECORD, apply_mapping, record_expr, reshape
+from relations_etl.mapping import apply_mapping, record_expr, reshape
 from relations_etl.normalize import normalize
 from relations_etl.periods import collapse_years_sql
 from relations_etl.publish import publish_or_defer
 from relations_etl.quarantine import prepare_replay, sources_with_open_rows
+from relations_etl.rawtable import RawTable
 from relations_etl.reference import Reference
 from relations_etl.report import check_report_settings, write_configured_report
 from relations_etl.settings import Settings
-from relations_etl.split import RAW_KEYS, Split, split, split_sql, staged_frame
+from relations_etl.split import Split, split, split_sql
 from relations_etl.validate import duplicate_records_sql, validate, validate_rows
 
 

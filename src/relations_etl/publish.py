@@ -26,9 +26,9 @@ from relations_etl.contract import (
     published_columns,
     sql_literal,
 )
+from relations_etl.db import connect, disk_errors
 from relations_etl.errors import WarehouseError
 from relations_etl.facts import TABLE, year_sql
-from relations_etl.load import connect, disk_errors
 from relations_etl.settings import Settings
 from relations_etl.storage import Storage, storage_for
 

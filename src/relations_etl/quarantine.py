@@ -10,11 +10,10 @@ from typing import Any
 import polars as pl
 
 from relations_etl.config import Source
+from relations_etl.db import connect
+from relations_etl.envelope import ERRORS, FILE, RAW, READ_CHECKS, RECORD, ROW, ROW_ERRORS
 from relations_etl.errors import WarehouseError
-from relations_etl.extract import FILE, RAW, READ_CHECKS, ROW, ROW_ERRORS, RawTable
-from relations_etl.facts import ERRORS
-from relations_etl.load import connect
-from relations_etl.mapping import RECORD
+from relations_etl.rawtable import RawTable
 from relations_etl.settings import Settings
 
 
@@ -81,7 +80,9 @@ def unresolved_summary(
     conn = connect(settings, read_only=True)
     try:
         summary: pl.DataFrame = conn.sql(
-            f"SELECT * FROM quarantine_summary WHERE true {where} {_limit(limit)}", params=params
+            f"SELECT * FROM quarantine_summary WHERE true {where} "
+            f"ORDER BY rows DESC, source, column_name, value {_limit(limit)}",
+            params=params,
         ).pl()
         return summary
     finally:
@@ -114,7 +115,7 @@ def reason_summary(
             errs AS (
                 SELECT source, kind, error_column, error_check, error_value, source_file,
                        source_row
-                FROM stg_rejections WHERE true {where}
+                FROM open_rejections() WHERE true {where}
             ),
             reasons AS (
                 SELECT source, kind, error_column, error_check,
@@ -161,7 +162,7 @@ def count_reasons(settings: Settings, source: str | None = None) -> int:
     return _count(
         settings,
         "SELECT count(*) FROM (SELECT DISTINCT source, kind, error_column, error_check "
-        f"FROM stg_rejections WHERE true {where})",
+        f"FROM open_rejections() WHERE true {where})",
         params,
     )
 

@@ -15,9 +15,9 @@ import pyarrow as pa
 from duckdb.sqltypes import DuckDBPyType
 
 from relations_etl.config import uri_scheme
+from relations_etl.db import connect
 from relations_etl.errors import ConfigError, QueryError, RelationsEtlError
 from relations_etl.fetch import OBJECT_STORES, object_fs
-from relations_etl.load import connect
 from relations_etl.sandbox import run_sandboxed, stopped_after
 from relations_etl.settings import Settings
 

@@ -17,6 +17,7 @@ import pycountry
 from relations_etl.config import CodeSystem, Mapping
 from relations_etl.errors import ConfigError, ReferenceDataError
 from relations_etl.numbers import parse_whole
+from relations_etl.reasons import Reason
 from relations_etl.settings import Settings
 from relations_etl.text import clean, key
 
@@ -117,7 +118,7 @@ class Resolution:
 
     code: str | None
     error: str | None = None
-    check: str | None = None
+    check: Reason | None = None
 
 
 def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
@@ -457,7 +458,7 @@ class Reference:
                 return Resolution(
                     None,
                     f"country {label!r} names no state on {day} (alias: {spans})",
-                    "country_at_date",
+                    Reason.COUNTRY_AT_DATE,
                 )
             return Resolution(
                 None,
@@ -465,7 +466,7 @@ class Reference:
                 f"{' or '.join(matching)}; "
                 "say which in the mapping (country_aliases) or add a dated row to "
                 "country_aliases.csv",
-                "country_ambiguous",
+                Reason.COUNTRY_AMBIGUOUS,
             )
         codes = self.names.get(k)
         if codes and len(codes) == 1:
@@ -474,12 +475,12 @@ class Reference:
             return Resolution(
                 None,
                 f"country {label!r} is ambiguous: {' or '.join(sorted(codes))}",
-                "country_ambiguous",
+                Reason.COUNTRY_AMBIGUOUS,
             )
         unknown = Resolution(
             None,
             f"country {label!r} is unknown; add it to country_aliases.csv (alias,code)",
-            "country_known",
+            Reason.COUNTRY_KNOWN,
         )
         return (self._by_rules(label, day, until) or unknown) if rules else unknown
 
@@ -523,7 +524,7 @@ class Reference:
     def _exists(self, code: str, label: str) -> Resolution:
         if code not in self.countries:
             return Resolution(
-                None, f"country code {code} (from {label!r}) is unknown", "country_known"
+                None, f"country code {code} (from {label!r}) is unknown", Reason.COUNTRY_KNOWN
             )
         return Resolution(code)
 
@@ -542,7 +543,7 @@ class Reference:
                 None,
                 f"{value!r} is not a {name} code; the mapping's `codes:` says the column holds "
                 f"{system} codes (country_codes.csv lists them)",
-                "country_known",
+                Reason.COUNTRY_KNOWN,
             )
         matching = _meaning(spells, day, until)
         if len(matching) == 1:
@@ -554,13 +555,13 @@ class Reference:
                 f"{name} code {value!r} names no state on {day} ({spans}); if the list means "
                 f"one then, add a dated row for {system} {written} to country_codes.csv in "
                 "<home>/reference",
-                "country_at_date",
+                Reason.COUNTRY_AT_DATE,
             )
         return Resolution(
             None,
             f"{name} code {value!r} is ambiguous{f' on {day}' if day else ''}: "
             f"{' or '.join(matching)}",
-            "country_ambiguous",
+            Reason.COUNTRY_AMBIGUOUS,
         )
 
     def depends_on_date(self, label: str, system: CodeSystem = "iso3") -> bool:
@@ -583,14 +584,14 @@ class Reference:
         country = self.countries.get(code)
         if country is None:
             return Resolution(
-                None, f"country code {code} (from {label!r}) is unknown", "country_known"
+                None, f"country code {code} (from {label!r}) is unknown", Reason.COUNTRY_KNOWN
             )
         if day is not None and not country.valid_on(day):
             return Resolution(
                 None,
                 f"country {label!r} resolves to {code} ({country.name}), which did not exist on "
                 f"{day} (valid {country.valid_from or '…'}..{country.valid_to or '…'})",
-                "country_at_date",
+                Reason.COUNTRY_AT_DATE,
             )
         return Resolution(code)
 

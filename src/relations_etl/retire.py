@@ -12,7 +12,7 @@ from relations_etl.config import Source
 from relations_etl.facts import ID_COLUMN, TABLE, year_sql
 
 if TYPE_CHECKING:  # load calls retire inside its transaction
-    from relations_etl.load import Batch
+    from relations_etl.audit import Batch
 
 
 def retire(

@@ -13,18 +13,22 @@ import duckdb
 import polars as pl
 
 from relations_etl.config import Kind
-from relations_etl.extract import FILE, RAW, ROW
-from relations_etl.facts import COLUMNS, ERRORS, ID_COLUMN, content_columns
-from relations_etl.mapping import ERRORS_COLUMN, PERSON, RECORD
-
-RAW_KEYS = "_raw_keys"
-SEQ = "_seq"
-"""A person row's position in the source as read: what "first" means across chunks."""
-LATER_ERRORS = "_later_errors"
-"""Errors found after the cross-row checks would have run (pandera's), kept apart while
-staging so that every row's reasons keep the order a whole-table run gives them."""
-CLASHES = "_clashes"
-"""The staged relation of raw rows rejected as duplicate records: _file, _row, _record, _clash."""
+from relations_etl.envelope import (
+    CLASHES,
+    ERRORS_COLUMN,
+    FILE,
+    LATER_ERRORS,
+    PERSON,
+    RAW,
+    RAW_KEYS,
+    RECORD,
+    ROW,
+    SEQ,
+    error_sql,
+    staged_frame,
+)
+from relations_etl.facts import ID_COLUMN, content_columns
+from relations_etl.reasons import Reason
 
 
 @dataclass(frozen=True)
@@ -42,10 +46,6 @@ def _quote(name: str) -> str:
 
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
-
-
-def _error_sql(column: str, check: str, value: str, message: str) -> str:
-    return f"{{'column': {column}, 'check': {check}, 'value': {value}, 'message': {message}}}"
 
 
 def identifier_sql(source: str) -> str:
@@ -76,7 +76,9 @@ def split_sql(
     content = content_columns(kind)
     columns = ", ".join(_quote(c) for c in content)
     key = f"{FILE} || '#' || {ROW}"
-    duplicate = _error_sql("'source_record'", "'duplicate_record'", f"p.{RECORD}", "c._clash")
+    duplicate = error_sql(
+        "'source_record'", f"'{Reason.DUPLICATE_RECORD}'", f"p.{RECORD}", "c._clash"
+    )
     conn.execute(
         f"""CREATE OR REPLACE TEMP VIEW _people AS
         SELECT p.* EXCLUDE ({ERRORS_COLUMN}, {LATER_ERRORS}),
@@ -139,9 +141,9 @@ def split_sql(
                r._key <> f._first AS _repeat, r._content <> f._fc AS _differs, f._first
         FROM rows AS r JOIN firsts AS f USING ({ident})"""
     )
-    conflict = _error_sql(
+    conflict = error_sql(
         "'source_record'",
-        "'record_unique'",
+        f"'{Reason.RECORD_UNIQUE}'",
         f"m.{RECORD}",
         f"'record id ' || m.{RECORD} || ' already used by row ' || m._first || "
         "' with other content'",
@@ -178,27 +180,6 @@ def split_sql(
     )
     conn.execute("DROP TABLE _rejected_bad")
     return "_facts", "_rejected", int(repeated)
-
-
-def staged_frame(frame: pl.DataFrame, kind: Kind, offset: int = 0) -> pl.DataFrame:
-    """A validated polars frame in the shape `split_sql` reads: typed content, `_seq` counted
-    from `offset`, `_later_errors` (empty when the frame has none apart)."""
-    later = (
-        pl.col(LATER_ERRORS)
-        if LATER_ERRORS in frame.columns
-        else pl.lit([], dtype=ERRORS).alias(LATER_ERRORS)
-    )
-    return frame.select(
-        pl.int_range(offset, offset + pl.len(), dtype=pl.Int64).alias(SEQ),
-        pl.col(FILE),
-        pl.col(ROW),
-        pl.col(RECORD),
-        pl.col(PERSON),
-        pl.col(RAW),
-        *[pl.col(c).cast(COLUMNS[kind][c]) for c in content_columns(kind)],
-        pl.col(ERRORS_COLUMN),
-        later,
-    )
 
 
 def no_clashes(conn: duckdb.DuckDBPyConnection) -> None:

@@ -11,10 +11,20 @@ import polars as pl
 from pandera.api.polars.types import PolarsData
 
 from relations_etl.config import Kind
-from relations_etl.extract import FILE, ROW
+from relations_etl.envelope import (
+    CLASHES,
+    ERRORS,
+    ERRORS_COLUMN,
+    FILE,
+    LATER_ERRORS,
+    PERSON,
+    RECORD,
+    ROW,
+    append_error,
+    staged_frame,
+)
 from relations_etl.facts import (
     COLUMNS,
-    ERRORS,
     EVENTS,
     METRICS,
     PRECISIONS,
@@ -23,8 +33,7 @@ from relations_etl.facts import (
     VISIT_TYPES,
     content_columns,
 )
-from relations_etl.mapping import ERRORS_COLUMN, PERSON, RECORD, append_error
-from relations_etl.split import CLASHES, LATER_ERRORS, staged_frame
+from relations_etl.reasons import Reason
 
 _CODE = r"^[A-Z]{3}$"
 _EARLIEST = dt.date(1000, 1, 1)
@@ -33,13 +42,14 @@ _POSITION = "_position"
 _DERIVED = {"visitor_title": "visitor_role"}
 
 
-def _row_check(name: str, column: str, expr: pl.Expr, message: str) -> pa.Check:
+def _row_check(name: Reason, column: str, expr: pl.Expr, message: str) -> pa.Check:
     """A check over whole rows; `column` is the field a steward should look at."""
 
     def check(data: PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(expr.fill_null(True).alias(name))
 
-    return pa.Check(check, name=name, error=message, title=column)
+    # a plain str: polars reads a list of keys that starts with an enum member as an Enum
+    return pa.Check(check, name=name.value, error=message, title=column)
 
 
 def _code(nullable: bool = False) -> pa.Column:
@@ -56,7 +66,7 @@ def schema_for(kind: Kind) -> pa.DataFrameSchema:
     precision = pa.Column(pl.String, pa.Check.isin(PRECISIONS), nullable=True)
     text = pa.Column(pl.String, nullable=True)
     end_after_start = _row_check(
-        "end_after_start",
+        Reason.END_AFTER_START,
         "end_date",
         pl.col("end_date").is_null() | (pl.col("end_date") >= pl.col("start_date")),
         "end_date is before start_date",
@@ -81,14 +91,14 @@ def schema_for(kind: Kind) -> pa.DataFrameSchema:
         checks = [
             end_after_start,
             _row_check(
-                "visitor_known",
+                Reason.VISITOR_KNOWN,
                 "visitor_country",
                 pl.col("visitor_country").is_not_null()
                 | pl.col("visitor_organization").is_not_null(),
                 "a visit needs visitor_country or visitor_organization",
             ),
             _row_check(
-                "visitor_not_host",
+                Reason.VISITOR_NOT_HOST,
                 "visitor_country",
                 pl.col("visitor_country").is_null()
                 | (pl.col("visitor_country") != pl.col("host_country")),
@@ -121,7 +131,7 @@ def schema_for(kind: Kind) -> pa.DataFrameSchema:
         }
         checks = [
             _row_check(
-                "published_after_year_began",
+                Reason.PUBLISHED_AFTER_YEAR_BEGAN,
                 "published_on",
                 pl.col("published_on").is_null()
                 | (pl.col("published_on").dt.year() >= pl.col("year")),
@@ -139,7 +149,7 @@ def schema_for(kind: Kind) -> pa.DataFrameSchema:
         }
         checks = [
             _row_check(
-                "counterpart_not_self",
+                Reason.COUNTERPART_NOT_SELF,
                 "counterpart",
                 pl.col("counterpart") != pl.col("country"),
                 "counterpart is the country itself",
@@ -150,7 +160,7 @@ def schema_for(kind: Kind) -> pa.DataFrameSchema:
 
 
 def duplicate_records_sql(conn: duckdb.DuckDBPyConnection, people: str, kind: Kind) -> None:
-    """Stage as `split.CLASHES` the raw rows of one list that share a record id but differ in
+    """Stage as `envelope.CLASHES` the raw rows of one list that share a record id but differ in
     content: all of them are rejected.
 
     Which of them is right is for a steward to say; identical repeats are left to the split,
@@ -211,7 +221,7 @@ def duplicate_records(frame: pl.DataFrame, kind: Kind) -> pl.DataFrame:
         flagged,
         pl.col("_clash").is_not_null(),
         pl.lit("source_record"),
-        pl.lit("duplicate_record"),
+        pl.lit(Reason.DUPLICATE_RECORD),
         pl.col(RECORD),
         pl.col("_clash"),
     ).drop("_clash")
@@ -248,15 +258,15 @@ def validate_rows(frame: pl.DataFrame, kind: Kind) -> pl.DataFrame:
         .then(
             pl.col("check").replace_strict({k: c.error for k, c in by_check.items()}, default=None)
         )
-        .when(pl.col("check") == "not_nullable")
+        .when(pl.col("check") == Reason.NOT_NULLABLE)
         .then(pl.format("{} is empty; it is required", pl.col("column")))
-        .when(pl.col("check").str.starts_with("isin("))
+        .when(pl.col("check").str.starts_with(f"{Reason.ISIN}("))
         .then(
             pl.format(
                 "{} '{}' is not one of {}",
                 pl.col("column"),
                 pl.col("failure_case"),
-                pl.col("check").str.strip_prefix("isin(").str.strip_suffix(")"),
+                pl.col("check").str.strip_prefix(f"{Reason.ISIN}(").str.strip_suffix(")"),
             )
         )
         .otherwise(

@@ -54,7 +54,7 @@ def main() -> None:
         at(relations_etl.extract, "as_text_table")
     elif point == "load":
         # inside the load transaction: data inserted, audit row next, commit not reached
-        at(relations_etl.load, "_audit", lambda *a: a[3] == "succeeded")
+        at(relations_etl.load, "audit_batch", lambda *a: a[3] == "succeeded")
     elif point == "publish":
         # a load is committed and its years are queued; no Parquet is written yet
         at(relations_etl.publish, "publish")

@@ -1,12 +1,13 @@
--- Staging views: rename, cast and derive what the reporting layer needs; no business rules.
+-- Staging views: rename, cast, look up names and derive what the reporting layer needs (the year,
+-- and the month a date's precision gives); no business rules (those are in 030_reporting.sql:
+-- who is a head, a relation read from both sides, which rejections are open) and no order.
 
 CREATE OR REPLACE VIEW stg_visits AS
 SELECT
     v.*,
     year(v.start_date) AS start_year,
     -- a visit known only to the year has no month: NULL, not January
-    CASE WHEN v.start_precision IN ('day', 'month') THEN month(v.start_date) END AS start_month,
-    v.visitor_role IN ('head_of_state', 'head_of_government') AS is_head
+    CASE WHEN v.start_precision IN ('day', 'month') THEN month(v.start_date) END AS start_month
 FROM visits AS v;
 
 CREATE OR REPLACE VIEW stg_memberships AS
@@ -26,17 +27,12 @@ SELECT
     published_precision, notes, source, source_record
 FROM reported_totals;
 
--- Relations hold between two countries: each event is read from both sides.
-CREATE OR REPLACE VIEW stg_relation_events AS
-SELECT relation_id, country, counterpart, event, event_date, event_precision FROM relations
-UNION ALL
-SELECT relation_id, counterpart AS country, country AS counterpart, event, event_date, event_precision
-FROM relations;
+-- an older warehouse has it: relation_events() in 030_reporting.sql replaced it
+DROP VIEW IF EXISTS stg_relation_events;
 
 CREATE OR REPLACE VIEW stg_rejections AS
 SELECT
     r.batch_id, r.source, r.kind, r.source_file, r.source_row, r.source_record, r.rejected_at,
     e."column" AS error_column, e."check" AS error_check, e.value AS error_value,
-    e.message AS error_message
-FROM rejected_rows AS r, unnest(r.errors) AS u(e)
-WHERE r.resolved_batch_id IS NULL;
+    e.message AS error_message, r.resolved_batch_id
+FROM rejected_rows AS r, unnest(r.errors) AS u(e);

@@ -1,5 +1,25 @@
 -- Reporting: views and table macros analysts query; each reads as named CTEs ending in final.
--- The views behind each figure of a year-end briefing, for any reporting country and year.
+-- The views behind each figure of a year-end briefing, for any reporting country and year. No
+-- view orders its rows (an ORDER BY inside a view promises its readers nothing): a query that
+-- needs an order says so in its own final SELECT.
+
+-- The rules the views below share, each written once.
+-- A head is a head of state or of government (head_visits, notable_visitors).
+CREATE OR REPLACE MACRO is_head_role(role) AS role IN ('head_of_state', 'head_of_government');
+
+-- Relations hold between two countries: each event is read from both sides.
+CREATE OR REPLACE MACRO relation_events() AS TABLE (
+    SELECT relation_id, country, counterpart, event, event_date, event_precision FROM relations
+    UNION ALL
+    SELECT relation_id, counterpart AS country, country AS counterpart, event, event_date,
+           event_precision
+    FROM relations
+);
+
+-- The quarantine: the errors of the rejected rows no later batch resolved, one row per error.
+CREATE OR REPLACE MACRO open_rejections() AS TABLE (
+    SELECT * EXCLUDE (resolved_batch_id) FROM stg_rejections WHERE resolved_batch_id IS NULL
+);
 
 -- Pairs of countries with relations in force on a date (both ways), for every country:
 --   SELECT count(*) FROM relations_in_force(DATE '2023-12-31') WHERE country = 'KAZ'
@@ -11,7 +31,7 @@ CREATE OR REPLACE MACRO relations_in_force_all(on_date) AS TABLE (
         SELECT country, counterpart, event, event_date,
                -- on one day a later-stage event wins: established < suspended < severed < restored
                list_position(['established', 'suspended', 'severed', 'restored'], event) AS stage
-        FROM stg_relation_events
+        FROM relation_events()
         WHERE event_date <= on_date
     ),
     latest AS (
@@ -37,7 +57,6 @@ CREATE OR REPLACE MACRO relations_in_force(on_date) AS TABLE (
     final AS (
         SELECT * FROM relations_in_force_all(on_date)
         WHERE country = reporting_country
-        ORDER BY counterpart
     )
     SELECT * FROM final
 );
@@ -61,7 +80,6 @@ CREATE OR REPLACE MACRO memberships_in_force(on_date) AS TABLE (
         FROM stg_memberships
         WHERE country = reporting_country
           AND start_date <= on_date AND (end_date IS NULL OR end_date >= on_date)
-        ORDER BY organization, body NULLS FIRST, start_date
     )
     SELECT * FROM final
 );
@@ -80,7 +98,7 @@ final AS (
         r.start_year AS year,
         r.start_month AS month,            -- NULL: the list gives only the year
         r.start_date, r.start_precision, r.end_date, r.end_precision,
-        r.visitor_role, r.is_head, r.visitor_name, r.visitor_title,
+        r.visitor_role, is_head_role(r.visitor_role) AS is_head, r.visitor_name, r.visitor_title,
         r.visitor_country AS counterpart_country,
         r.visitor_organization AS counterpart_organization,
         coalesce(c.name, o.name, r.visitor_country, r.visitor_organization) AS counterpart_name,
@@ -105,7 +123,7 @@ final AS (
         a.start_year AS year,
         a.start_month AS month,
         a.start_date, a.start_precision, a.end_date, a.end_precision,
-        a.visitor_role, a.is_head, a.visitor_name, a.visitor_title,
+        a.visitor_role, is_head_role(a.visitor_role) AS is_head, a.visitor_name, a.visitor_title,
         a.host_country AS counterpart_country,
         NULL::VARCHAR AS counterpart_organization,
         coalesce(c.name, a.host_country) AS counterpart_name,
@@ -127,7 +145,6 @@ final AS (
     SELECT reporting_country, direction, year, month, visitor_role, count(*) AS visits
     FROM both_ways
     GROUP BY ALL
-    ORDER BY reporting_country, direction, year, month NULLS LAST, visitor_role
 )
 SELECT * FROM final;
 
@@ -144,7 +161,6 @@ final AS (
         counterpart_country AS visitor_country, counterpart_name AS visitor_country_name,
         visit_type, city, event, visit_id
     FROM heads
-    ORDER BY reporting_country, start_date, visitor_country_name, visitor_name
 )
 SELECT * FROM final;
 
@@ -161,7 +177,6 @@ final AS (
         first_year, last_year,             -- last_year NULL: still in office
         notes, membership_id
     FROM chairs
-    ORDER BY country, start_date, organization, body NULLS FIRST
 )
 SELECT * FROM final;
 
@@ -185,7 +200,7 @@ membership_years AS (
          range(m.first_year, least(coalesce(m.last_year, h.last_year), h.last_year) + 1) AS y(year)
 ),
 relation_years AS (
-    SELECT country, year(min(event_date)) AS first_year FROM stg_relation_events GROUP BY country
+    SELECT country, year(min(event_date)) AS first_year FROM relation_events() GROUP BY country
 ),
 spine AS (
     SELECT country, year FROM visit_years, horizon WHERE year <= last_year
@@ -199,7 +214,7 @@ relation_state AS (
            arg_max(e.event, (e.event_date,
                list_position(['established', 'suspended', 'severed', 'restored'], e.event))) AS last_event
     FROM spine AS s
-    JOIN stg_relation_events AS e
+    JOIN relation_events() AS e
       ON e.country = s.country AND e.event_date <= make_date(s.year::BIGINT, 12, 31)
     GROUP BY s.country, s.year, e.counterpart
 ),
@@ -299,23 +314,21 @@ final AS (
         c.publisher, c.published_on, c.published_precision, c.reported_id, c.source
     FROM compared AS c
     LEFT JOIN countries AS n ON n.code = c.country
-    ORDER BY c.country, c.year, c.metric, c.publisher
 )
 SELECT * FROM final;
 
--- What a data steward should add to the reference data, most frequent first. No column is named
--- with an SQL reserved word (column, check), so no query has to quote one.
+-- What a data steward should add to the reference data (ORDER BY rows DESC: most frequent first).
+-- No column is named with an SQL reserved word (column, check), so no query has to quote one.
 CREATE OR REPLACE VIEW quarantine_summary AS
 WITH
 open_errors AS (
-    SELECT source, error_column, error_check, error_value FROM stg_rejections
+    SELECT source, error_column, error_check, error_value FROM open_rejections()
 ),
 final AS (
     SELECT source, error_column AS column_name, error_check AS check_name, error_value AS value,
            count(*) AS rows
     FROM open_errors
     GROUP BY ALL
-    ORDER BY rows DESC, source, column_name, value
 )
 SELECT * FROM final;
 
@@ -324,7 +337,7 @@ CREATE OR REPLACE VIEW rejections_by_reason AS
 WITH
 open_errors AS (
     SELECT source, kind, source_file, source_row, error_column, error_check, error_value
-    FROM stg_rejections
+    FROM open_rejections()
 ),
 final AS (
     SELECT source, kind, error_column AS column_name, error_check AS check_name,
@@ -332,7 +345,6 @@ final AS (
            string_agg(DISTINCT error_value, ', ' ORDER BY error_value) AS "values"
     FROM open_errors
     GROUP BY ALL
-    ORDER BY rows DESC, source, column_name, check_name
 )
 SELECT * FROM final;
 
@@ -357,6 +369,5 @@ final AS (
            sum(b.rows)::BIGINT AS rows_all_batches
     FROM batches AS b JOIN latest AS l USING (source)
     GROUP BY ALL
-    ORDER BY b.source, rows DESC NULLS LAST, b.reason
 )
 SELECT * FROM final;

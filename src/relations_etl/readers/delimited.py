@@ -18,12 +18,13 @@ from typing import Any
 
 import polars as pl
 
+from relations_etl.envelope import RowErrors
 from relations_etl.errors import ConfigError, SourceReadError
 from relations_etl.limits import byte_series, too_large
+from relations_etl.reasons import Reason
 from relations_etl.settings import Settings
 from relations_etl.text import shown
 
-RowErrors = list[list[dict[str, str | None]]]
 _QUOTED = r'"(?:[^"]|"")*"'
 
 
@@ -516,7 +517,7 @@ def _read_slowly(
             problems.append(
                 {
                     "column": "_row",
-                    "check": "field_count",
+                    "check": Reason.FIELD_COUNT,
                     "value": json.dumps(fields, ensure_ascii=False),
                     "message": f"row {len(errors) + 1} (line {start}) has {len(fields)} "
                     f"field(s), the header has {width}",

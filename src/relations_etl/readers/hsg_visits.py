@@ -13,7 +13,7 @@ import fsspec
 
 from relations_etl.config import resolve_local
 from relations_etl.errors import SourceReadError
-from relations_etl.extract import RawTable
+from relations_etl.rawtable import RawTable
 from relations_etl.readers.xml import RecordPath, fetch_files, parse_xml_file, xml_files
 from relations_etl.settings import Settings
 

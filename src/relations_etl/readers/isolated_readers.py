@@ -55,7 +55,7 @@ def parquet_text(
 ) -> pa.Table:
     """A Parquet file as text columns, refused first if its footer declares too many columns
     or more uncompressed bytes than the limits allow."""
-    from relations_etl.extract import as_text
+    from relations_etl.rawtable import as_text
 
     try:
         metadata = pq.ParquetFile(io.BytesIO(data)).metadata

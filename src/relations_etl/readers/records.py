@@ -16,9 +16,11 @@ from typing import Any
 
 import polars as pl
 
+from relations_etl.envelope import RowErrors
 from relations_etl.errors import SourceReadError
 from relations_etl.limits import byte_series, too_large
-from relations_etl.readers.delimited import RowErrors, decode
+from relations_etl.readers.delimited import decode
+from relations_etl.reasons import Reason
 from relations_etl.settings import Settings
 from relations_etl.text import shown
 
@@ -247,7 +249,7 @@ def records_frame(
                 column.append(None)
                 problems[number] = {
                     "column": "_row",
-                    "check": "json_record",
+                    "check": Reason.JSON_RECORD,
                     "value": None,
                     "message": f"record {number + 1}: the value of {shown(name)} nests too "
                     "deeply to be kept as text",
@@ -267,7 +269,7 @@ def _not_object(record: Any, number: int, where: str) -> dict[str, str | None] |
         value = None
     return {
         "column": "_row",
-        "check": "json_record",
+        "check": Reason.JSON_RECORD,
         "value": value,
         "message": f"{where} {number} is a JSON {type(record).__name__}, not an object",
     }
@@ -357,7 +359,7 @@ def read_ndjson(
             problems.append(
                 {
                     "column": "_row",
-                    "check": "json_line",
+                    "check": Reason.JSON_LINE,
                     "value": line[:_SHOWN],
                     "message": f"line {number} is {reason}",
                 }

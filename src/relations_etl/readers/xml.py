@@ -24,16 +24,14 @@ import polars as pl
 from defusedxml import DefusedXmlException
 
 from relations_etl.config import Mapping, check_uri, resolve_local
+from relations_etl.envelope import RowErrors
 from relations_etl.errors import ConfigError, SourceReadError
-from relations_etl.extract import RawTable, as_text_table, check_fields
 from relations_etl.fetch import read_bytes
 from relations_etl.limits import too_large
-from relations_etl.readers.delimited import RowErrors
+from relations_etl.rawtable import RawTable, as_text_table, check_fields
+from relations_etl.reasons import Reason
 from relations_etl.settings import Settings
 from relations_etl.text import shown
-
-XML_CHECK = "xml_record"
-"""The check of a record that a column cannot hold (a path matching several elements)."""
 
 
 def _local(name: str) -> str:
@@ -254,7 +252,7 @@ def _read_record(
             problems.append(
                 {
                     "column": path,
-                    "check": XML_CHECK,
+                    "check": Reason.XML_RECORD,
                     "value": "; ".join(values),
                     "message": f"{path} finds {len(values)} elements in record {row + 1}; a "
                     "column holds one value (name one of them, e.g. with a longer path)",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import duckdb
 
+from relations_etl.db import connect
 from relations_etl.errors import OutputError
-from relations_etl.load import connect
 from relations_etl.report.country import ReportCountry, check_report_settings
 from relations_etl.report.data import gather
 from relations_etl.report.html import render_html

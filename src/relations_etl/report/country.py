@@ -10,6 +10,7 @@ import duckdb
 
 from relations_etl.errors import ConfigError, UnknownCountryError
 from relations_etl.facts import METRICS
+from relations_etl.reasons import Reason
 from relations_etl.reference import Reference
 from relations_etl.settings import Settings
 from relations_etl.text import key
@@ -75,11 +76,11 @@ def resolve_report_country(
     """
     reference = Reference.load(settings)
     found = reference.resolve_country(label, None)
-    if found.check == "country_ambiguous" and year is not None:
+    if found.check == Reason.COUNTRY_AMBIGUOUS and year is not None:
         # a dated alias ("China, Republic of": CHN before 1949-10-01, TWN after): the year decides
         found = reference.resolve_country(label, dt.date(year, 12, 31))
     if found.code is None:
-        if found.check == "country_ambiguous":
+        if found.check == Reason.COUNTRY_AMBIGUOUS:
             raise UnknownCountryError(found.error or f"country {label!r} is ambiguous")
         suggestions = _closest(reference, label)
         if suggestions:

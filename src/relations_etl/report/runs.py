@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from relations_etl.load import LoadResult
+from relations_etl.audit import LoadResult
 
 
 def markdown_table(frame: pl.DataFrame) -> str:

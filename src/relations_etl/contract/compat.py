@@ -99,6 +99,6 @@ def verdict(
         for change in found
         if need == "minor" or change.breaking
     ] + [
-        f"{why}: set CONTRACT_VERSION = {target!r} in src/relations_etl/contract.py and run "
-        f"`relations-etl contracts` to ship schemas/history/{target}.json"
+        f"{why}: set CONTRACT_VERSION = {target!r} in src/relations_etl/contract/__init__.py "
+        f"and run `relations-etl contracts` to ship schemas/history/{target}.json"
     ]

@@ -16,6 +16,7 @@ from relations_etl.facts import (
     YEAR_OF,
     fact_columns,
 )
+from relations_etl.reasons import Reason
 
 # Semantic version of the published tables and of the analyst views (from 1.2.0 on). A removed,
 # renamed or retyped column (or table, or view) needs a major bump, an added one at least a
@@ -175,7 +176,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "errors": [
             {
                 "column": "visitor_country",
-                "check": "country_known",
+                "check": Reason.COUNTRY_KNOWN.value,
                 "value": "Atlantis",
                 "message": "country 'Atlantis' is unknown; add it to country_aliases.csv "
                 "(alias,code)",
@@ -220,7 +221,8 @@ def describe(table: str, column: str) -> str:
     except KeyError:
         where = "DOCS" if docs is DOCS else "REJECTED_DOCS"
         raise KeyError(
-            f"{table}.{column} has no meaning: add it to {where} in relations_etl/contract.py"
+            f"{table}.{column} has no meaning: add it to {where} in "
+            "relations_etl/contract/__init__.py"
         ) from None
 
 

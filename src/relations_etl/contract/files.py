@@ -26,9 +26,10 @@ from relations_etl.contract import (
     published_columns,
     published_tables,
 )
-from relations_etl.contract_compat import Tables, parse_version, verdict
+from relations_etl.contract.compat import Tables, parse_version, verdict
+from relations_etl.db import apply_sql
 from relations_etl.errors import EX_CONFIG, RelationsEtlError
-from relations_etl.load import apply_sql
+from relations_etl.reasons import Reason
 from relations_etl.settings import Settings
 from relations_etl.validate import schema_for
 
@@ -122,12 +123,12 @@ def _rules(table: str) -> dict[str, dict[str, Any]]:
     rules: dict[str, dict[str, Any]] = {}
     for name, column in schema_for(kind).columns.items():
         for check in column.checks:
-            if check.name == "isin":
+            if check.name == Reason.ISIN:
                 rules.setdefault(name, {})["enum"] = list(check.statistics["allowed_values"])
-            elif check.name == "str_matches":
+            elif check.name == Reason.STR_MATCHES:
                 rules.setdefault(name, {})["pattern"] = check.statistics["pattern"]
-            elif check.name in ("greater_than_or_equal_to", "less_than_or_equal_to"):
-                side = "minimum" if check.name == "greater_than_or_equal_to" else "maximum"
+            elif check.name in (Reason.GREATER_THAN_OR_EQUAL_TO, Reason.LESS_THAN_OR_EQUAL_TO):
+                side = "minimum" if check.name == Reason.GREATER_THAN_OR_EQUAL_TO else "maximum"
                 bound = check.statistics[f"{side[:3]}_value"]
                 # JSON Schema bounds numbers only; a date's bound is documented beside it
                 if isinstance(bound, int | float):
@@ -159,7 +160,7 @@ def _json_type(dtype: pa.DataType) -> dict[str, Any]:
             "required": [f.name for f in fields],
             "additionalProperties": False,
         }
-    raise TypeError(f"no JSON Schema for Arrow type {dtype}: extend contract_files._json_type")
+    raise TypeError(f"no JSON Schema for Arrow type {dtype}: extend contract.files._json_type")
 
 
 def _json_field(field: pa.Field, rules: dict[str, Any] | None = None) -> dict[str, Any]:
