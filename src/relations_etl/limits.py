@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import polars as pl
 import pyarrow as pa
 
 from relations_etl.errors import ConfigError, LimitError
+
+if TYPE_CHECKING:
+    from relations_etl.settings import Settings
 
 
 def env_name(setting: str) -> str:
@@ -43,6 +48,38 @@ def too_large(
         row=row,
         column=column,
     )
+
+
+def check_table_size(
+    settings: Settings,
+    rows: int,
+    columns: int,
+    what: str,
+    *,
+    rows_are: str = "rows",
+    source: str | None = None,
+    file: str | None = None,
+) -> None:
+    """Refuse a table wider than max_columns or larger than max_cells before it is built:
+    `what` names it ("sheet 'A'", "the XML document")."""
+    if columns > settings.max_columns:
+        raise too_large(
+            f"{what} spans {columns:,} columns",
+            settings.max_columns,
+            "max_columns",
+            unit="columns",
+            source=source,
+            file=file,
+        )
+    if rows * columns > settings.max_cells:
+        raise too_large(
+            f"{what} spans {rows:,} {rows_are} x {columns:,} columns ({rows * columns:,} cells)",
+            settings.max_cells,
+            "max_cells",
+            unit="cells",
+            source=source,
+            file=file,
+        )
 
 
 def config_too_large(what: str, limit: int, setting: str, unit: str) -> ConfigError:

@@ -22,7 +22,7 @@ import polars as pl
 from defusedxml import DefusedXmlException
 
 from relations_etl.errors import SourceReadError
-from relations_etl.limits import amount, too_large
+from relations_etl.limits import amount, check_table_size, too_large
 from relations_etl.readers.isolated import run_isolated
 from relations_etl.readers.isolated_readers import sheet_cells
 from relations_etl.settings import Settings
@@ -232,25 +232,7 @@ def inspect(data: bytes, sheet: Any, settings: Settings, uri: str, source: str) 
                 source=source,
                 file=uri,
             ) from exc
-        if columns > settings.max_columns:
-            raise too_large(
-                f"sheet {shown(name)} spans {columns:,} columns",
-                settings.max_columns,
-                "max_columns",
-                unit="columns",
-                source=source,
-                file=uri,
-            )
-        if rows * columns > settings.max_cells:
-            raise too_large(
-                f"sheet {shown(name)} spans {rows:,} rows x {columns:,} columns "
-                f"({rows * columns:,} cells)",
-                settings.max_cells,
-                "max_cells",
-                unit="cells",
-                source=source,
-                file=uri,
-            )
+        check_table_size(settings, rows, columns, f"sheet {shown(name)}", source=source, file=uri)
     return name
 
 

@@ -27,7 +27,7 @@ from relations_etl.config import Mapping, check_uri, resolve_local
 from relations_etl.envelope import RowErrors
 from relations_etl.errors import ConfigError, SourceReadError
 from relations_etl.fetch import read_bytes
-from relations_etl.limits import too_large
+from relations_etl.limits import check_table_size, too_large
 from relations_etl.rawtable import RawTable, as_text_table, check_fields
 from relations_etl.reasons import Reason
 from relations_etl.settings import Settings
@@ -164,7 +164,15 @@ def parse_xml(
                 _read_record(element, paths, discover, columns, errors, rows)
                 rows += 1
                 inside = 0
-                _within(limits, rows, len(columns), file, source)
+                check_table_size(
+                    limits,
+                    rows,
+                    len(columns),
+                    "the XML document",
+                    rows_are="records",
+                    source=source,
+                    file=file,
+                )
             stack.pop()
             tags.pop()
             if not inside and stack:
@@ -206,28 +214,6 @@ def parse_xml(
     for values in columns.values():
         values.extend([None] * (rows - len(values)))
     return pl.DataFrame(columns, schema={name: pl.String for name in columns}), errors
-
-
-def _within(settings: Settings, rows: int, columns: int, file: str, source: str) -> None:
-    """Refuse a document whose records offer more columns or cells than the settings allow."""
-    if columns > settings.max_columns:
-        raise too_large(
-            f"the records offer more than {settings.max_columns:,} distinct columns",
-            settings.max_columns,
-            "max_columns",
-            unit="columns",
-            source=source,
-            file=file,
-        )
-    if rows * columns > settings.max_cells:
-        raise too_large(
-            f"{rows:,} records x {columns:,} columns",
-            settings.max_cells,
-            "max_cells",
-            unit="cells",
-            source=source,
-            file=file,
-        )
 
 
 def _read_record(
