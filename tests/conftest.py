@@ -22,6 +22,7 @@ import pytest
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
+from relations_etl.config import Source
 from relations_etl.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,6 +39,27 @@ def shared(path: str) -> Path:
             pytest.fail(f"{target} is missing and CI requires the shared data")
         pytest.skip(f"{target} is absent: the public-domain lists live in ../shared/data")
     return target
+
+
+def trips_source(path: Path, *, name: str = "trips", date: str = "date", **entry: Any) -> Source:
+    """A visits list of the columns record, host, visitor_country, visitor, title and `date`
+    (the start date), as the tests of snapshots, the quarantine and annual_summary write it."""
+    columns = {
+        "host": "host_country",
+        "visitor_country": "visitor_country",
+        "visitor": "visitor_name",
+        "title": "visitor_title",
+        date: "start_date",
+    }
+    return Source.model_validate(
+        {
+            "name": name,
+            "kind": "visits",
+            "uri": str(path),
+            "mapping": {"record_id": "record", "columns": columns},
+            **entry,
+        }
+    )
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from relations_etl.config import Kind, Source
 from relations_etl.pipeline import run_source
 from relations_etl.query import run_query
 from relations_etl.settings import Settings
+from tests.conftest import trips_source
 
 MEMBERSHIPS = """Member,Organization,Body,Standing,From,Until
 France,UN,,member,1945-10-24,
@@ -63,23 +64,7 @@ def summary(settings: Settings, tmp_path: Path) -> dict[tuple[str, int], dict[st
         settings,
     )
     assert (loaded.rows_loaded, loaded.rows_rejected) == (10, 0)
-    trips = Source.model_validate(
-        {
-            "name": "trips",
-            "kind": Kind.VISITS,
-            "uri": str(tmp_path / "trips.csv"),
-            "mapping": {
-                "record_id": "record",
-                "columns": {
-                    "host": "host_country",
-                    "visitor_country": "visitor_country",
-                    "visitor": "visitor_name",
-                    "title": "visitor_title",
-                    "date": "start_date",
-                },
-            },
-        }
-    )
+    trips = trips_source(tmp_path / "trips.csv")
     assert run_source(trips, settings).rows_loaded == 6
     rows = run_query(
         settings,

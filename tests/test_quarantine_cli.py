@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from relations_etl_flows.cli import QUARANTINE_LIMIT, main
 
-from relations_etl.config import Kind, Source
+from relations_etl.config import Source
 from relations_etl.pipeline import run_source
 from relations_etl.settings import Settings
+from tests.conftest import trips_source
 
 HEADER = "record,host,visitor_country,visitor,title,year"
 # open rejected rows by the value that stops them: 40 + 15 + 6 unknown countries, 3 unknown titles
@@ -40,23 +41,7 @@ def _list(path: Path) -> Source:
         n += 1
         lines.append(f"r{n},Kazakhstan,France,Envoy {n},President,2023")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return Source.model_validate(
-        {
-            "name": "envoys",
-            "kind": Kind.VISITS,
-            "uri": str(path),
-            "mapping": {
-                "record_id": "record",
-                "columns": {
-                    "host": "host_country",
-                    "visitor_country": "visitor_country",
-                    "visitor": "visitor_name",
-                    "title": "visitor_title",
-                    "year": "start_date",
-                },
-            },
-        }
-    )
+    return trips_source(path, name="envoys", date="year")
 
 
 REJECTED = sum(UNKNOWN.values()) + 3

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import pytest
@@ -19,7 +18,7 @@ from relations_etl.errors import BatchRejectedError
 from relations_etl.pipeline import replay, run_source
 from relations_etl.query import run_query
 from relations_etl.settings import Settings
-from tests.conftest import REPO
+from tests.conftest import REPO, trips_source
 
 HEADER = "record,host,visitor_country,visitor,title,date\n"
 ROWS = {
@@ -33,27 +32,6 @@ ROWS = {
 def _write(path: Path, *records: str, edits: dict[str, str] | None = None) -> None:
     rows = {**ROWS, **(edits or {})}
     path.write_text(HEADER + "".join(rows[r] for r in records), encoding="utf-8")
-
-
-def _visits(path: Path, **entry: Any) -> Source:
-    return Source.model_validate(
-        {
-            "name": "trips",
-            "kind": "visits",
-            "uri": str(path),
-            "mapping": {
-                "record_id": "record",
-                "columns": {
-                    "host": "host_country",
-                    "visitor_country": "visitor_country",
-                    "visitor": "visitor_name",
-                    "title": "visitor_title",
-                    "date": "start_date",
-                },
-            },
-            **entry,
-        }
-    )
 
 
 def _ids(settings: Settings, table: str = "visits") -> list[str]:
@@ -72,7 +50,7 @@ def test_a_snapshot_retires_what_its_new_version_dropped(
 ) -> None:
     path = tmp_path / "trips.csv"
     _write(path, "a", "b", "c", "d")
-    source = _visits(path)
+    source = trips_source(path)
     assert source.mode == "snapshot"  # the default: a list is the whole truth
     first = run_source(source, settings)
     assert (first.rows_loaded, first.rows_retired) == (4, 0)
@@ -149,7 +127,7 @@ def test_a_feed_keeps_what_its_new_version_does_not_repeat(
 ) -> None:
     path = tmp_path / "trips.csv"
     _write(path, "a", "b", "c")
-    feed = _visits(path, mode="append")
+    feed = trips_source(path, mode="append")
     run_source(feed, settings)
     _write(path, "d")  # this month's rows only
     latest = run_source(feed, settings)
@@ -161,7 +139,7 @@ def test_a_feed_keeps_what_its_new_version_does_not_repeat(
 def test_a_record_rejected_this_time_is_not_retired(settings: Settings, tmp_path: Path) -> None:
     path = tmp_path / "trips.csv"
     _write(path, "a", "b", "c")
-    source = _visits(path)
+    source = trips_source(path)
     run_source(source, settings)
     # b is still in the list, with a typo: it waits in quarantine, its fact stays
     _write(path, "a", "b", edits={"b": ROWS["b"].replace("Germany", "Germny")})
@@ -184,7 +162,7 @@ def test_a_record_rejected_this_time_is_not_retired(settings: Settings, tmp_path
 def test_an_empty_version_retires_nothing(settings: Settings, tmp_path: Path) -> None:
     path = tmp_path / "trips.csv"
     _write(path, "a", "b")
-    source = _visits(path)
+    source = trips_source(path)
     run_source(source, settings)
     _write(path)  # the header and no row: a failed export, far more often than an empty list
     empty = run_source(source, settings)
