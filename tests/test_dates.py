@@ -169,3 +169,33 @@ def test_two_digit_years_follow_the_lists_pivot(
 def test_a_two_digit_year_without_a_pivot_says_how_to_fix_it() -> None:
     with pytest.raises(DateError, match=r"two-digit year .*dates\.century_pivot"):
         parse_date("31/12/99", order="dmy")
+
+
+PLAIN_TEXTS = st.one_of(
+    SUPPORTED.map(lambda d: d.isoformat()),
+    st.integers(0, 9999).map(str),
+    st.from_regex(r"[0-3]\d{3}-[0-1]\d-[0-3]\d", fullmatch=True),
+    st.from_regex(r" ?\d{1,4}[-/]\d{1,2}[-/]\d{1,4} ?", fullmatch=True),
+)
+
+
+@given(texts=st.lists(PLAIN_TEXTS, min_size=1, max_size=40), end=st.booleans())
+def test_vectorized_plain_forms_answer_as_parse_date(texts: list[str], end: bool) -> None:
+    """normalize parses YYYY-MM-DD and YYYY as polars expressions, the rest with parse_date:
+    the two must agree on every text the fast path takes, and take every valid plain form."""
+    import polars as pl
+
+    from relations_etl.normalize import plain_dates
+
+    date, precision = plain_dates(pl.col("text"), end)
+    rows = pl.DataFrame({"text": texts}).select("text", date.alias("d"), precision.alias("p"))
+    for text, fast_date, fast_precision in rows.iter_rows():
+        try:
+            parsed: ParsedDate | None = parse_date(text, end=end)
+        except DateError:
+            parsed = None
+        plain = text.isascii() and text.strip() == text and len(text) in (4, 10)
+        if fast_date is not None:
+            assert parsed == ParsedDate(fast_date, fast_precision)
+        elif parsed is not None and plain and parsed.precision != "month":
+            raise AssertionError(f"{text!r} is a plain form the fast path missed")

@@ -107,11 +107,47 @@ def _dates(frame: pl.DataFrame, kind: Kind, source: Source, default_order: Order
                 return {}, row_error(field, Reason.DATE_FORMAT, text, str(exc))
             return {field + "_parsed": parsed.date, precision: parsed.precision}, None
 
-        frame = _lookup(
-            frame, [field], {field + "_parsed": pl.Date(), precision: pl.String()}, parse
+        fast, fast_precision = plain_dates(pl.col(field), end)
+        frame = frame.with_columns(fast.alias("_fast"), fast_precision.alias("_fast_precision"))
+        # only the texts the vectorized forms did not take are parsed one distinct value at a time
+        frame = frame.with_columns(
+            pl.when(pl.col("_fast").is_null()).then(pl.col(field)).alias("_slow")
         )
-        frame = frame.with_columns(pl.col(field + "_parsed").alias(field)).drop(field + "_parsed")
+        frame = _lookup(
+            frame, ["_slow"], {field + "_parsed": pl.Date(), precision: pl.String()}, parse
+        )
+        frame = frame.with_columns(
+            pl.coalesce("_fast", field + "_parsed").alias(field),
+            pl.coalesce("_fast_precision", precision).alias(precision),
+        ).drop("_fast", "_fast_precision", "_slow", field + "_parsed")
     return _not_in_future(frame, kind)
+
+
+_PLAIN_DAY = r"^[12][0-9]{3}-[0-9]{2}-[0-9]{2}$"  # ASCII digits: polars' \d is Unicode
+_PLAIN_YEAR = r"^[12][0-9]{3}$"
+
+
+def plain_dates(text: pl.Expr, end: bool) -> tuple[pl.Expr, pl.Expr]:
+    """The date and precision of the two commonest forms, YYYY-MM-DD and YYYY, as vectorized
+    expressions; null where the text is in another form or not a calendar date, for
+    `parse_date` to take (it gives these forms the same answer: years 1000-2999, Jan 1 or
+    Dec 31 of a year by `end`)."""
+    text = text.cast(pl.String)
+    day = pl.when(text.str.contains(_PLAIN_DAY)).then(
+        text.str.to_date("%Y-%m-%d", strict=False)
+    )
+    year = text.cast(pl.Int32, strict=False)
+    year_date = pl.when(text.str.contains(_PLAIN_YEAR)).then(
+        pl.date(year, 12, 31) if end else pl.date(year, 1, 1)
+    )
+    date = pl.coalesce(day, year_date)
+    precision = (
+        pl.when(day.is_not_null())
+        .then(pl.lit("day"))
+        .when(year_date.is_not_null())
+        .then(pl.lit("year"))
+    )
+    return date, precision
 
 
 def _not_in_future(frame: pl.DataFrame, kind: Kind) -> pl.DataFrame:
