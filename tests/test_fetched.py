@@ -175,6 +175,11 @@ def test_a_file_grown_or_replaced_after_hashing_is_refused_before_it_is_parsed(
     os.replace(other, path)  # a producer renaming a new version into place
     with pytest.raises(TransientSourceError, match="another file is at its path now"):
         parse(fetched)
+    fetched = fetch(trips_source(path))
+    path.unlink()
+    path.symlink_to(_trips(tmp_path / "elsewhere.csv", 10))  # never followed when read again
+    with pytest.raises(TransientSourceError, match="cannot be opened again"):
+        parse(fetched)
 
 
 def test_a_list_changed_between_the_hash_and_the_transform_loads_nothing(
