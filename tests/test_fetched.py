@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import pickle
 import tempfile
@@ -257,3 +258,20 @@ def test_csv_pieces_are_read_from_the_file_a_piece_at_a_time(
     assert streamed.equals(whole)
     assert streamed.height == 50_000
     assert pl.concat(list(_pieces(data, skip_rows=skip_rows))).equals(whole), "bytes still do"
+
+
+def test_ndjson_pieces_have_the_whole_files_columns_rows_and_errors(tmp_path: Path) -> None:
+    lines = [json.dumps({"record": f"t{n}", "host": "Germany"}) for n in range(20_000)]
+    lines[10] = "{not json"
+    lines[20] = "[1, 2]"
+    lines[30] = ""
+    lines[19_000] = json.dumps({"record": "late", "visitor": "A key seen only here"})
+    path = tmp_path / "trips.ndjson"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    fetched = fetch(trips_source(path).model_copy(update={"format": "ndjson"}))
+    pieces = parse_pieces(fetched, Settings(), 500)
+    assert pieces is not None
+    tables = list(pieces)
+    assert len(tables) >= 5
+    assert all(t.columns == ("record", "host", "visitor") for t in tables)
+    assert pl.concat([t.frame for t in tables]).equals(parse(fetched).frame)

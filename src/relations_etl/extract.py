@@ -273,12 +273,14 @@ class ReadWhole(Exception):
 
 
 def parse_pieces(fetched: Fetched, settings: Settings, rows: int) -> Iterator[RawTable] | None:
-    """The raw table of a one-file CSV or TSV source in pieces of about `rows` rows (numbered
-    as one table), so that a large list is never held parsed in memory; None for a format
-    that is read whole. Iterating raises ReadWhole when the file must be read whole."""
+    """The raw table of a one-file CSV, TSV or NDJSON source in pieces of about `rows` rows
+    (numbered as one table), so that a large list is never held parsed in memory; None for a
+    format that is read whole. Iterating raises ReadWhole when the file must be read whole.
+    An NDJSON file is read twice: its keys first, so that every piece has the whole file's
+    columns, in the same order."""
     source = fetched.source
     fmt = source.resolved_format
-    if fmt not in ("csv", "tsv") or len(fetched.files) != 1:
+    if fmt not in ("csv", "tsv", "ndjson") or len(fetched.files) != 1:
         return None
     options = source.mapping.options
     (file,) = fetched.files
@@ -286,10 +288,32 @@ def parse_pieces(fetched: Fetched, settings: Settings, rows: int) -> Iterator[Ra
 
     def pieces() -> Iterator[RawTable]:
         try:
+            if fmt == "ndjson":
+                yield from _ndjson_pieces()
+                return
             with fetched.open(file) as handle:
                 yield from _pieces(handle)
         except Irregular as exc:
             raise ReadWhole(str(exc)) from exc
+
+    def _ndjson_pieces() -> Iterator[RawTable]:
+        from relations_etl.readers.records import iter_ndjson, ndjson_keys
+
+        where: dict[str, Any] = {
+            "encoding": options.get("encoding"),
+            "uri": uri,
+            "source": source.name,
+            "settings": settings,
+            "rows": rows,
+        }
+        with fetched.open(file) as handle:  # the keys first: every piece gets the same columns
+            keys = ndjson_keys(handle, **where)
+        first_row = 1
+        with fetched.open(file) as handle:
+            for frame, errors in iter_ndjson(handle, keys, **where):
+                table = as_text_table(frame, uri, file.sha256, errors, first_row=first_row)
+                first_row += frame.height
+                yield check_fields(table, settings, source.name)
 
     def _pieces(handle: BinaryIO) -> Iterator[RawTable]:
         first_row = 1

@@ -445,7 +445,7 @@ def iter_delimited(
     per_row = max(len(sample) // max(sample.count(b"\n"), 1), 1)
     piece = max(rows * per_row, 1 << 16)
     # each piece ends at a line end (or the file's end): a line, and a character, is never cut
-    block = sample + handle.read(max(piece - len(sample), 0)) + handle.readline()
+    block = sample + read_up_to(handle, piece - len(sample)) + handle.readline()
     while block:
         _no_lone_return(block)
         try:
@@ -469,7 +469,18 @@ def iter_delimited(
         except pl.exceptions.PolarsError as exc:
             raise Irregular(str(exc)) from exc
         yield frame.filter(~pl.all_horizontal(pl.all().is_null()))
-        block = handle.read(piece) + handle.readline()
+        block = read_up_to(handle, piece) + handle.readline()
+
+
+def read_up_to(handle: BinaryIO, size: int) -> bytes:
+    """At most `size` bytes, read a chunk at a time: a read of `size` at once reserves `size`
+    (the estimate of a file whose first lines are long can be gigabytes) before the file's end
+    says how much there is."""
+    parts: list[bytes] = []
+    while size > 0 and (chunk := handle.read(min(size, 1 << 20))):
+        parts.append(chunk)
+        size -= len(chunk)
+    return b"".join(parts)
 
 
 def _no_lone_return(data: bytes) -> None:
