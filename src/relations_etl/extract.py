@@ -1,5 +1,8 @@
 """Extract: read a raw list through fsspec into text tables with file hashes and row numbers.
 
+`fetch` hashes a source's files without holding them (see fetch.py); `parse` and `parse_pieces`
+read them again from disk, verified against those hashes, when the source is transformed.
+
 A file that cannot be read at all fails its source with a SourceReadError naming the file and,
 where known, the row and column; a row that cannot be read (a ragged CSV line, a bad NDJSON
 line) is kept with its read errors in `_row_errors` and ends in the quarantine.
@@ -7,18 +10,26 @@ line) is kept with its read errors in `_row_errors` and ends in the quarantine.
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from types import TracebackType
+from typing import Any, BinaryIO
 
 import polars as pl
 
 from relations_etl.config import Source, check_uri
 from relations_etl.envelope import RowErrors
 from relations_etl.errors import SourceReadError
-from relations_etl.fetch import Screen, list_files, read_bytes
+from relations_etl.fetch import (
+    FetchedFile,
+    Screen,
+    Spool,
+    fetch_files,
+    list_files,
+    open_hashed,
+)
 from relations_etl.rawtable import RawTable, as_text_table, check_fields
 from relations_etl.readers.delimited import (
     Irregular,
@@ -136,79 +147,122 @@ def combine(tables: list[RawTable], uri: str) -> RawTable:
 
 @dataclass(frozen=True)
 class Fetched:
-    """A source's files read and hashed but not parsed: what tells whether the source changed
-    (its content hash) costs reading the bytes only, and parsing waits until it is needed."""
+    """A source's files hashed but not parsed: what tells whether the source changed (its
+    content hash) costs one streaming read of the bytes, and parsing waits until it is needed.
+
+    It holds no bytes: each file is named where it can be read again on this machine (a local
+    file in place, a remote one as a copy in `spool`), and parsing it checks that it still has
+    the bytes hashed (`fetch.open_hashed`). Close it (`close()`, or `with fetch(...) as f:`)
+    when the source is done to remove the copies; `pipeline.run_source` does.
+    """
 
     source: Source
-    files: tuple[tuple[str, bytes], ...]
-    """(file URI, bytes) of each file, in the order they are combined."""
+    files: tuple[FetchedFile, ...]
+    """Each file's URI, where it is, its size and SHA-256, in the order they are combined."""
+    spool: Spool | None = None
+    """The temporary folder of the remote files' copies (None: every file is local)."""
 
     @property
     def file(self) -> str:
         """The file the source's rows are named after: its one file, or its URI for several."""
-        return self.files[0][0] if len(self.files) == 1 else self.source.uri
+        return self.files[0].uri if len(self.files) == 1 else self.source.uri
 
-    @functools.cached_property
+    @property
     def content_hash(self) -> str:
         """SHA-256 of the one file, or of the files' SHA-256s in order (as `combine`)."""
-        hashes = [hashlib.sha256(data).hexdigest() for _, data in self.files]
-        if len(hashes) == 1:
-            return hashes[0]
-        return hashlib.sha256("".join(hashes).encode()).hexdigest()
+        if len(self.files) == 1:
+            return self.files[0].sha256
+        return hashlib.sha256("".join(f.sha256 for f in self.files).encode()).hexdigest()
+
+    def open(self, file: FetchedFile) -> contextlib.AbstractContextManager[BinaryIO]:
+        """Read one of the files again, verified against its hash (see `fetch.open_hashed`)."""
+        return open_hashed(file, self.source.name)
+
+    def read(self, file: FetchedFile) -> bytes:
+        """One of the files whole (for a format that is parsed whole), verified."""
+        with self.open(file) as handle:
+            return handle.read()
+
+    def close(self) -> None:
+        """Remove the copies of remote files (local files are left alone); the hashes stay."""
+        if self.spool is not None:
+            self.spool.remove()
+
+    def __enter__(self) -> Fetched:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 def fetch(source: Source, settings: Settings | None = None) -> Fetched:
-    """Read every file of a source as bytes (the I/O of extract, retried by a flow), unparsed."""
+    """Hash every file of a source (the I/O of extract, retried by a flow), unparsed; remote
+    files are copied to a spool folder on the way (see `Fetched`)."""
     settings = settings or Settings()
     check_uri(source.name, source.uri, settings.allowed_schemes, source.landing)
     fmt = source.resolved_format
     if fmt == "hsg-visits-xml":
-        from relations_etl.readers.hsg_visits import fetch_hsg_visits
+        from relations_etl.readers.hsg_visits import decade_files
 
-        files = tuple(fetch_hsg_visits(source.uri, source.name, settings, source.landing))
-        return Fetched(source, files)
-    if fmt == "xml":
-        from relations_etl.readers.xml import fetch_xml
+        uris = decade_files(source.uri, source.name, source.landing)
+    elif fmt == "xml":
+        from relations_etl.readers.xml import source_files
 
-        return Fetched(source, fetch_xml(source.uri, source.name, settings, source.landing))
+        uris = source_files(source.uri, source.name, source.landing)
+    else:
+        uris = list_files(source.uri, fmt, source.name, settings, source.storage_options)
     options = source.mapping.options
-    read: list[tuple[str, bytes]] = []
-    remaining = settings.max_source_bytes  # for all the files of a prefix together
-    for file in list_files(source.uri, fmt, source.name, settings, source.storage_options):
-        data = read_bytes(
-            file,
-            source.name,
-            settings,
-            landing=source.landing,
-            limit=remaining,
-            screen=text_screen(fmt, options, file, source.name, settings),
-            storage_options=source.storage_options,
-        )
-        remaining -= len(data)
-        read.append((file, data))
-    return Fetched(source, tuple(read))
+    files, spool = fetch_files(
+        uris,
+        source.name,
+        settings,
+        landing=source.landing,
+        screen=lambda file: text_screen(fmt, options, file, source.name, settings),
+        storage_options=source.storage_options,
+    )
+    return Fetched(source, files, spool)
 
 
 def parse(fetched: Fetched, settings: Settings | None = None) -> RawTable:
-    """The raw table of fetched bytes (a source of several files as one table)."""
+    """The raw table of fetched files (a source of several files as one table)."""
     settings = settings or Settings()
     source = fetched.source
     fmt = source.resolved_format
-    if fmt == "hsg-visits-xml":
-        from relations_etl.readers.hsg_visits import parse_hsg_file
-
-        tables = [parse_hsg_file(data, f, source.name, settings) for f, data in fetched.files]
-        return combine(tables, source.uri)
-    if fmt == "xml":
-        from relations_etl.readers.xml import parse_xml_files
-
-        tables = parse_xml_files(fetched.files, source.name, source.mapping, settings)
-        return combine(tables, source.uri)
     tables = []
-    for uri, data in fetched.files:
+    if fmt in ("hsg-visits-xml", "xml"):
+        from relations_etl.readers import hsg_visits
+        from relations_etl.readers.xml import mapping_spec, parse_xml_file
+
+        record, paths, discover = (
+            (hsg_visits.RECORD, list(hsg_visits.FIELDS), False)
+            if fmt == "hsg-visits-xml"
+            else mapping_spec(source.mapping, source.name)
+        )
+        for file in fetched.files:
+            with fetched.open(file) as handle:  # read element by element, never whole
+                table = parse_xml_file(
+                    handle,
+                    file.uri,
+                    source.name,
+                    settings,
+                    record=record,
+                    paths=paths,
+                    discover=discover,
+                    content_hash=file.sha256,
+                )
+            tables.append(table)
+        return combine(tables, source.uri)
+    for file in fetched.files:
         options = source.mapping.options
-        frame, row_errors = _read_table(data, fmt, options, uri, source.name, settings)
-        table = as_text_table(frame, uri, hashlib.sha256(data).hexdigest(), row_errors)
+        data = fetched.read(file)
+        frame, row_errors = _read_table(data, fmt, options, file.uri, source.name, settings)
+        del data
+        table = as_text_table(frame, file.uri, file.sha256, row_errors)
         tables.append(check_fields(table, settings, source.name))
     return combine(tables, source.uri)
 
@@ -219,38 +273,68 @@ class ReadWhole(Exception):
 
 
 def parse_pieces(fetched: Fetched, settings: Settings, rows: int) -> Iterator[RawTable] | None:
-    """The raw table of a one-file CSV or TSV source in pieces of about `rows` rows (numbered
-    as one table), so that a large list is never held parsed in memory; None for a format
-    that is read whole. Iterating raises ReadWhole when the file must be read whole."""
+    """The raw table of a one-file CSV, TSV or NDJSON source in pieces of about `rows` rows
+    (numbered as one table), so that a large list is never held parsed in memory; None for a
+    format that is read whole. Iterating raises ReadWhole when the file must be read whole.
+    An NDJSON file is read twice: its keys first, so that every piece has the whole file's
+    columns, in the same order."""
     source = fetched.source
     fmt = source.resolved_format
-    if fmt not in ("csv", "tsv") or len(fetched.files) != 1:
+    if fmt not in ("csv", "tsv", "ndjson") or len(fetched.files) != 1:
         return None
     options = source.mapping.options
-    ((uri, data),) = fetched.files
+    (file,) = fetched.files
+    uri = file.uri
 
     def pieces() -> Iterator[RawTable]:
-        first_row = 1
         try:
-            for frame in iter_delimited(
-                data,
-                separator=options.get("separator", "\t" if fmt == "tsv" else ","),
-                encoding=options.get("encoding"),
-                skip_rows=int(options.get("skip_rows", 0)),
-                uri=uri,
-                source=source.name,
-                settings=settings,
-                rows=rows,
-            ):
-                table = as_text_table(frame, uri, fetched.content_hash, first_row=first_row)
-                first_row += frame.height
-                yield check_fields(table, settings, source.name)
+            if fmt == "ndjson":
+                yield from _ndjson_pieces()
+                return
+            with fetched.open(file) as handle:
+                yield from _pieces(handle)
         except Irregular as exc:
             raise ReadWhole(str(exc)) from exc
+
+    def _ndjson_pieces() -> Iterator[RawTable]:
+        from relations_etl.readers.records import iter_ndjson, ndjson_keys
+
+        where: dict[str, Any] = {
+            "encoding": options.get("encoding"),
+            "uri": uri,
+            "source": source.name,
+            "settings": settings,
+            "rows": rows,
+        }
+        with fetched.open(file) as handle:  # the keys first: every piece gets the same columns
+            keys = ndjson_keys(handle, **where)
+        first_row = 1
+        with fetched.open(file) as handle:
+            for frame, errors in iter_ndjson(handle, keys, **where):
+                table = as_text_table(frame, uri, file.sha256, errors, first_row=first_row)
+                first_row += frame.height
+                yield check_fields(table, settings, source.name)
+
+    def _pieces(handle: BinaryIO) -> Iterator[RawTable]:
+        first_row = 1
+        for frame in iter_delimited(
+            handle,
+            separator=options.get("separator", "\t" if fmt == "tsv" else ","),
+            encoding=options.get("encoding"),
+            skip_rows=int(options.get("skip_rows", 0)),
+            uri=uri,
+            source=source.name,
+            settings=settings,
+            rows=rows,
+        ):
+            table = as_text_table(frame, uri, file.sha256, first_row=first_row)
+            first_row += frame.height
+            yield check_fields(table, settings, source.name)
 
     return pieces()
 
 
 def extract(source: Source, settings: Settings | None = None) -> Iterator[RawTable]:
     """Yield the raw table of a source (a list of several files is read as one table)."""
-    yield parse(fetch(source, settings), settings)
+    with fetch(source, settings) as fetched:
+        yield parse(fetched, settings)

@@ -104,7 +104,8 @@ def new_batch(source: Source, flow_run_id: str | None = None) -> Batch:
 
 
 def read_source(source: Source, settings: Settings) -> Fetched:
-    """Read every file of a source as bytes, unparsed (parsing waits for `prepare`)."""
+    """Hash every file of a source, unparsed (parsing waits for `prepare`); remote files are
+    copied to a temporary folder on the way, which the caller removes (`Fetched.close`)."""
     return fetch(source, settings)
 
 
@@ -179,7 +180,7 @@ def prepare(
     settings: Settings,
     timings: Timings | None = None,
 ) -> Prepared:
-    """Parse (fetched bytes) and transform a source chunk by chunk; check its chunks together.
+    """Parse (fetched files) and transform a source chunk by chunk; check its chunks together.
 
     Mapping, normalizing and the per-row checks run on at most `settings.batch_rows` raw rows
     at a time; each chunk's rows are staged as a Parquet file. The checks across rows (repeats,
@@ -419,6 +420,7 @@ def run_source(
                     batch = start_batch(settings, source, flow_run_id)
             else:
                 batch = start_batch(settings, source, flow_run_id)
+            fetched: Fetched | None = None
             try:
                 reference = ref or Reference.load(settings)
                 steps.stage(source.name, "extract")
@@ -431,6 +433,8 @@ def run_source(
                             steps.stage(source.name, "publish")
                             result.publish_pending = steps.publish(settings)
             except Exception as exc:
+                if fetched is not None:
+                    fetched.close()
                 _failed(settings, batch, exc, steps)
                 raise
         try:
@@ -442,6 +446,8 @@ def run_source(
         except Exception as exc:
             _failed(settings, batch, exc, steps)
             raise
+        finally:  # the copies of remote files, once prepared (or skipped, or failed)
+            fetched.close()
         if not result.unchanged_since:
             steps.stage(source.name, "publish")
             # committed is committed: a disk that refuses the Parquet leaves it queued, not failed
@@ -528,9 +534,17 @@ def prepare_ahead(
     """Extract and transform one source away from the warehouse (on a Dask worker): reads the
     lists and the reference files, never DuckDB or the run lock. The transform is left out
     (None) when the inputs match `last`, the fingerprint of the source's last successful batch,
-    since `run_source` will skip it; `run_source` then commits the result in its turn."""
+    since `run_source` will skip it; `run_source` then commits the result in its turn.
+
+    The Fetched returned holds hashes and paths, no bytes, and is closed: the copies of remote
+    files made here (valid on this machine only) are removed before it goes back; local files
+    are named by their path, which the flow's process can read only on the same machine or a
+    shared disk."""
     ref = Reference.load(settings)
-    fetched = read_source(source, settings)
-    if last is not None and fingerprint(fetched.file, fetched.content_hash, source, ref) == last:
-        return fetched, None
-    return fetched, prepare(fetched, source, ref, settings)
+    with read_source(source, settings) as fetched:
+        if (
+            last is not None
+            and fingerprint(fetched.file, fetched.content_hash, source, ref) == last
+        ):
+            return fetched, None
+        return fetched, prepare(fetched, source, ref, settings)

@@ -14,7 +14,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import polars as pl
 
@@ -393,7 +393,7 @@ _UTF8 = ("utf-8", "utf8", "utf-8-sig")
 
 
 def iter_delimited(
-    data: bytes,
+    data: bytes | BinaryIO,
     *,
     separator: str,
     encoding: str | None,
@@ -405,6 +405,8 @@ def iter_delimited(
 ) -> Iterator[pl.DataFrame]:
     """Read a well-formed UTF-8 delimited file in pieces of about `rows` rows, each cut at a
     line end, as `read_delimited` would read the whole (text columns, blank lines dropped).
+    `data` is the file's bytes or, so that memory holds one piece and never the file, the file
+    itself, read a piece at a time.
 
     Raises Irregular, before or between pieces, for anything else: another encoding, a lone
     carriage return, a line with another field count or a field spanning lines, bytes that
@@ -412,53 +414,52 @@ def iter_delimited(
     """
     if (encoding or "utf-8").lower().replace("_", "-") not in _UTF8:
         raise Irregular("not UTF-8")
-    view = memoryview(data)
-    start = 3 if data.startswith(codecs.BOM_UTF8) else 0
-    if data.count(b"\r") != data.count(b"\r\n"):
-        raise Irregular("a lone carriage return")
+    handle = io.BytesIO(data) if isinstance(data, bytes) else data
+    line = handle.readline()
+    line = line[3:] if line.startswith(codecs.BOM_UTF8) else line
     for _ in range(skip_rows):
-        end = data.find(b"\n", start)
-        if end < 0:
+        if not line.endswith(b"\n"):
             raise Irregular("no header")
-        start = end + 1
-    while data.startswith((b"\n", b"\r\n"), start):
-        start = data.index(b"\n", start) + 1
-    end = data.find(b"\n", start)
-    end = len(data) if end < 0 else end + 1
+        _no_lone_return(line)
+        line = handle.readline()
+    while line in (b"\n", b"\r\n"):
+        line = handle.readline()
+    _no_lone_return(line)
     try:
-        line = bytes(view[start:end]).decode("utf-8").rstrip("\r\n")
+        text = line.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError as exc:
         raise Irregular("not UTF-8") from exc
-    if not line.strip() or line.count('"') % 2:
+    if not text.strip() or text.count('"') % 2:
         raise Irregular("no header, or one spanning lines")
     header = _header(
-        next(csv.reader([line], delimiter=separator, strict=True)),
+        next(csv.reader([text], delimiter=separator, strict=True)),
         uri,
         source,
         skip_rows + 1,
         settings.max_columns,
     )
-    start = end
-    if start >= len(data):  # a header and no rows
+    sample = handle.read(1 << 16)
+    if not sample:  # a header and no rows
         yield pl.DataFrame(schema={name: pl.String for name in header})
         return
-    sample = data[start : start + (1 << 16)]
     per_row = max(len(sample) // max(sample.count(b"\n"), 1), 1)
     piece = max(rows * per_row, 1 << 16)
-    while start < len(data):
-        end = data.find(b"\n", min(start + piece, len(data) - 1))
-        end = len(data) if end < 0 else end + 1
+    # each piece ends at a line end (or the file's end): a line, and a character, is never cut
+    block = sample + read_up_to(handle, piece - len(sample)) + handle.readline()
+    while block:
+        _no_lone_return(block)
         try:
-            text = bytes(view[start:end]).decode("utf-8")
+            text = block.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise Irregular("not UTF-8") from exc
-        start = end
-        text = text.replace("\r\n", "\n")
+        if b"\r" in block:
+            text, block = text.replace("\r\n", "\n"), block.replace(b"\r\n", b"\n")
         if not _regular(text.rstrip("\n"), separator, len(header)):
             raise Irregular("ragged lines")
+        del text
         try:
             frame = pl.read_csv(
-                io.BytesIO(text.encode("utf-8")),
+                io.BytesIO(block),  # strict UTF-8, so the same bytes as the text checked
                 separator=separator,
                 has_header=False,
                 infer_schema=False,
@@ -468,6 +469,25 @@ def iter_delimited(
         except pl.exceptions.PolarsError as exc:
             raise Irregular(str(exc)) from exc
         yield frame.filter(~pl.all_horizontal(pl.all().is_null()))
+        block = read_up_to(handle, piece) + handle.readline()
+
+
+def read_up_to(handle: BinaryIO, size: int) -> bytes:
+    """At most `size` bytes, read a chunk at a time: a read of `size` at once reserves `size`
+    (the estimate of a file whose first lines are long can be gigabytes) before the file's end
+    says how much there is."""
+    parts: list[bytes] = []
+    while size > 0 and (chunk := handle.read(min(size, 1 << 20))):
+        parts.append(chunk)
+        size -= len(chunk)
+    return b"".join(parts)
+
+
+def _no_lone_return(data: bytes) -> None:
+    """A carriage return only before a line feed (read_delimited takes a lone one as a line
+    end, as old Mac exports have it)."""
+    if data.count(b"\r") != data.count(b"\r\n"):
+        raise Irregular("a lone carriage return")
 
 
 def _field_too_large(

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from typing import IO
 
 import fsspec
 
 from relations_etl.config import resolve_local
 from relations_etl.errors import SourceReadError
+from relations_etl.fetch import fetch_files, open_hashed
 from relations_etl.rawtable import RawTable
-from relations_etl.readers.xml import RecordPath, fetch_files, parse_xml_file, xml_files
+from relations_etl.readers.xml import RecordPath, parse_xml_file, xml_files
 from relations_etl.settings import Settings
 
 FIELDS = ("id", "start-date", "end-date", "visitor", "from", "from/@id", "description")
@@ -23,7 +25,7 @@ RECORD = RecordPath(("visit",), anchored=False)
 FIRST_DECADE = 1870
 
 
-def _files(uri: str, source: str, landing: str | None) -> list[str]:
+def decade_files(uri: str, source: str, landing: str | None) -> list[str]:
     """The decade files of a folder: listed where the server can list, else probed by name."""
     if uri.endswith(".xml"):
         return [uri]
@@ -58,26 +60,39 @@ def _files(uri: str, source: str, landing: str | None) -> list[str]:
     return found
 
 
-def fetch_hsg_visits(
-    uri: str, source: str, settings: Settings | None = None, landing: str | None = None
-) -> Iterator[tuple[str, bytes]]:
-    """Yield (file, bytes) of each decade file of the visits list, unparsed.
-
-    With a `landing` folder, every listed file must resolve inside it (a decade file may be a
-    link out of the folder).
-    """
-    yield from fetch_files(_files(uri, source, landing), source, settings or Settings(), landing)
-
-
-def parse_hsg_file(data: bytes, file: str, source: str, settings: Settings) -> RawTable:
-    """The raw table of one decade file's bytes."""
-    return parse_xml_file(data, file, source, settings, record=RECORD, paths=FIELDS, discover=False)
+def parse_hsg_file(
+    data: bytes | IO[bytes],
+    file: str,
+    source: str,
+    settings: Settings,
+    content_hash: str | None = None,
+) -> RawTable:
+    """The raw table of one decade file (its bytes, or the file read as it is parsed, with its
+    `content_hash`)."""
+    return parse_xml_file(
+        data,
+        file,
+        source,
+        settings,
+        record=RECORD,
+        paths=FIELDS,
+        discover=False,
+        content_hash=content_hash,
+    )
 
 
 def read_hsg_visits(
     uri: str, source: str, settings: Settings | None = None, landing: str | None = None
 ) -> Iterator[RawTable]:
-    """Yield one raw table per decade file of the visits list (see fetch_hsg_visits)."""
+    """Yield one raw table per decade file of the visits list. With a `landing` folder, every
+    listed file must resolve inside it (a decade file may be a link out of the folder)."""
     settings = settings or Settings()
-    for file, data in fetch_hsg_visits(uri, source, settings, landing):
-        yield parse_hsg_file(data, file, source, settings)
+    files, spool = fetch_files(
+        decade_files(uri, source, landing), source, settings, landing=landing
+    )
+    try:
+        for file in files:
+            with open_hashed(file, source) as handle:
+                yield parse_hsg_file(handle, file.uri, source, settings, file.sha256)
+    finally:
+        spool.remove()

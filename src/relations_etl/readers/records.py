@@ -8,18 +8,19 @@ a row error for one NDJSON line.
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
 
 import polars as pl
 
 from relations_etl.envelope import RowErrors
 from relations_etl.errors import SourceReadError
 from relations_etl.limits import byte_series, too_large
-from relations_etl.readers.delimited import decode
+from relations_etl.readers.delimited import Irregular, decode, read_up_to
 from relations_etl.reasons import Reason
 from relations_etl.settings import Settings
 from relations_etl.text import shown
@@ -191,50 +192,79 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
+Problem = dict[str, str | None]
+
+
+@dataclass
+class _Keys:
+    """The keys the records of a file offer, in order of appearance, and what was counted."""
+
+    names: dict[str, None] = field(default_factory=dict)
+    records: int = 0
+    first_problem: Problem | None = None
+
+    def add(self, records: list[Any], problems: list[Problem | None]) -> None:
+        for record in records:
+            if isinstance(record, dict):
+                self.names.update(dict.fromkeys(record))
+        self.records += len(records)
+        if self.first_problem is None:
+            self.first_problem = next((p for p in problems if p), None)
+
+    def check(self, uri: str, source: str, settings: Settings) -> None:
+        """Refuse the table these keys make before it is built: records x distinct keys is its
+        size, and a file whose every record has keys of its own would otherwise cost its
+        square."""
+        if len(self.names) > settings.max_columns:
+            raise too_large(
+                f"the records have more than {settings.max_columns:,} distinct keys",
+                settings.max_columns,
+                "max_columns",
+                unit="columns",
+                source=source,
+                file=uri,
+            )
+        if self.records and not self.names:
+            first = self.first_problem
+            raise SourceReadError(
+                "no record holds a JSON object with keys"
+                + (f"; first problem: {first['message']}" if first else ""),
+                source=source,
+                file=uri,
+            )
+        cells = len(self.names) * self.records
+        if cells > settings.max_cells:
+            raise too_large(
+                f"{self.records:,} records x {len(self.names):,} distinct keys ({cells:,} cells)",
+                settings.max_cells,
+                "max_cells",
+                unit="cells",
+                source=source,
+                file=uri,
+            )
+
+
 def records_frame(
     records: list[Any],
-    problems: list[dict[str, str | None] | None],
+    problems: list[Problem | None],
     uri: str,
     source: str,
     settings: Settings | None = None,
+    *,
+    names: Sequence[str] | None = None,
+    first: int = 0,
 ) -> tuple[pl.DataFrame, RowErrors]:
     """Objects to text columns (union of keys, in order of appearance), with per-row errors.
 
-    The keys are counted before the table is built: records x distinct keys is the table's size,
-    and a file whose every record has keys of its own would otherwise cost its square.
+    `names`, when given, are the columns (a later piece of a file, whose keys were counted
+    first); `first` is the number of records before these in their file.
     """
     settings = settings or Settings()
-    names: dict[str, None] = {}
-    for record in records:
-        if isinstance(record, dict):
-            names.update(dict.fromkeys(record))
-            if len(names) > settings.max_columns:
-                raise too_large(
-                    f"the records have more than {settings.max_columns:,} distinct keys",
-                    settings.max_columns,
-                    "max_columns",
-                    unit="columns",
-                    source=source,
-                    file=uri,
-                )
-    if records and not names:
-        first = next(p for p in problems if p) if any(problems) else None
-        raise SourceReadError(
-            "no record holds a JSON object with keys"
-            + (f"; first problem: {first['message']}" if first else ""),
-            source=source,
-            file=uri,
-        )
-    if len(names) * len(records) > settings.max_cells:
-        raise too_large(
-            f"{len(records):,} records x {len(names):,} distinct keys "
-            f"({len(names) * len(records):,} cells)",
-            settings.max_cells,
-            "max_cells",
-            unit="cells",
-            source=source,
-            file=uri,
-        )
+    if names is None:
+        keys = _Keys()
+        keys.add(records, problems)
+        keys.check(uri, source, settings)
+        names = list(keys.names)
     columns: dict[str, list[str | None]] = {name: [] for name in names}
     for number, record in enumerate(records):
         if not isinstance(record, dict):
@@ -251,7 +281,7 @@ def records_frame(
                     "column": "_row",
                     "check": Reason.JSON_RECORD,
                     "value": None,
-                    "message": f"record {number + 1}: the value of {shown(name)} nests too "
+                    "message": f"record {first + number + 1}: the value of {shown(name)} nests too "
                     "deeply to be kept as text",
                 }
     for column in columns.values():
@@ -332,25 +362,21 @@ def read_json(
     return records_frame(document, problems, uri, source, settings)
 
 
-def read_ndjson(
-    data: bytes,
-    *,
-    encoding: str | None,
-    uri: str,
-    source: str,
-    settings: Settings | None = None,
-) -> tuple[pl.DataFrame, RowErrors]:
-    """One JSON object per line; blank lines are skipped, a bad line becomes a rejected row."""
-    text = decode(data, encoding, uri=uri, source=source)
+def _parse_lines(
+    text: str, first_line: int, first_row: int, uri: str, source: str
+) -> tuple[list[Any], list[Problem | None], int]:
+    """The records of NDJSON text whose lines are numbered from `first_line` and records from
+    `first_row`: each record (None for a bad line) and its problem; and the lines read."""
     records: list[Any] = []
-    problems: list[dict[str, str | None] | None] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    problems: list[Problem | None] = []
+    lines = text.splitlines()
+    for number, line in enumerate(lines, start=first_line):
         if not line.strip():
             continue
         try:
             record = _loads(line)
         except _RepeatedKeyError as exc:
-            raise _repeated(exc, uri, source, number, len(records) + 1) from None
+            raise _repeated(exc, uri, source, number, first_row + len(records)) from None
         except (ValueError, RecursionError) as exc:
             records.append(None)
             reason = _unreadable(exc)
@@ -367,6 +393,93 @@ def read_ndjson(
             continue
         records.append(record)
         problems.append(_not_object(record, number, "line"))
+    return records, problems, len(lines)
+
+
+def _empty(uri: str, source: str) -> SourceReadError:
+    return SourceReadError("the file is empty: no JSON lines", source=source, file=uri)
+
+
+def read_ndjson(
+    data: bytes,
+    *,
+    encoding: str | None,
+    uri: str,
+    source: str,
+    settings: Settings | None = None,
+) -> tuple[pl.DataFrame, RowErrors]:
+    """One JSON object per line; blank lines are skipped, a bad line becomes a rejected row."""
+    text = decode(data, encoding, uri=uri, source=source)
+    records, problems, _ = _parse_lines(text, 1, 1, uri, source)
     if not records:
-        raise SourceReadError("the file is empty: no JSON lines", source=source, file=uri)
+        raise _empty(uri, source)
     return records_frame(records, problems, uri, source, settings)
+
+
+_UTF8 = ("utf-8", "utf8", "utf-8-sig")
+
+
+def _text_pieces(handle: BinaryIO, encoding: str | None, rows: int) -> Iterator[str]:
+    """A UTF-8 file as text in pieces of about `rows` lines, each cut at a line end; Irregular
+    for another encoding or bytes that are not UTF-8 (read whole, `decode` names them)."""
+    if (encoding or "utf-8").lower().replace("_", "-") not in _UTF8:
+        raise Irregular("not UTF-8")
+    sample = handle.read(1 << 16)
+    per_line = max(len(sample) // max(sample.count(b"\n"), 1), 1)
+    piece = max(rows * per_line, 1 << 16)
+    block = sample + read_up_to(handle, piece - len(sample)) + handle.readline()
+    block = block[3:] if block.startswith(codecs.BOM_UTF8) else block
+    while block:
+        try:
+            yield block.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise Irregular("not UTF-8") from exc
+        block = read_up_to(handle, piece) + handle.readline()
+
+
+def ndjson_keys(
+    handle: BinaryIO,
+    *,
+    encoding: str | None,
+    uri: str,
+    source: str,
+    settings: Settings,
+    rows: int,
+) -> _Keys:
+    """The first of two reads of an NDJSON file read in pieces (`iter_ndjson`): its keys in
+    order of appearance, counted and checked as `read_ndjson` checks the whole, so that every
+    piece has the same columns as the whole file would; nothing but the keys is kept."""
+    keys = _Keys()
+    line = row = 1
+    for text in _text_pieces(handle, encoding, rows):
+        records, problems, lines = _parse_lines(text, line, row, uri, source)
+        keys.add(records, problems)
+        line, row = line + lines, row + len(records)
+    if not keys.records:
+        raise _empty(uri, source)
+    keys.check(uri, source, settings)
+    return keys
+
+
+def iter_ndjson(
+    handle: BinaryIO,
+    keys: _Keys,
+    *,
+    encoding: str | None,
+    uri: str,
+    source: str,
+    settings: Settings,
+    rows: int,
+) -> Iterator[tuple[pl.DataFrame, RowErrors]]:
+    """An NDJSON file in pieces of about `rows` lines, each with the columns of `keys` (from
+    `ndjson_keys` on the same file): the rows and errors `read_ndjson` gives, piece by piece.
+    Raises Irregular for a file that is not UTF-8 (read it whole)."""
+    line, row = 1, 1
+    for text in _text_pieces(handle, encoding, rows):
+        records, problems, lines = _parse_lines(text, line, row, uri, source)
+        line = line + lines
+        if records:
+            yield records_frame(
+                records, problems, uri, source, settings, names=list(keys.names), first=row - 1
+            )
+        row += len(records)

@@ -13,9 +13,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml.ElementTree as SafeET
@@ -23,11 +23,10 @@ import fsspec
 import polars as pl
 from defusedxml import DefusedXmlException
 
-from relations_etl.config import Mapping, check_uri, resolve_local
+from relations_etl.config import Mapping, resolve_local
 from relations_etl.envelope import RowErrors
 from relations_etl.errors import ConfigError, SourceReadError
-from relations_etl.fetch import read_bytes
-from relations_etl.limits import check_table_size, too_large
+from relations_etl.limits import check_table_size
 from relations_etl.rawtable import RawTable, as_text_table, check_fields
 from relations_etl.reasons import Reason
 from relations_etl.settings import Settings
@@ -130,7 +129,7 @@ def mapping_paths(mapping: Mapping) -> tuple[list[str], bool]:
 
 
 def parse_xml(
-    data: bytes,
+    data: bytes | IO[bytes],
     record: RecordPath,
     paths: Sequence[str],
     *,
@@ -142,7 +141,8 @@ def parse_xml(
     """One row per record element: a column per path (in order), with the columns records
     offer unasked after them when `discover`. A path that finds several elements in one record
     makes a read error on that row (a column holds one value). The settings' max_columns and
-    max_cells bound what records may offer."""
+    max_cells bound what records may offer. `data` is the document's bytes, or a file read
+    as it is parsed."""
     limits = settings or Settings()
     columns: dict[str, list[str | None]] = {p: [] for p in paths}
     errors: RowErrors = []
@@ -152,7 +152,9 @@ def parse_xml(
     inside = 0  # depth of the record being read (0: outside any record)
     try:
         for event, element in SafeET.iterparse(
-            io.BytesIO(data), events=("start", "end"), forbid_dtd=True
+            io.BytesIO(data) if isinstance(data, bytes) else data,
+            events=("start", "end"),
+            forbid_dtd=True,
         ):
             if event == "start":
                 stack.append(element)
@@ -273,29 +275,8 @@ def xml_files(uri: str, source: str, landing: str | None) -> list[str]:
     return [n if "://" in n else f"{protocol}://{n}" for n in listed]
 
 
-def fetch_files(
-    files: Iterable[str], source: str, settings: Settings, landing: str | None
-) -> Iterator[tuple[str, bytes]]:
-    """Yield (file, bytes) of each file, unparsed; the files share the source's byte limit, and
-    with a `landing` folder each must resolve inside it (a file may be a link out of it)."""
-    remaining = settings.max_source_bytes
-    for file in files:
-        check_uri(source, file, settings.allowed_schemes, landing)
-        if remaining <= 0:
-            raise too_large(
-                "reading stopped: the source's files are longer together",
-                settings.max_source_bytes,
-                "max_source_bytes",
-                source=source,
-                file=file,
-            )
-        data = read_bytes(file, source, settings, landing=landing, limit=remaining)
-        remaining -= len(data)
-        yield file, data
-
-
 def parse_xml_file(
-    data: bytes,
+    data: bytes | IO[bytes],
     file: str,
     source: str,
     settings: Settings,
@@ -303,19 +284,23 @@ def parse_xml_file(
     record: RecordPath,
     paths: Sequence[str],
     discover: bool,
+    content_hash: str | None = None,
 ) -> RawTable:
-    """The raw table of one XML file's bytes, one row per record element."""
+    """The raw table of one XML file (its bytes, or the file read as it is parsed, with its
+    `content_hash`), one row per record element."""
+    if content_hash is None:
+        if not isinstance(data, bytes):
+            raise TypeError("a file read as it is parsed needs its content_hash")
+        content_hash = hashlib.sha256(data).hexdigest()
     frame, errors = parse_xml(
         data, record, paths, discover=discover, file=file, source=source, settings=settings
     )
-    table = as_text_table(frame, file, hashlib.sha256(data).hexdigest(), errors)
+    table = as_text_table(frame, file, content_hash, errors)
     return check_fields(table, settings, source)
 
 
-def fetch_xml(
-    uri: str, source: str, settings: Settings, landing: str | None = None
-) -> tuple[tuple[str, bytes], ...]:
-    """The files of a source of `format: xml` (one file or a folder of .xml files), as bytes."""
+def source_files(uri: str, source: str, landing: str | None = None) -> list[str]:
+    """The files of a source of `format: xml`: one file, or the .xml files of a folder."""
     files = xml_files(uri, source, landing)
     if not files:
         raise SourceReadError(
@@ -324,16 +309,12 @@ def fetch_xml(
             file=uri,
             hint="Point the source at one XML file or a folder holding .xml files.",
         )
-    return tuple(fetch_files(files, source, settings, landing))
+    return files
 
 
-def parse_xml_files(
-    files: Iterable[tuple[str, bytes]], source: str, mapping: Mapping, settings: Settings
-) -> list[RawTable]:
-    """The raw tables of a source of `format: xml`, one per file, as its mapping names them."""
+def mapping_spec(mapping: Mapping, source: str) -> tuple[RecordPath, list[str], bool]:
+    """What a source of `format: xml` reads, as its mapping names it: the record element, the
+    paths, and whether records offer their other columns too (see `parse_xml_file`)."""
     record = RecordPath.parse(mapping.options.get("record"), source)
     paths, discover = mapping_paths(mapping)
-    return [
-        parse_xml_file(data, file, source, settings, record=record, paths=paths, discover=discover)
-        for file, data in files
-    ]
+    return record, paths, discover

@@ -1,0 +1,277 @@
+"""A fetched source holds its files' hashes, not their bytes: local files are read again from
+disk when parsed, remote ones from a spool copy, and what is parsed is what was hashed."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import tempfile
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from relations_etl.config import Source
+from relations_etl.errors import LimitError, SourceReadError, TransientSourceError
+from relations_etl.extract import Fetched, fetch, parse, parse_pieces
+from relations_etl.pipeline import DIRECT, Steps, prepare_ahead, read_source, run_source
+from relations_etl.readers.delimited import iter_delimited, read_delimited
+from relations_etl.settings import Settings
+from tests.conftest import QuietHandler, Serve, trips_source
+
+HEADER = "record,host,visitor_country,visitor,title,date\n"
+ROW = "t{n},Germany,United States,Antony Blinken,Secretary of State,2023-01-10\n"
+
+
+def _trips(path: Path, rows: int) -> Path:
+    path.write_text(HEADER + "".join(ROW.format(n=n) for n in range(rows)), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def spool_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The temporary folder of this test alone, where spool folders are made."""
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    return root
+
+
+def _spools(root: Path) -> list[Path]:
+    return sorted(root.glob("relations-etl-fetch-*"))
+
+
+def test_a_local_file_is_hashed_in_place_and_no_byte_is_held(tmp_path: Path) -> None:
+    path = _trips(tmp_path / "trips.csv", 20_000)
+    fetched = fetch(trips_source(path))
+    (file,) = fetched.files
+    assert (file.uri, file.path, file.size) == (str(path), str(path), path.stat().st_size)
+    assert file.sha256 == fetched.content_hash == hashlib.sha256(path.read_bytes()).hexdigest()
+    # what a Dask worker sends back: hashes and paths, not the 1.4 MB of the list
+    assert file.size > 1_000_000 and len(pickle.dumps(fetched)) < 5_000
+    assert parse(fetched).frame.height == 20_000
+
+
+def test_a_remote_file_is_spooled_while_hashed_and_its_copy_removed_on_close(
+    tmp_path: Path, serve: Serve, spool_root: Path
+) -> None:
+    path = _trips(tmp_path / "trips.csv", 100)
+    url, requested = serve(tmp_path, QuietHandler)
+    with fetch(trips_source(path).model_copy(update={"uri": url + "trips.csv"})) as fetched:
+        (file,) = fetched.files
+        (folder,) = _spools(spool_root)
+        assert Path(file.path).parent == folder
+        assert Path(file.path).read_bytes() == path.read_bytes()
+        assert file.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert parse(fetched).frame.height == 100
+    assert requested == ["/trips.csv"], "parsed from the copy, not fetched twice"
+    assert _spools(spool_root) == []
+    with pytest.raises(TransientSourceError, match="fetched earlier is gone") as gone:
+        parse(fetched)
+    assert gone.value.exit_code == 75
+
+
+def test_a_body_over_the_byte_limit_leaves_no_copy(
+    tmp_path: Path, serve: Serve, spool_root: Path
+) -> None:
+    path = _trips(tmp_path / "trips.csv", 1000)
+    url, _ = serve(tmp_path, QuietHandler)
+    source = trips_source(path).model_copy(update={"uri": url + "trips.csv"})
+    with pytest.raises(LimitError, match="RELATIONS_ETL_MAX_SOURCE_BYTES"):
+        fetch(source, Settings(home=tmp_path / "w", max_source_bytes=10_000))
+    assert _spools(spool_root) == []
+
+
+@pytest.mark.parametrize("outcome", ["loaded", "skipped", "failed"])
+def test_run_source_removes_the_copies_whatever_happens(
+    tmp_path: Path, serve: Serve, spool_root: Path, outcome: str
+) -> None:
+    path = _trips(tmp_path / "trips.csv", 10)
+    if outcome == "failed":  # not UTF-8: found when the file is parsed, after the hash
+        path.write_bytes(path.read_bytes().replace(b"Antony", b"Ant\xffny"))
+    url, _ = serve(tmp_path, QuietHandler)
+    source = trips_source(path).model_copy(update={"uri": url + "trips.csv"})
+    settings = Settings(home=tmp_path / "warehouse")
+    kept: list[Fetched] = []  # as a flow's task state keeps its result: never collected here
+
+    def extract(source: Source, settings: Settings) -> Fetched:
+        kept.append(read_source(source, settings))
+        return kept[-1]
+
+    steps: Steps = replace(DIRECT, extract=extract)
+    if outcome == "failed":
+        with pytest.raises(SourceReadError, match="is not UTF-8"):
+            run_source(source, settings, steps=steps)
+    else:
+        assert run_source(source, settings, steps=steps).rows_loaded == 10
+        if outcome == "skipped":
+            assert run_source(source, settings, steps=steps).unchanged_since is not None
+    assert kept and all(f.spool is not None and f.spool.folder for f in kept)
+    assert _spools(spool_root) == []
+
+
+def test_prepare_ahead_sends_back_hashes_without_bytes_or_copies(
+    tmp_path: Path, serve: Serve, spool_root: Path
+) -> None:
+    path = _trips(tmp_path / "trips.csv", 20_000)
+    url, _ = serve(tmp_path, QuietHandler)
+    source = trips_source(path).model_copy(update={"uri": url + "trips.csv"})
+    fetched, prepared = prepare_ahead(source, Settings(home=tmp_path / "warehouse"), None)
+    assert prepared is not None and prepared.rows_read == 20_000
+    prepared.discard()
+    assert fetched.content_hash == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert len(pickle.dumps(fetched)) < 5_000
+    assert _spools(spool_root) == [], "a copy on a worker is valid there only: removed"
+
+
+def _rewrite_keeping_the_stamp(path: Path, old: bytes, new: bytes) -> None:
+    """Change bytes in place, same size, and put the modification time back: the stamp
+    (inode, size, mtime) stays the same, only the bytes tell."""
+    before = path.stat()
+    data = path.read_bytes()
+    assert len(old) == len(new) and old in data
+    with open(path, "r+b") as handle:
+        handle.seek(data.index(old))
+        handle.write(new)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_mtime_ns == before.st_mtime_ns
+
+
+def _all_pieces(fetched: Fetched) -> pl.DataFrame:
+    pieces = parse_pieces(fetched, Settings(), 1000)
+    assert pieces is not None
+    return pl.concat([t.frame for t in pieces])
+
+
+@pytest.mark.parametrize("reader", ["pieces", "whole"])
+def test_bytes_changed_after_hashing_are_refused_even_with_the_same_stamp(
+    tmp_path: Path, reader: str
+) -> None:
+    path = _trips(tmp_path / "trips.csv", 5000)
+    fetched = fetch(trips_source(path))
+    _rewrite_keeping_the_stamp(path, b"t4999,Germany", b"t4999,Ukraine")
+    read = _all_pieces if reader == "pieces" else parse
+    with pytest.raises(TransientSourceError, match="changed after it was hashed") as info:
+        read(fetched)
+    assert info.value.exit_code == 75 and info.value.file == str(path)
+
+
+def test_a_file_grown_or_replaced_after_hashing_is_refused_before_it_is_parsed(
+    tmp_path: Path,
+) -> None:
+    path = _trips(tmp_path / "trips.csv", 10)
+    fetched = fetch(trips_source(path))
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(ROW.format(n=10))
+    with pytest.raises(TransientSourceError, match="bytes then"):
+        parse(fetched)
+    fetched = fetch(trips_source(path))
+    other = _trips(tmp_path / "other.csv", 11)
+    os.replace(other, path)  # a producer renaming a new version into place
+    with pytest.raises(TransientSourceError, match="another file is at its path now"):
+        parse(fetched)
+    fetched = fetch(trips_source(path))
+    path.unlink()
+    path.symlink_to(_trips(tmp_path / "elsewhere.csv", 10))  # never followed when read again
+    with pytest.raises(TransientSourceError, match="cannot be opened again"):
+        parse(fetched)
+
+
+def test_a_list_changed_between_the_hash_and_the_transform_loads_nothing(
+    tmp_path: Path,
+) -> None:
+    path = _trips(tmp_path / "trips.csv", 100)
+    settings = Settings(home=tmp_path / "warehouse")
+
+    def extract_then_change(source: Source, settings: Settings) -> Fetched:
+        fetched = read_source(source, settings)
+        _rewrite_keeping_the_stamp(path, b"t42,Germany", b"t42,Ukraine")
+        return fetched
+
+    steps: Steps = replace(DIRECT, extract=extract_then_change)
+    with pytest.raises(TransientSourceError, match="changed after it was hashed"):
+        run_source(trips_source(path), settings, steps=steps)
+    conn = duckdb.connect(str(settings.db_path), read_only=True)
+    try:
+        assert conn.execute("SELECT count(*) FROM visits").fetchone() == (0,)
+        assert conn.execute("SELECT status FROM load_batches").fetchall() == [("failed",)]
+    finally:
+        conn.close()
+    # the file as it is now loads on the next run
+    assert run_source(trips_source(path), settings).rows_loaded == 100
+
+
+class _Counting(io.RawIOBase):
+    """A file that counts the bytes read from it."""
+
+    def __init__(self, data: bytes) -> None:
+        self.inner = io.BytesIO(data)
+        self.read_so_far = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        n = self.inner.readinto(buffer)
+        self.read_so_far += n
+        return n
+
+
+def _pieces(data: bytes | io.BufferedReader, **options: object) -> Iterator[pl.DataFrame]:
+    return iter_delimited(
+        data,
+        separator=",",
+        encoding=None,
+        skip_rows=int(str(options.get("skip_rows", 0))),
+        uri="f.csv",
+        source="s",
+        settings=Settings(),
+        rows=1000,
+    )
+
+
+@pytest.mark.parametrize(
+    ("prefix", "newline", "skip_rows"),
+    [("", "\n", 0), ("\ufeff", "\r\n", 0), ("exported 2024\n\n", "\n", 1)],
+)
+def test_csv_pieces_are_read_from_the_file_a_piece_at_a_time(
+    prefix: str, newline: str, skip_rows: int
+) -> None:
+    body = (HEADER + "".join(ROW.format(n=n) for n in range(50_000))).replace("\n", newline)
+    data = (prefix + body).encode()
+    counting = _Counting(data)
+    pieces = _pieces(io.BufferedReader(counting), skip_rows=skip_rows)
+    first = next(pieces)
+    assert 900 <= first.height <= 1100
+    assert counting.read_so_far < len(data) / 10, "the first piece did not wait for the file"
+    streamed = pl.concat([first, *pieces])
+    whole, errors = read_delimited(
+        data, separator=",", encoding=None, skip_rows=skip_rows, uri="f.csv", source="s"
+    )
+    assert errors is None
+    assert streamed.equals(whole)
+    assert streamed.height == 50_000
+    assert pl.concat(list(_pieces(data, skip_rows=skip_rows))).equals(whole), "bytes still do"
+
+
+def test_ndjson_pieces_have_the_whole_files_columns_rows_and_errors(tmp_path: Path) -> None:
+    lines = [json.dumps({"record": f"t{n}", "host": "Germany"}) for n in range(20_000)]
+    lines[10] = "{not json"
+    lines[20] = "[1, 2]"
+    lines[30] = ""
+    lines[19_000] = json.dumps({"record": "late", "visitor": "A key seen only here"})
+    path = tmp_path / "trips.ndjson"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    fetched = fetch(trips_source(path).model_copy(update={"format": "ndjson"}))
+    pieces = parse_pieces(fetched, Settings(), 500)
+    assert pieces is not None
+    tables = list(pieces)
+    assert len(tables) >= 5
+    assert all(t.columns == ("record", "host", "visitor") for t in tables)
+    assert pl.concat([t.frame for t in tables]).equals(parse(fetched).frame)
