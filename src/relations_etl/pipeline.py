@@ -527,22 +527,13 @@ def run_sources(
     return RunSummary(results, failures, gone, report)
 
 
-def prepare_ahead(
-    source: Source, settings: Settings, last: str | None
-) -> tuple[Fetched, Prepared | None]:
-    """Extract and transform one source away from the warehouse (on a Dask worker): reads the
-    lists and the reference files, never DuckDB or the run lock. The transform is left out
-    (None) when the inputs match `last`, the fingerprint of the source's last successful batch,
-    since `run_source` will skip it; `run_source` then commits the result in its turn."""
-    fetched, ref, unchanged = fetch_ahead(source, settings, last)
-    return fetched, None if unchanged else prepare(fetched, source, ref, settings)
-
-
 def fetch_ahead(
     source: Source, settings: Settings, last: str | None
 ) -> tuple[Fetched, Reference, bool]:
-    """Read one source's files and the reference data away from the warehouse, and tell whether
-    they match `last` (the fingerprint of its last successful batch: `run_source` skips it)."""
+    """Read one source's files and the reference data away from the warehouse (on a Dask
+    worker: never DuckDB or the run lock), and tell whether they match `last`, the fingerprint
+    of the source's last successful batch: `run_source` will skip it then, so it need not be
+    transformed; `run_source` commits what is transformed in its turn."""
     ref = Reference.load(settings)
     fetched = read_source(source, settings)
     inputs = fingerprint(fetched.file, fetched.content_hash, source, ref)
