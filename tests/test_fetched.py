@@ -19,7 +19,7 @@ import pytest
 
 from relations_etl.config import Source
 from relations_etl.errors import LimitError, SourceReadError, TransientSourceError
-from relations_etl.extract import Fetched, fetch, parse, parse_pieces
+from relations_etl.extract import Fetched, fetch, parse, parse_pieces, refetch
 from relations_etl.pipeline import DIRECT, Steps, prepare_ahead, read_source, run_source
 from relations_etl.readers.delimited import iter_delimited, read_delimited
 from relations_etl.settings import Settings
@@ -122,12 +122,34 @@ def test_prepare_ahead_sends_back_hashes_without_bytes_or_copies(
     path = _trips(tmp_path / "trips.csv", 20_000)
     url, _ = serve(tmp_path, QuietHandler)
     source = trips_source(path).model_copy(update={"uri": url + "trips.csv"})
-    fetched, prepared = prepare_ahead(source, Settings(home=tmp_path / "warehouse"), None)
-    assert prepared is not None and prepared.rows_read == 20_000
+    fetched, prepared, by_file = prepare_ahead(source, Settings(home=tmp_path / "warehouse"), None)
+    assert not by_file and prepared is not None and prepared.rows_read == 20_000
     prepared.discard()
     assert fetched.content_hash == hashlib.sha256(path.read_bytes()).hexdigest()
     assert len(pickle.dumps(fetched)) < 5_000
     assert _spools(spool_root) == [], "a copy on a worker is valid there only: removed"
+
+
+def test_a_copy_removed_is_fetched_again_only_with_the_bytes_hashed(
+    tmp_path: Path, serve: Serve, spool_root: Path
+) -> None:
+    """What a Dask task does with a file another worker hashed: fetch it again, and refuse it
+    when the list changed in between (the hash, and the skip check, were of other bytes)."""
+    path = _trips(tmp_path / "trips.csv", 50)
+    url, _ = serve(tmp_path, QuietHandler)
+    source = trips_source(path).model_copy(update={"uri": url + "trips.csv"})
+    settings = Settings(home=tmp_path / "warehouse")
+    with read_source(source, settings) as fetched:
+        pass
+    assert _spools(spool_root) == []
+    with refetch(fetched, settings) as again:
+        assert again.content_hash == fetched.content_hash
+        assert again.read(again.files[0]) == path.read_bytes()
+    assert _spools(spool_root) == []
+    path.write_bytes(path.read_bytes().replace(b"Germany", b"Hungary", 1))
+    with pytest.raises(TransientSourceError, match="changed after it was hashed"):
+        refetch(fetched, settings)
+    assert _spools(spool_root) == []
 
 
 def _rewrite_keeping_the_stamp(path: Path, old: bytes, new: bytes) -> None:

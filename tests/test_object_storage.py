@@ -345,6 +345,32 @@ def test_a_publish_killed_between_two_objects_is_caught_up_by_the_next_run(
     assert not list((crashed.home / ".publish-staging").glob("*")), "leftover staged files"
 
 
+def test_the_parts_of_a_killed_multipart_upload_are_aborted_by_the_next_publish(
+    bucket: str, s3_endpoint: str, tmp_path: Path
+) -> None:
+    """A publish killed inside a multipart upload leaves its parts in the store (unseen by
+    readers, but kept and billed); the next publish aborts those under its prefix only."""
+    fs = _fs(s3_endpoint)
+    keys = ["parquet/visits/year=2023/data.parquet", "parquet-old/data.parquet", "other/a.bin"]
+    for key in keys:  # what a publish killed after its first part leaves
+        upload = fs.call_s3("create_multipart_upload", Bucket=bucket, Key=key)
+        fs.call_s3(
+            "upload_part",
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload["UploadId"],
+            PartNumber=1,
+            Body=b"x" * 1024,
+        )
+    settings = Settings(home=tmp_path / "w", parquet_uri=f"s3://{bucket}/parquet")
+
+    run_all(sample_lists(tmp_path / "lists"), settings)
+
+    left = fs.call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads", [])
+    assert sorted(u["Key"] for u in left) == sorted(keys[1:])
+    assert len(_published(fs, f"{bucket}/parquet")) > 4  # and the publish went on
+
+
 def test_a_uri_as_the_warehouse_home_is_refused_naming_the_parquet_setting(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -1,10 +1,12 @@
 """The nightly flow on a 2-worker local Dask cluster gives the warehouse and Parquet of one
-process, and the Prefect global concurrency limit keeps a second run out (real flow runs under
-prefect_test_harness, a real LocalCluster on 127.0.0.1)."""
+process, sources of several files in S3 prepared file by file on several workers included, and
+the Prefect global concurrency limit keeps a second run out (real flow runs under
+prefect_test_harness, a real LocalCluster and a real S3-compatible server on 127.0.0.1)."""
 
 from __future__ import annotations
 
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,14 +18,65 @@ from prefect.concurrency.sync import concurrency
 from relations_etl_flows import cli
 from relations_etl_flows.ingest import nightly
 
+from relations_etl import pipeline
 from relations_etl.audit import LoadResult
 from relations_etl.errors import EX_TEMPFAIL, SourcesFailedError, WarehouseLockedError
 from relations_etl.query import run_query
 from relations_etl.settings import Settings
 from tests.state import parquet_digests, sample_lists, table_digests
+from tests.test_object_storage import _fs
+from tests.test_object_storage import s3_endpoint as s3_endpoint  # the S3 server fixture
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 LIMIT = "relations-etl-warehouse"
+BATCH_ROWS = "2"
+"""Raw rows per chunk in this module: the files of a source cut in several chunks, at other
+places than the source's combined table is cut in one process."""
+BY_FILE = {"visits-by-file": "by-file", "visits-by-row": "by-row", "visits-mixed": "mixed"}
+"""The sources of several S3 files: ids from a column, ids by file and row (no record_id), and
+files of other columns (prepared again in one piece when their staged rows come together)."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def small_chunks() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RELATIONS_ETL_BATCH_ROWS", BATCH_ROWS)
+        yield
+
+
+def _with_s3_sources(config: Path, endpoint: str) -> Path:
+    """The demo visits in S3 as prefixes of several files, with rows that repeat or conflict
+    with rows of another file, and rejected rows in several files."""
+    fs = _fs(endpoint)
+    bucket = f"lists-{uuid.uuid4().hex[:12]}"
+    fs.mkdir(bucket)
+    data = config.parent / "data"
+    lines = (data / "kz_visits_2023.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    header, body = lines[0], lines[1:]
+    parts = [header + "".join(body[n::3]) for n in range(3)]
+    # a repeat of a row of part 0 and its second row changed: a repeat and a conflict
+    parts.append(header + body[0] + body[3].replace("official", "working"))
+    for prefix in ("by-file", "by-row"):
+        for n, text in enumerate(parts):
+            fs.pipe(f"{bucket}/{prefix}/part-{n}.csv", text.encode())
+    fs.pipe(f"{bucket}/mixed/a.csv", parts[0].encode())
+    fewer = [",".join(line.split(",")[:9]) + "\n" for line in parts[1].splitlines()]
+    fs.pipe(f"{bucket}/mixed/b.csv", "".join(fewer).encode())  # without the notes column
+    spec = yaml.safe_load(config.read_text(encoding="utf-8"))
+    demo = next(s for s in spec["sources"] if s["name"] == "kz-visits-2023")
+    options = {"key": "testing", "secret": "testing", "endpoint_url": endpoint}
+    for name, prefix in BY_FILE.items():
+        entry = {
+            **demo,
+            "name": name,
+            "uri": f"s3://{bucket}/{prefix}/",
+            "storage_options": options,
+        }
+        if name == "visits-by-row":
+            entry["mapping"] = {**demo["mapping"], "record_id": []}
+        spec["sources"].append(entry)
+    config.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    return config
 
 
 def _with_synthetic_sources(config: Path, files: int = 4) -> Path:
@@ -62,10 +115,13 @@ Single = tuple[Path, Settings, list[LoadResult]]
 
 
 @pytest.fixture(scope="module")
-def single(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> Single:
-    """The demo lists and a visits list split into four sources, run in one process."""
+def single(
+    tmp_path_factory: pytest.TempPathFactory, prefect_server: None, s3_endpoint: str
+) -> Single:
+    """The demo lists, a visits list split into four sources and the visits as S3 prefixes of
+    several files, run in one process."""
     folder = tmp_path_factory.mktemp("single")
-    config = _with_synthetic_sources(sample_lists(folder / "lists"))
+    config = _with_s3_sources(_with_synthetic_sources(sample_lists(folder / "lists")), s3_endpoint)
     settings = Settings(home=folder / "warehouse")
     return config, settings, nightly(config=str(config), home=str(settings.home))
 
@@ -77,10 +133,17 @@ def on_cluster(cluster: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def test_two_dask_workers_give_the_tables_and_parquet_of_one_process(
-    single: Single, on_cluster: str, tmp_path: Path
+    single: Single, on_cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config, alone, one = single
+    staging = tmp_path / "shared-staging"
+    monkeypatch.setenv("RELATIONS_ETL_STAGING_DIR", str(staging))
     spread = Settings(home=tmp_path / "spread")
+    whole: list[str] = []  # sources prepared in one piece in this process (not on a worker)
+    prepare = pipeline.prepare
+    monkeypatch.setattr(
+        pipeline, "prepare", lambda f, s, *a, **k: whole.append(s.name) or prepare(f, s, *a, **k)
+    )
 
     two = nightly(config=str(config), home=str(spread.home), task_runner="dask")
 
@@ -103,6 +166,16 @@ def test_two_dask_workers_give_the_tables_and_parquet_of_one_process(
         )
     prepared = [r for r in runs if r.name.startswith("prepare_source")]
     assert len(prepared) == len(two) and all(r.state_type == "COMPLETED" for r in prepared)
+    # the files of each S3 prefix were transformed by a task each, staged in the shared folder
+    files = [r for r in runs if r.name.startswith("stage_part")]
+    assert len(files) == 4 + 4 + 2 and all(r.state_type == "COMPLETED" for r in files)
+    assert staging.is_dir() and not any(staging.iterdir())  # every staged file removed
+    assert whole == ["visits-mixed"]  # files of other columns: again in one piece, here
+    by_source = {r.source: r for r in two}
+    demo, by_id, by_row, _ = (by_source[n] for n in ("kz-visits-2023", *BY_FILE))
+    assert by_id.rows_deduplicated == 1  # the repeat across files
+    assert by_id.rows_rejected > demo.rows_rejected  # and the conflict across files
+    assert by_row.rows_loaded == by_row.rows_read - demo.rows_rejected
     # a second run: every source unchanged, skipped after hashing alone
     again = nightly(config=str(config), home=str(spread.home), task_runner="dask")
     assert all(r.unchanged_since for r in again)

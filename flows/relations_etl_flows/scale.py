@@ -2,37 +2,44 @@
 concurrency limit so that two runs on two machines never write one warehouse at once.
 
 What runs where: each source's extract and transform (reading the lists, mapping, resolving,
-validating with pandera, splitting off the quarantine) runs as a task on a Dask worker; the
-process that runs the flow holds the warehouse's run lock and the concurrency slot, and commits
-the prepared sources one at a time, in the configured order, through `pipeline.run_source`:
-the same skip check, load transaction, conservation check and publish as in one process.
+validating with pandera, splitting off the quarantine) runs as a task on a Dask worker; a source
+of several files (an object-storage prefix) is read by one task, then each of its files is
+transformed and staged by a task of its own (`pipeline.stage_part`), on any worker. The process
+that runs the flow holds the warehouse's run lock and the concurrency slot, runs the checks
+across rows and the split of a source staged by file (`pipeline.finish_parts`), and commits the
+prepared sources one at a time, in the configured order, through `pipeline.run_source`: the
+same skip check, load transaction, conservation check and publish as in one process.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import PrefectFuture
+from prefect.futures import PrefectFuture, as_completed
 
 from relations_etl import pipeline
 from relations_etl.audit import last_fingerprint
 from relations_etl.config import Source
 from relations_etl.errors import ClusterUnavailableError, WarehouseLockedError
-from relations_etl.extract import Fetched
+from relations_etl.extract import Fetched, refetch
 from relations_etl.lock import run_lock
-from relations_etl.pipeline import Prepared, RunSummary, Steps
+from relations_etl.pipeline import Prepared, RunSummary, StagedPart, Steps
 from relations_etl.rawtable import RawTable
 from relations_etl.reference import Reference
 from relations_etl.report import check_report_settings
 from relations_etl.settings import Settings
 from relations_etl_flows.ingest import _transient_only
 
-Ahead = tuple[Fetched, Prepared | None]
+Ahead = tuple[Fetched, Prepared | None, bool]
+"""A source read on a worker: its files, its prepared batch (None when unchanged or when it is
+to be prepared by file) and whether it is to be prepared by file (`pipeline.source_parts`)."""
 CONNECT_TIMEOUT = 10
 """Seconds to reach a running scheduler (RELATIONS_ETL_DASK_ADDRESS) before the run fails."""
 
@@ -44,8 +51,33 @@ CONNECT_TIMEOUT = 10
     cache_policy=NO_CACHE,
 )
 def prepare_source(source: Source, settings: Settings, last: str | None) -> Ahead:
-    """Extract and transform one source on a worker (I/O retried when transient)."""
+    """Extract and transform one source on a worker (I/O retried when transient); a changed
+    source of several files is only read, its files are transformed by `stage_part` tasks."""
     return pipeline.prepare_ahead(source, settings, last)
+
+
+@task(cache_policy=NO_CACHE)
+def stage_part(part: Fetched, index: int, folder: Path, settings: Settings) -> StagedPart:
+    """Transform one file of a source and stage it in the source's staging folder."""
+    return pipeline.stage_part(part, index, folder, settings)
+
+
+@dataclass(frozen=True)
+class _ByFile:
+    """A source being prepared file by file: its staging folder and the tasks of its files."""
+
+    folder: Path
+    parts: list[PrefectFuture[StagedPart]]
+
+    def prepared(self, fetched: Fetched, settings: Settings) -> Prepared:
+        """The files' staged rows checked and split together, once every file is staged; a
+        file's failure is raised here, in the source's turn, and the folder removed."""
+        try:
+            parts = [part.result() for part in self.parts]
+        except BaseException:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            raise
+        return pipeline.finish_parts(fetched, parts, self.folder, settings)
 
 
 def dask_runner(settings: Settings) -> Any:
@@ -79,7 +111,9 @@ def dask_runner(settings: Settings) -> Any:
     )
 
 
-def _ahead_steps(steps: Steps, ahead: PrefectFuture[Ahead]) -> Steps:
+def _ahead_steps(
+    steps: Steps, ahead: PrefectFuture[Ahead], by_file: _ByFile | None = None
+) -> Steps:
     """The flow's steps with extract and transform taken from a worker's result; the worker's
     error, if any, is raised where run_source expects it, so it is audited the same way."""
 
@@ -89,10 +123,17 @@ def _ahead_steps(steps: Steps, ahead: PrefectFuture[Ahead]) -> Steps:
     def transform(
         tables: Fetched | list[RawTable], source: Source, ref: Reference, settings: Settings
     ) -> Prepared:
+        if by_file is not None:
+            return by_file.prepared(ahead.result()[0], settings)
         prepared = ahead.result()[1]
+        if prepared is not None:
+            return prepared
         # left out by the worker when the inputs matched; run anyway here (force, or a source
-        # changed between the worker's read and now)
-        return prepared if prepared is not None else steps.transform(tables, source, ref, settings)
+        # changed between the worker's read and now), on the lists fetched again here
+        if not isinstance(tables, Fetched):
+            return steps.transform(tables, source, ref, settings)
+        with refetch(tables, settings) as again:
+            return steps.transform(again, source, ref, settings)
 
     return replace(steps, extract=extract, transform=transform)
 
@@ -130,6 +171,10 @@ def run_on_dask(
                 )
                 for source in sources
             }
+            splits = {s.name: ahead[s.name] for s in sources if pipeline.may_split(s)}
+            by_file = _by_file(runner, settings, splits)
+            for job in by_file.values():  # a source not committed (the run failed) leaves none
+                stack.callback(shutil.rmtree, job.folder, True)
 
             def run_one(source: Source) -> Any:
                 return pipeline.run_source(
@@ -137,10 +182,37 @@ def run_on_dask(
                     settings,
                     flow_run_id=flow_run_id,
                     force=force,
-                    steps=_ahead_steps(steps, ahead[source.name]),
+                    steps=_ahead_steps(steps, ahead[source.name], by_file.get(source.name)),
                 )
 
             return pipeline.run_sources(settings, sources, run_one, what=what)
+
+
+def _by_file(
+    runner: Any, settings: Settings, ahead: dict[str, PrefectFuture[Ahead]]
+) -> dict[str, _ByFile]:
+    """A `stage_part` task for each file of each of the sources read (`ahead`: those that
+    `may_split`) that are to be prepared by file, sent as soon as the source is read; a
+    source's files are staged in one folder, under RELATIONS_ETL_STAGING_DIR."""
+    names = {future.task_run_id: name for name, future in ahead.items()}
+    jobs: dict[str, _ByFile] = {}
+    for future in as_completed(list(ahead.values())):
+        try:
+            fetched, _, split = future.result()
+        except Exception:
+            continue  # raised again, and audited, in the source's turn
+        parts = pipeline.source_parts(fetched) if split else None
+        if parts is None:
+            continue
+        folder = pipeline.staging_folder(settings)
+        tasks = [
+            runner.submit(
+                stage_part, {"part": part, "index": i, "folder": folder, "settings": settings}
+            )
+            for i, part in enumerate(parts)
+        ]
+        jobs[names[future.task_run_id]] = _ByFile(folder, tasks)
+    return jobs
 
 
 @contextmanager

@@ -26,6 +26,8 @@ from relations_etl.fetch import (
     FetchedFile,
     Screen,
     Spool,
+    changed_after_hashing,
+    fetch_file,
     fetch_files,
     list_files,
     open_hashed,
@@ -226,6 +228,38 @@ def fetch(source: Source, settings: Settings | None = None) -> Fetched:
         storage_options=source.storage_options,
     )
     return Fetched(source, files, spool)
+
+
+def refetch(fetched: Fetched, settings: Settings) -> Fetched:
+    """A Fetched whose remote copies were made elsewhere (another worker) or removed, with its
+    remote files fetched again here, each required to have the bytes hashed the first time
+    (else the transient error of a file changed after it was hashed); local files are read in
+    place as before. Close it when done."""
+    source = fetched.source
+    fmt = source.resolved_format
+    spool = Spool()
+    files = []
+    try:
+        for file in fetched.files:
+            if file.stamp is not None:
+                files.append(file)
+                continue
+            again = fetch_file(
+                file.uri,
+                source.name,
+                settings,
+                spool=spool,
+                landing=source.landing,
+                screen=text_screen(fmt, source.mapping.options, file.uri, source.name, settings),
+                storage_options=source.storage_options,
+            )
+            if again.sha256 != file.sha256:
+                raise changed_after_hashing(file, source.name, "fetched again, other bytes")
+            files.append(again)
+    except BaseException:
+        spool.remove()
+        raise
+    return Fetched(source, tuple(files), spool)
 
 
 def parse(fetched: Fetched, settings: Settings | None = None) -> RawTable:

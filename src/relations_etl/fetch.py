@@ -563,7 +563,8 @@ class _Hashing(io.RawIOBase):
         return n
 
 
-def _changed(file: FetchedFile, source: str, what: str) -> TransientSourceError:
+def changed_after_hashing(file: FetchedFile, source: str, what: str) -> TransientSourceError:
+    """The error of a file whose bytes are not those hashed when it was fetched."""
     return TransientSourceError(
         f"{file.uri} changed after it was hashed ({what}): the bytes read now are not the "
         "bytes the source's hash and the skip check were made of",
@@ -599,7 +600,9 @@ def open_hashed(file: FetchedFile, source: str) -> Iterator[BinaryIO]:
             f"{file.uri} was removed after it was hashed", source=source, file=file.uri
         ) from exc
     except OSError as exc:  # a link put in its place: O_NOFOLLOW says ELOOP
-        raise _changed(file, source, f"it cannot be opened again: {exc.strerror}") from exc
+        raise changed_after_hashing(
+            file, source, f"it cannot be opened again: {exc.strerror}"
+        ) from exc
     raw = _Hashing(fd)
     reader = io.BufferedReader(raw, buffer_size=_CHUNK)
     try:
@@ -610,12 +613,14 @@ def open_hashed(file: FetchedFile, source: str) -> Iterator[BinaryIO]:
                 if now[:2] != file.stamp[:2]
                 else f"{file.stamp.size} bytes then, {now.size} now; modified since"
             )
-            raise _changed(file, source, what)
+            raise changed_after_hashing(file, source, what)
         yield reader
         while reader.read(_CHUNK):  # what the reader left unread is hashed too
             pass
         if (raw.size, raw.digest.hexdigest()) != (file.size, file.sha256):
-            raise _changed(file, source, f"{file.size} bytes then, {raw.size} read now")
+            raise changed_after_hashing(
+                file, source, f"{file.size} bytes then, {raw.size} read now"
+            )
     except OSError as exc:
         raise SourceReadError(
             f"could not read {file.uri}: {exc.strerror}", source=source, file=file.uri

@@ -28,8 +28,8 @@ from relations_etl.audit import (
 )
 from relations_etl.config import Kind, Source, uri_scheme
 from relations_etl.db import held, memory_limit
-from relations_etl.envelope import RAW_KEYS, RECORD, staged_frame
-from relations_etl.errors import BatchRejectedError
+from relations_etl.envelope import FILE, RAW_KEYS, RECORD, staged_frame
+from relations_etl.errors import BatchRejectedError, RelationsEtlError
 from relations_etl.extract import (
     Fetched,
     ReadWhole,
@@ -37,8 +37,10 @@ from relations_etl.extract import (
     fetch,
     parse,
     parse_pieces,
+    refetch,
 )
 from relations_etl.facts import ID_COLUMN, content_columns
+from relations_etl.fetch import OBJECT_STORES
 from relations_etl.load import load_batch
 from relations_etl.lock import run_lock
 from relations_etl.mapping import apply_mapping, record_expr, reshape
@@ -188,7 +190,7 @@ def prepare(
     and the facts and rejected rows are written as two Parquet files for the load. `timings`,
     when given, receives the seconds of each step.
     """
-    folder = Path(tempfile.mkdtemp(prefix="relations-etl-staging-"))
+    folder = staging_folder(settings)
     dropped: dict[str, int] = {}
     try:
         pieces = (
@@ -241,12 +243,16 @@ def _stage_all(
     settings: Settings,
     timings: Timings | None,
     dropped: dict[str, int],
+    *,
+    prefix: str = "people-",
+    offset: int = 0,
 ) -> int:
-    """Transform and stage each chunk as folder/people-NNNNNN.parquet; returns the rows read
-    (cells, once unpivoted) and adds the rows the mapping's drop rules removed to `dropped`."""
+    """Transform and stage each chunk as folder/<prefix>NNNNNN.parquet, its rows' `_seq` from
+    `offset` on; returns the rows read (cells, once unpivoted) and adds the rows the mapping's
+    drop rules removed to `dropped`."""
     if chunks is None:
         return 0
-    rows = offset = 0
+    rows = 0
     number = 0
     pending: list[RawTable] = []
     while True:
@@ -265,7 +271,7 @@ def _stage_all(
         rows += shaped.read
         offset += staged.height
         with _timed(timings, "stage"):
-            staged.write_parquet(folder / f"people-{number:06d}.parquet", compression="lz4")
+            staged.write_parquet(folder / f"{prefix}{number:06d}.parquet", compression="lz4")
         number += 1
 
 
@@ -530,21 +536,175 @@ def run_sources(
 
 def prepare_ahead(
     source: Source, settings: Settings, last: str | None
-) -> tuple[Fetched, Prepared | None]:
+) -> tuple[Fetched, Prepared | None, bool]:
     """Extract and transform one source away from the warehouse (on a Dask worker): reads the
-    lists and the reference files, never DuckDB or the run lock. The transform is left out
-    (None) when the inputs match `last`, the fingerprint of the source's last successful batch,
-    since `run_source` will skip it; `run_source` then commits the result in its turn.
+    lists and the reference files, never DuckDB or the run lock. Returns the source's files,
+    its prepared batch, and whether its files are to be transformed apart (`source_parts`:
+    then they are only hashed here, by `stage_part` tasks after). The batch is left out (None)
+    when the inputs match `last`, the fingerprint of the source's last successful batch, since
+    `run_source` will skip it; `run_source` then commits the result in its turn.
 
     The Fetched returned holds hashes and paths, no bytes, and is closed: the copies of remote
-    files made here (valid on this machine only) are removed before it goes back; local files
-    are named by their path, which the flow's process can read only on the same machine or a
-    shared disk."""
+    files made here (valid on this machine only) are removed before it goes back, and whoever
+    parses them later fetches them again (`extract.refetch`); local files are named by their
+    path, which another process can read only on the same machine or a shared disk."""
     ref = Reference.load(settings)
     with read_source(source, settings) as fetched:
         if (
             last is not None
             and fingerprint(fetched.file, fetched.content_hash, source, ref) == last
         ):
-            return fetched, None
-        return fetched, prepare(fetched, source, ref, settings)
+            return fetched, None, False
+        if source_parts(fetched) is not None:
+            return fetched, None, True
+        return fetched, prepare(fetched, source, ref, settings), False
+
+
+def staging_folder(settings: Settings) -> Path:
+    """A new folder for one source's staged Parquet, under RELATIONS_ETL_STAGING_DIR (else
+    the system's temporary folder)."""
+    root = settings.staging_dir
+    if root is not None:
+        root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="relations-etl-staging-", dir=root))
+
+
+PART_SEQ = 1 << 40
+"""The staged rows of file k of a source split by file have `_seq` from k * PART_SEQ on: in the
+order one process numbers them whatever the other files hold (the split uses only their order
+and their being distinct)."""
+_READ_TOGETHER = ("xml", "hsg-visits-xml")
+"""Formats whose files are parsed together (their records may span files)."""
+
+
+@dataclass(frozen=True)
+class StagedPart:
+    """One file of a several-file source, transformed and staged by `stage_part`."""
+
+    index: int
+    columns: tuple[str, ...] | None
+    """The file's columns (None when it yielded no table or failed alone): the files of a
+    source are combined into one table of all their columns, so that files of other columns
+    are prepared together."""
+    rows_read: int
+    dropped: dict[str, int]
+
+
+def may_split(source: Source) -> bool:
+    """Whether a source may be prepared file by file, as far as its entry tells: an
+    object-storage URI (a prefix is several files) of a format whose files are parsed apart
+    (not XML), without an unpivot (its cells are numbered across files)."""
+    return (
+        uri_scheme(source.uri) in OBJECT_STORES
+        and source.resolved_format not in _READ_TOGETHER
+        and source.mapping.unpivot is None
+    )
+
+
+def source_parts(fetched: Fetched) -> list[Fetched] | None:
+    """Each file of a source of several files as a Fetched of its own, to be transformed apart
+    (`stage_part`, on several workers); None for one file, or when `may_split` says no."""
+    if len(fetched.files) < 2 or not may_split(fetched.source):
+        return None
+    return [replace(fetched, files=(entry,)) for entry in fetched.files]
+
+
+def stage_part(part: Fetched, index: int, folder: Path, settings: Settings) -> StagedPart:
+    """Transform file `index` of a source (a Fetched of `source_parts`) and stage its chunks in
+    the source's staging `folder`, numbered and ordered as `prepare` numbers the file's rows in
+    the source's combined table, so that `finish_parts` gives the result of one process."""
+    source = part.source
+    ref = Reference.load(settings)
+    prefix = f"people-{index:06d}-"
+    dropped: dict[str, int] = {}
+    columns: list[tuple[str, ...]] = []
+
+    def with_ids(chunks: Iterator[RawTable]) -> Iterator[RawTable]:
+        for chunk in chunks:
+            columns.append(chunk.columns)
+            if not source.mapping.record_id:
+                # ids by row as of a table of several files (`record_expr` is asked about two
+                # files): `finish_parts` checks that the source has rows in two files
+                several = replace(chunk, frame=pl.DataFrame({FILE: ["1", "2"]}))
+                chunk = replace(chunk, frame=chunk.frame.with_columns(record_expr(several, source)))
+            yield chunk
+
+    def stage(chunks: Iterator[RawTable]) -> int:
+        return _stage_all(
+            with_ids(chunks),
+            folder,
+            source,
+            ref,
+            settings,
+            None,
+            dropped,
+            prefix=prefix,
+            offset=index * PART_SEQ,
+        )
+
+    def clear() -> None:
+        for path in folder.glob(f"{prefix}*.parquet"):
+            path.unlink()
+        dropped.clear()
+        columns.clear()
+
+    try:
+        part = refetch(part, settings)  # its copy was made, and removed, by another task
+        pieces = parse_pieces(part, settings, settings.batch_rows)
+        try:
+            rows_read = stage(pieces) if pieces is not None else None
+        except ReadWhole:  # as in `prepare`: read whole after all
+            rows_read = None
+        if rows_read is None:
+            clear()
+            rows_read = stage(_chunks(parse(part, settings), source, settings.batch_rows))
+    except RelationsEtlError:
+        # a file may fail alone where the source's combined table does not (a column that
+        # only other files have): `finish_parts` prepares the source in one piece, and
+        # raises the error if it is one
+        clear()
+        return StagedPart(index, None, 0, {})
+    finally:
+        part.close()
+    return StagedPart(index, columns[0] if columns else None, rows_read, dropped)
+
+
+def finish_parts(
+    fetched: Fetched, parts: Sequence[StagedPart], folder: Path, settings: Settings
+) -> Prepared:
+    """The checks across rows and the split over every staged file of a source split by file
+    (`stage_part`), as `prepare` makes them in one process. Files that one process would not
+    have staged alike (other columns; rows in one file only, where ids are plain row numbers)
+    are prepared again here in one piece."""
+    source = fetched.source
+    try:
+        ref = Reference.load(settings)
+        ordered = sorted(parts, key=lambda p: p.index)
+        alike = (
+            [p.index for p in ordered] == list(range(len(fetched.files)))
+            and ordered[0].columns is not None
+            and all(p.columns == ordered[0].columns for p in ordered)
+            and (bool(source.mapping.record_id) or sum(p.rows_read > 0 for p in ordered) > 1)
+        )
+        if not alike:
+            shutil.rmtree(folder, ignore_errors=True)
+            with refetch(fetched, settings) as whole:
+                return prepare(whole, source, ref, settings)
+        dropped: dict[str, int] = {}
+        for part in ordered:  # in the order one process meets them
+            for reason, count in part.dropped.items():
+                dropped[reason] = dropped.get(reason, 0) + count
+        facts, rejected, repeated, rows_rejected = _split_staged(folder, source, settings)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return Prepared(
+        facts,
+        rejected,
+        sum(p.rows_read for p in ordered),
+        repeated,
+        fetched.content_hash,
+        fingerprint(fetched.file, fetched.content_hash, source, ref),
+        rows_rejected,
+        dropped,
+    )

@@ -221,6 +221,13 @@ class Settings(BaseSettings):
         "nightly flow holds besides the local lock, so that two runs on two machines reporting "
         "to one Prefect server never write one warehouse at once.",
     )
+    staging_dir: Path | None = Field(
+        default=None,
+        description="Folder where sources are staged as Parquet while transformed (each run "
+        "in a folder of its own, removed after the load); unset: the system's temporary "
+        "folder. With Dask workers on other machines, a folder every worker and the flow's "
+        "machine mount at this same path (see README 'Scaling out').",
+    )
 
     @field_validator("home", mode="before")
     @classmethod

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -24,6 +25,8 @@ from relations_etl.config import local_path, uri_scheme
 from relations_etl.errors import WarehouseError
 from relations_etl.fetch import OBJECT_STORES, object_error, object_fs
 from relations_etl.settings import Settings
+
+_log = logging.getLogger(__name__)
 
 TEMPORARY_SUFFIX = ".tmp"
 _BLOCK = 1 << 20
@@ -241,10 +244,43 @@ class ObjectStorage(Storage):
             self.fs.rm_file(self._key(relative))
 
     def remove_leftovers(self) -> None:
-        """The local staging files of a killed publish (nothing half-written is in the store:
-        an unfinished multipart upload is invisible to readers)."""
+        """The local staging files of a killed publish, and the parts of its unfinished
+        multipart uploads under the prefix: invisible to readers, but kept (and billed) by the
+        store until aborted. A store that refuses to list or abort them is logged, and the
+        publish goes on."""
         if self.staging.is_dir():
             shutil.rmtree(self.staging, ignore_errors=True)
+        bucket, _, key = self.path.partition("/")
+        prefix = f"{key}/" if key else ""
+        try:
+            # one writer per warehouse (the run lock, the Prefect slot), called before this
+            # run's first upload: an unfinished upload under the prefix is a killed publish's
+            for upload in self._unfinished_uploads(bucket, prefix):
+                self.fs.call_s3(
+                    "abort_multipart_upload",
+                    Bucket=bucket,
+                    Key=upload["Key"],
+                    UploadId=upload["UploadId"],
+                )
+        except Exception as exc:  # the parts cost storage only; the publish must not wait
+            _log.warning(
+                "could not abort the unfinished multipart uploads under %s: %s", self.root, exc
+            )
+
+    def _unfinished_uploads(self, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
+        """Every multipart upload begun and not completed under `prefix`, page by page."""
+        markers: dict[str, str] = {}
+        while True:
+            page = self.fs.call_s3(
+                "list_multipart_uploads", Bucket=bucket, Prefix=prefix, **markers
+            )
+            yield from page.get("Uploads", [])
+            if not page.get("IsTruncated"):
+                return
+            markers = {
+                "KeyMarker": page["NextKeyMarker"],
+                "UploadIdMarker": page["NextUploadIdMarker"],
+            }
 
 
 def _as_warehouse_error(exc: BaseException, uri: str) -> WarehouseError:
