@@ -52,7 +52,7 @@ def _transient_only(task: Any, task_run: Any, state: State[Any]) -> bool:
     cache_policy=NO_CACHE,
 )
 def extract_source(source: Source, settings: Settings) -> Fetched:
-    """Read every file of the source as bytes (I/O: retried when the failure is transient)."""
+    """Hash every file of the source, unparsed (I/O: retried when the failure is transient)."""
     return pipeline.read_source(source, settings)
 
 
