@@ -53,8 +53,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# the suite on TEST_WORKERS processes (pytest-xdist; `make test TEST_WORKERS=0` runs it in one)
+TEST_WORKERS ?= auto
 test: $(STAMP) lint typecheck chromium
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 faults: $(STAMP)
 	$(BIN)/python -m pytest -m faults

@@ -62,6 +62,42 @@ def trips_source(path: Path, *, name: str = "trips", date: str = "date", **entry
     )
 
 
+# Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`) the tests of each of these modules
+# run on one worker: they share a module fixture that costs seconds to build (a Dask cluster and
+# a nightly run, a clone whose README commands run in order, the loads of the public lists).
+ONE_WORKER = ("test_scale_out", "test_readme", "test_public_lists", "test_deploy")
+# ... and the slowest tests are handed out first, so no worker is left with one at the end
+FIRST = ("test_scale_out", "test_package", "test_deploy", "test_orchestration", "test_cli")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadgroup` with each module of ONE_WORKER as one group, tests in collection order.
+
+    xdist 3.8 names a group by appending it to the test's `_nodeid`, which pytest 9.2 no longer
+    reads: the scheduler here takes the groups from the module names instead."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if Path(module).stem in ONE_WORKER else nodeid
+
+    config.option.loadscopereorder = False  # keep the order of FIRST, not the biggest group first
+    return ModuleGroups(config, log)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On a pytest-xdist worker, the modules of FIRST first; a run without workers is left as is."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    rank = {module: n for n, module in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(FIRST)))  # stable: file order kept
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Settings of a fresh warehouse under tmp_path."""

@@ -202,10 +202,9 @@ def test_renaming_a_view_column_was_a_major_version() -> None:
 
 
 @pytest.fixture
-def demo(settings: Settings) -> Settings:
-    for source in load_sources(REPO / "examples" / "sources.yaml"):
-        run_source(source, settings)
-    return settings
+def demo(demo_warehouse: Settings) -> Settings:
+    """This test's copy of the demo warehouse (the demo sources file, loaded by the library)."""
+    return demo_warehouse
 
 
 def _json_value(value: Any) -> Any:

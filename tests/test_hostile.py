@@ -34,7 +34,7 @@ from relations_etl.query import analyst_connection, check_statement, execute
 from relations_etl.reference import Reference
 from relations_etl.sandbox import landlock_abi, run_sandboxed
 from relations_etl.settings import Settings
-from tests.conftest import QuietHandler, Serve
+from tests.conftest import Cli, Done, QuietHandler, Serve
 from tests.hostile_cases import DAMAGE, GENERATORS, LEAN, MEMORY, SECONDS, worker_main
 
 CASES_DIR = Path(__file__).parent / "cases" / "hostile"
@@ -817,7 +817,12 @@ def _one_paragraph(stderr: str) -> str:
 
 
 def test_cli_exit_codes(
-    cli_env: dict[str, str], serve: Serve, tmp_path: Path, ref: Reference
+    cli_env: dict[str, str],
+    serve: Serve,
+    tmp_path: Path,
+    ref: Reference,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     settings = Settings(home=Path(cli_env["RELATIONS_ETL_HOME"]))
     run_source(hostile_source({"file": "good.csv"}), settings, ref=ref)
@@ -830,33 +835,26 @@ def test_cli_exit_codes(
         (str(CASES_DIR / "cp1251.csv"), 65, "Set options.encoding"),
         ("ftp://example.org/visits.csv", 78, "scheme 'ftp'"),
     ]
-    # started together: each is a whole interpreter with Prefect, and they do not share state
+    ingest = ["ingest", "visits", "--name", NAME, "--format", "csv", "--mapping", mapping]
+    # the 66 as the installed script, as a scheduler runs it (test_cli runs a 65 and a 74 so,
+    # test_package a 78); the others in this process, where only the exit code is new
     script = Path(sys.executable).parent / "relations-etl"
-    started = [
-        subprocess.Popen(
-            [
-                str(script),
-                "ingest",
-                "visits",
-                uri,
-                "--name",
-                NAME,
-                "--format",
-                "csv",
-                "--mapping",
-                mapping,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=cli_env,
-        )
-        for uri, _, _ in runs
-    ]
-    for (uri, code, says), process in zip(runs, started, strict=True):
-        _, stderr = process.communicate(timeout=300)
-        assert process.returncode == code, (uri, stderr)
-        assert says in _one_paragraph(stderr), uri
+    scripted, *in_process = runs[1], runs[0], runs[2], runs[3]
+    process = subprocess.Popen(
+        [str(script), *ingest[:2], scripted[0], *ingest[2:]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env,
+    )
+    cli = Cli(settings.home, monkeypatch, capsys)
+    for uri, code, says in in_process:
+        done = cli(*ingest[:2], uri, *ingest[2:])
+        assert done.code == code, (uri, done.err)
+        assert says in _one_paragraph(done.err), uri
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == scripted[1], (scripted[0], stderr)
+    assert scripted[2] in _one_paragraph(stderr), scripted[0]
     assert _good_rows(settings) == before  # nothing already loaded was lost
 
 
@@ -886,20 +884,29 @@ def test_cli_publish_pending_exits_3_and_the_next_run_publishes(
 
 
 @pytest.mark.parametrize(
-    ("broken", "limits", "says"),
+    ("broken", "limits", "says", "script"),
     [
-        ("empty.csv", {}, "the file is empty"),
-        # the checks lifted: calamine aborts in its child process, the next source still runs
+        ("empty.csv", {}, "the file is empty", False),
+        # the checks lifted: calamine aborts in its child process, the next source still runs;
+        # as the installed script, as a scheduler runs it
         (
             "xfd1048576.xlsx",
             {"RELATIONS_ETL_MAX_COLUMNS": "100000", "RELATIONS_ETL_MAX_CELLS": str(10**14)},
             "the XLSX reader stopped without an answer (killed by SIGABRT",
+            True,
         ),
     ],
     ids=["empty", "reader-crash"],
 )
 def test_cli_nightly_with_one_failing_source_exits_1(
-    cli_env: dict[str, str], tmp_path: Path, broken: str, limits: dict[str, str], says: str
+    cli_env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    broken: str,
+    limits: dict[str, str],
+    says: str,
+    script: bool,
 ) -> None:
     shutil.copy(CASES_DIR / "good.csv", tmp_path / "good.csv")
     shutil.copy(CASES_DIR / broken, tmp_path / broken)
@@ -910,10 +917,18 @@ def test_cli_nightly_with_one_failing_source_exits_1(
         f"  - {{name: broken, kind: visits, uri: {broken}, mapping: {mapping.name}}}\n"
         f"  - {{name: fine, kind: visits, uri: good.csv, mapping: {mapping.name}}}\n",
     )
-    done = _cli({**cli_env, **limits}, "run", "--config", str(config))
-    assert done.returncode == 1
-    assert "fine: read 3, loaded 3" not in done.stdout  # the run raised before printing
-    assert "1 source(s) failed: broken" in _one_paragraph(done.stderr)
+    if script:
+        ran = _cli({**cli_env, **limits}, "run", "--config", str(config))
+        done = Done(ran.returncode, ran.stdout, ran.stderr)
+    else:  # in this process, on the session's Prefect API
+        for name, value in limits.items():
+            monkeypatch.setenv(name, value)
+        done = Cli(Path(cli_env["RELATIONS_ETL_HOME"]), monkeypatch, capsys)(
+            "run", "--config", str(config)
+        )
+    assert done.code == 1
+    assert "fine: read 3, loaded 3" not in done.out  # the run raised before printing
+    assert "1 source(s) failed: broken" in _one_paragraph(done.err)
     conn = duckdb.connect(str(Path(cli_env["RELATIONS_ETL_HOME"]) / "relations.duckdb"))
     try:
         loaded = conn.execute("SELECT source, count(*) FROM visits GROUP BY 1").fetchall()
