@@ -198,7 +198,7 @@ def connect(
     conn = _open(path, read_only, settings, config)
     if not read_only:
         try:
-            if settings.load_memory:  # DuckDB spills past it, except the primary-key index
+            if settings.load_memory:  # DuckDB spills past it (the fact tables have no index)
                 conn.execute(f"SET memory_limit = '{memory_limit(settings.load_memory)}'")
             apply_sql(conn, settings.sql_dir)
         except BaseException:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -101,6 +102,18 @@ def _relation(conn: duckdb.DuckDBPyConnection, name: str, rows: pl.DataFrame | P
     conn.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM read_parquet('{path}')")
 
 
+@contextlib.contextmanager
+def _unordered(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Write the facts without keeping their read order: a fact table promises no order (the
+    Parquet is sorted when published), and keeping it made DuckDB hold a large insert's row
+    groups to write them in order (10M visits: half the time and a third more memory)."""
+    conn.execute("SET preserve_insertion_order = false")
+    try:
+        yield
+    finally:
+        conn.execute("RESET preserve_insertion_order")
+
+
 def _count(conn: duckdb.DuckDBPyConnection, query: str, params: list[object] | None = None) -> int:
     rows = conn.execute(query, params or []).fetchall()
     return int(rows[0][0]) if rows else 0
@@ -133,11 +146,12 @@ def _load_changes(
     a changed one replaces its row (deleted first, so an id is never there twice), an identical
     one is kept. Leaves `_staged`, `_status` (id, status) and `_changed_years` (the years the
     replaced rows were published under); returns the facts written."""
-    conn.execute(
-        f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT {staged_columns} "
-        f"FROM _facts_in {none_if_failed}",
-        params,
-    )
+    with _unordered(conn):
+        conn.execute(
+            f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT {staged_columns} "
+            f"FROM _facts_in {none_if_failed}",
+            params,
+        )
     conn.execute(
         f"""CREATE OR REPLACE TEMP TABLE _status AS
         SELECT s.{ident} AS id,
@@ -156,10 +170,11 @@ def _load_changes(
     conn.execute(
         f"DELETE FROM {table} WHERE {ident} IN (SELECT id FROM _status WHERE status = 'changed')"
     )
-    conn.execute(
-        f"INSERT INTO {table} BY NAME SELECT * FROM _staged WHERE {ident} IN "
-        "(SELECT id FROM _status WHERE status <> 'same')"
-    )
+    with _unordered(conn):
+        conn.execute(
+            f"INSERT INTO {table} BY NAME SELECT * FROM _staged WHERE {ident} IN "
+            "(SELECT id FROM _status WHERE status <> 'same')"
+        )
     return _count(conn, "SELECT count(*) FROM _status WHERE status <> 'same'")
 
 
@@ -244,11 +259,12 @@ def load_batch(
             f"{_hash_sql(content_columns(kind))} AS row_hash"
         )
         if fresh:  # every fact is new: inserted as it is read, nothing materialized
-            (facts_written,) = conn.execute(
-                f"INSERT INTO {table} BY NAME SELECT {staged_columns} "
-                f"FROM _facts_in {none_if_failed}",
-                [batch.batch_id, now],
-            ).fetchall()[0]
+            with _unordered(conn):
+                (facts_written,) = conn.execute(
+                    f"INSERT INTO {table} BY NAME SELECT {staged_columns} "
+                    f"FROM _facts_in {none_if_failed}",
+                    [batch.batch_id, now],
+                ).fetchall()[0]
             years = _years(
                 conn, f"SELECT DISTINCT {year_sql(kind)} FROM _facts_in {none_if_failed}", []
             )
