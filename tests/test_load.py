@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import polars as pl
 import pytest
 from relations_etl_flows.ingest import replay_quarantine
 
 from relations_etl.config import Kind, load_sources, source_for
+from relations_etl.db import apply_sql
 from relations_etl.errors import BatchRejectedError, WarehouseError
 from relations_etl.extract import extract
 from relations_etl.load import load_batch
-from relations_etl.pipeline import new_batch, prepare, run_source
+from relations_etl.pipeline import new_batch, prepare, replay, run_source
 from relations_etl.publish import publish_pending
 from relations_etl.query import run_query
 from relations_etl.reference import Reference
 from relations_etl.settings import Settings
-from tests.conftest import REPO, Cli
+from tests.conftest import REPO, Cli, trips_source
 
 
 def test_a_batch_that_fails_to_load_leaves_no_trace(settings: Settings) -> None:
@@ -240,3 +243,182 @@ def test_cli_loads_a_list_by_its_headers_and_exits_65_when_every_row_is_rejected
     assert "its one row was rejected; reasons, most frequent first: (1) counterpart" in err
     assert "'Atlantis', 1 row: country 'Atlantis' is unknown" in err
     assert "relations-etl quarantine --source list" in err
+
+
+# --- the fact tables have no key: one row per id all the same -----------------------------------
+
+TRIPS = "record,host,visitor_country,visitor,title,date\n"
+TRIP = {
+    "a": "a,Kazakhstan,France,Emmanuel Macron,President,2023-11-01\n",
+    "b": "b,Kazakhstan,Germany,Frank-Walter Steinmeier,President,2023-06-20\n",
+    "c": "c,Kazakhstan,Japan,Fumio Kishida,Prime Minister,2022-08-28\n",
+    "e": "e,Kazakhstan,Frnce,Emmanuel Macron,President,2019-04-01\n",  # a typo: quarantined
+}
+FACT_TABLES = ("visits", "memberships", "relations", "reported_totals")
+
+
+def _facts_by_id(settings: Settings) -> dict[str, tuple[str, str]]:
+    """visit_id -> (title, batch_id), checked to hold every id once."""
+    rows = run_query(
+        settings, "SELECT visit_id, visitor_title, batch_id FROM visits ORDER BY visit_id"
+    ).rows()
+    ids = [row[0] for row in rows]
+    assert len(ids) == len(set(ids)), f"an id twice: {ids}"
+    return {row[0]: (row[1], row[2]) for row in rows}
+
+
+def test_no_reload_replay_or_changed_row_leaves_an_id_twice(
+    settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "trips.csv"
+    path.write_text(TRIPS + TRIP["a"] + TRIP["b"] + TRIP["e"], encoding="utf-8")
+    source = trips_source(path)
+    first = run_source(source, settings)
+    assert (first.rows_loaded, first.rows_rejected) == (2, 1)
+    # b changed, c new, a the same: b's row is replaced, a's kept with the batch that loaded it
+    path.write_text(
+        TRIPS + TRIP["a"] + TRIP["b"].replace("President", "Chancellor") + TRIP["c"] + TRIP["e"],
+        encoding="utf-8",
+    )
+    second = run_source(source, settings)
+    assert (second.rows_loaded, second.rows_deduplicated, second.facts_written) == (2, 1, 2)
+    assert _facts_by_id(settings) == {
+        "trips:a": ("President", first.batch_id),
+        "trips:b": ("Chancellor", second.batch_id),
+        "trips:c": ("Prime Minister", second.batch_id),
+    }
+    # the typo fixed by a user alias: the replay loads e beside the others
+    settings.user_reference_dir.mkdir(parents=True)
+    (settings.user_reference_dir / "country_aliases.csv").write_text(
+        "alias,code,valid_from,valid_to,note\nFrnce,FRA,,,a typo seen in the list\n",
+        encoding="utf-8",
+    )
+    (replayed,) = replay(settings)
+    assert (replayed.rows_loaded, replayed.rows_rejected) == (1, 0)
+    # the whole list again, e now passing in the list itself: every row is the same
+    again = run_source(source, settings, force=True)
+    assert (again.rows_loaded, again.rows_deduplicated, again.facts_written) == (0, 4, 0)
+    assert replay(settings) == []  # nothing left in quarantine
+    facts = _facts_by_id(settings)
+    assert sorted(facts) == ["trips:a", "trips:b", "trips:c", "trips:e"]
+    assert facts["trips:e"] == ("President", replayed.batch_id)
+    published = pl.concat(
+        [pl.read_parquet(f) for f in (settings.parquet_dir / "visits").rglob("*.parquet")]
+    )
+    assert sorted(published.get_column("visit_id")) == sorted(facts)
+
+
+def test_a_batch_holding_one_id_twice_is_refused_and_writes_nothing(
+    settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "trips.csv"
+    path.write_text(TRIPS + TRIP["a"] + TRIP["b"], encoding="utf-8")
+    source = trips_source(path)
+    ref = Reference.load(settings)
+    prepared = prepare(extract(source), source, ref, settings)
+    twice = pl.concat([prepared.facts, prepared.facts.head(1)])
+    with pytest.raises(WarehouseError, match="holds 1 fact id more than once") as info:
+        load_batch(
+            settings,
+            new_batch(source),
+            twice,
+            prepared.rejected,
+            rows_read=prepared.rows_read,  # conservation holds: only the check refuses it
+            repeated=0,
+            content_hash=None,
+            ref=ref,
+        )
+    assert info.value.exit_code == 74 and info.value.source == "trips"
+    assert run_query(settings, "SELECT count(*) FROM visits").item() == 0
+    assert run_query(settings, "SELECT count(*) FROM load_batches").item() == 0
+
+
+def _keyed_sql(folder: Path) -> Path:
+    """The SQL files as versions before this one shipped them: each fact id a PRIMARY KEY."""
+    folder.mkdir()
+    for script in sorted(Settings().sql_dir.glob("*.sql")):
+        text = script.read_text(encoding="utf-8")
+        for ident in ("visit_id", "membership_id", "relation_id", "reported_id"):
+            text, found = re.subn(rf"({ident} +VARCHAR) NOT NULL", r"\1 PRIMARY KEY", text)
+            assert found == (script.name == "010_tables.sql"), (script.name, ident)
+        (folder / script.name).write_text(text, encoding="utf-8")
+    return folder
+
+
+def _primary_keys(settings: Settings) -> set[str]:
+    conn = duckdb.connect(str(settings.db_path), read_only=True)
+    try:
+        return {
+            table
+            for (table,) in conn.execute(
+                "SELECT table_name FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'"
+            ).fetchall()
+        }
+    finally:
+        conn.close()
+
+
+def test_a_warehouse_made_with_the_key_is_rebuilt_without_it_rows_intact(
+    settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "trips.csv"
+    path.write_text(TRIPS + TRIP["a"] + TRIP["b"] + TRIP["e"], encoding="utf-8")
+    source = trips_source(path)
+    # a warehouse as the previous version left it: its tables made by the keyed DDL, its rows
+    # those of a load (made here by this version, then copied in)
+    made = Settings(home=tmp_path / "made")
+    first = run_source(source, made)
+    settings.db_path.parent.mkdir(parents=True)
+    old = duckdb.connect(str(settings.db_path))
+    try:
+        apply_sql(old, _keyed_sql(tmp_path / "sql"))
+        old.execute(f"ATTACH '{made.db_path}' AS made (READ_ONLY)")
+        for (table,) in old.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = 'made' "
+            "AND table_name <> 'schema_applied'"
+        ).fetchall():
+            old.execute(f"INSERT INTO {table} BY NAME SELECT * FROM made.{table}")
+        before = {
+            table: old.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
+            for table in FACT_TABLES
+        }
+    finally:
+        old.close()
+    assert set(FACT_TABLES) <= _primary_keys(settings)
+    assert len(before["visits"]) == 2
+
+    # the next load with this version: rebuilt first, then loaded into the rebuilt table
+    path.write_text(TRIPS + TRIP["a"] + TRIP["b"] + TRIP["c"] + TRIP["e"], encoding="utf-8")
+    second = run_source(source, settings)
+    assert (second.rows_loaded, second.rows_deduplicated) == (1, 2)
+    keys = _primary_keys(settings)
+    assert not keys & set(FACT_TABLES)
+    assert {"countries", "load_batches", "publish_queue", "published_files"} <= keys
+    facts = _facts_by_id(settings)
+    assert facts == {
+        "trips:a": ("President", first.batch_id),
+        "trips:b": ("President", first.batch_id),
+        "trips:c": ("Prime Minister", second.batch_id),
+    }
+    conn = duckdb.connect(str(settings.db_path), read_only=True)
+    try:
+        tables = {t for (t,) in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        assert not {t for t in tables if t.endswith("_with_primary_key")}
+        kept = conn.execute(
+            "SELECT * FROM visits WHERE batch_id = ? ORDER BY ALL", [first.batch_id]
+        ).fetchall()
+        assert kept == before["visits"]  # every column of every old row, as it was
+        for table in FACT_TABLES[1:]:
+            assert conn.execute(f"SELECT * FROM {table}").fetchall() == before[table] == []
+        not_null = conn.execute(
+            "SELECT constraint_column_names[1] FROM duckdb_constraints() "
+            "WHERE table_name = 'visits' AND constraint_type = 'NOT NULL'"
+        ).fetchall()
+        assert ("visit_id",) in not_null and ("host_country",) in not_null
+    finally:
+        conn.close()
+    # the views bind to the rebuilt table; a second open changes nothing
+    inbound = run_query(settings, "SELECT visit_id FROM visits_inbound ORDER BY visit_id")
+    assert inbound.to_series().to_list() == ["trips:a", "trips:b", "trips:c"]
+    assert run_query(settings, "SELECT count(*) FROM visits").item() == 3
+    assert not _primary_keys(settings) & set(FACT_TABLES)

@@ -20,6 +20,7 @@ from relations_etl.errors import (
     WarehouseError,
     WarehouseLockedError,
 )
+from relations_etl.facts import TABLE
 from relations_etl.lock import holder
 from relations_etl.settings import Settings
 
@@ -197,7 +198,7 @@ def connect(
     conn = _open(path, read_only, settings, config)
     if not read_only:
         try:
-            if settings.load_memory:  # DuckDB spills past it, except the primary-key index
+            if settings.load_memory:  # DuckDB spills past it (the fact tables have no index)
                 conn.execute(f"SET memory_limit = '{memory_limit(settings.load_memory)}'")
             apply_sql(conn, settings.sql_dir)
         except BaseException:
@@ -244,7 +245,9 @@ def apply_sql(conn: duckdb.DuckDBPyConnection, sql_dir: Path) -> None:
 
     A warehouse that already has these exact scripts applied (their digest is recorded in
     `schema_applied`) is left alone: every writer connects, and re-running all of the DDL on
-    each connection cost more than the statements the connection was opened for.
+    each connection cost more than the statements the connection was opened for. The scripts
+    run in one transaction, which also rebuilds without their PRIMARY KEY the fact tables of a
+    warehouse made before the key was dropped (see `_set_aside_keyed_facts`): all or nothing.
     """
     scripts = [p.read_text(encoding="utf-8") for p in sorted(sql_dir.glob("*.sql"))]
     digest = hashlib.sha256("\0".join(scripts).encode()).hexdigest()
@@ -253,6 +256,41 @@ def apply_sql(conn: duckdb.DuckDBPyConnection, sql_dir: Path) -> None:
             return
     except duckdb.CatalogException:
         pass  # a new warehouse, or one made before the digest was recorded
-    for script in scripts:
-        conn.execute(script)
-    conn.execute("CREATE OR REPLACE TABLE schema_applied AS SELECT ? AS digest", [digest])
+    conn.begin()
+    try:
+        keyed = _set_aside_keyed_facts(conn)
+        for script in scripts:
+            conn.execute(script)
+        for table, old in keyed.items():
+            conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {old}")
+            conn.execute(f"DROP TABLE {old}")
+        conn.execute("CREATE OR REPLACE TABLE schema_applied AS SELECT ? AS digest", [digest])
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+
+
+_KEYED_SUFFIX = "_with_primary_key"
+
+
+def _set_aside_keyed_facts(conn: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Rename the fact tables that still have the PRIMARY KEY of earlier versions out of the
+    way, so that the SQL files create them anew without it; returns {table: renamed}, for
+    `apply_sql` to copy their rows back in the same transaction. (DuckDB cannot drop a
+    primary key in place; the views bind by name when queried, so they follow the new table.)"""
+    keyed = [
+        table
+        for (table,) in conn.execute(
+            "SELECT DISTINCT table_name FROM duckdb_constraints() "
+            "WHERE database_name = current_database() AND schema_name = current_schema() "
+            "AND constraint_type = 'PRIMARY KEY' AND list_contains(?, table_name)",
+            [sorted(TABLE.values())],
+        ).fetchall()
+    ]
+    renamed = {}
+    for table in keyed:
+        old = table + _KEYED_SUFFIX
+        conn.execute(f"ALTER TABLE {table} RENAME TO {old}")
+        renamed[table] = old
+    return renamed

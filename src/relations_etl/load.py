@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -11,6 +12,7 @@ import polars as pl
 
 from relations_etl.audit import Batch, LoadResult, audit_batch
 from relations_etl.bindings import bind
+from relations_etl.config import Kind
 from relations_etl.db import connect, disk_errors
 from relations_etl.envelope import RAW_KEYS
 from relations_etl.errors import (
@@ -100,9 +102,80 @@ def _relation(conn: duckdb.DuckDBPyConnection, name: str, rows: pl.DataFrame | P
     conn.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM read_parquet('{path}')")
 
 
-def _count(conn: duckdb.DuckDBPyConnection, query: str) -> int:
-    rows = conn.execute(query).fetchall()
+@contextlib.contextmanager
+def _unordered(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Write the facts without keeping their read order: a fact table promises no order (the
+    Parquet is sorted when published), and keeping it made DuckDB hold a large insert's row
+    groups to write them in order (10M visits: half the time and a third more memory)."""
+    conn.execute("SET preserve_insertion_order = false")
+    try:
+        yield
+    finally:
+        conn.execute("RESET preserve_insertion_order")
+
+
+def _count(conn: duckdb.DuckDBPyConnection, query: str, params: list[object] | None = None) -> int:
+    rows = conn.execute(query, params or []).fetchall()
     return int(rows[0][0]) if rows else 0
+
+
+def _check_unique_ids(conn: duckdb.DuckDBPyConnection, batch: Batch, ident: str) -> None:
+    """Refuse a batch that holds one fact id twice: the fact tables have no key to refuse it
+    (see 010_tables.sql), and the split keeps one row per id, so this would be a bug."""
+    repeated = _count(conn, f"SELECT count(*) - count(DISTINCT {ident}) FROM _facts_in")
+    if repeated:
+        raise WarehouseError(
+            f"the batch holds {repeated} fact id{'s' if repeated > 1 else ''} more than once",
+            source=batch.source,
+            batch_id=batch.batch_id,
+            hint="Nothing of this batch was committed; this is a bug of the split, report it.",
+        )
+
+
+def _load_changes(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    ident: str,
+    kind: Kind,
+    source: str,
+    staged_columns: str,
+    none_if_failed: str,
+    params: list[object],
+) -> int:
+    """Write a batch into a table that already holds rows of its source: a new id is inserted,
+    a changed one replaces its row (deleted first, so an id is never there twice), an identical
+    one is kept. Leaves `_staged`, `_status` (id, status) and `_changed_years` (the years the
+    replaced rows were published under); returns the facts written."""
+    with _unordered(conn):
+        conn.execute(
+            f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT {staged_columns} "
+            f"FROM _facts_in {none_if_failed}",
+            params,
+        )
+    conn.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _status AS
+        SELECT s.{ident} AS id,
+               CASE WHEN t.{ident} IS NULL THEN 'new'
+                    WHEN t.row_hash = s.row_hash THEN 'same' ELSE 'changed' END AS status
+        FROM _staged AS s
+        LEFT JOIN (SELECT {ident}, row_hash FROM {table} WHERE source = ?) AS t
+          ON t.{ident} = s.{ident}""",
+        [source],
+    )
+    conn.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _changed_years AS
+        SELECT DISTINCT {year_sql(kind, "t")} AS year
+        FROM {table} AS t SEMI JOIN _status AS s ON s.id = t.{ident} AND s.status = 'changed'"""
+    )
+    conn.execute(
+        f"DELETE FROM {table} WHERE {ident} IN (SELECT id FROM _status WHERE status = 'changed')"
+    )
+    with _unordered(conn):
+        conn.execute(
+            f"INSERT INTO {table} BY NAME SELECT * FROM _staged WHERE {ident} IN "
+            "(SELECT id FROM _status WHERE status <> 'same')"
+        )
+    return _count(conn, "SELECT count(*) FROM _status WHERE status <> 'same'")
 
 
 @disk_errors
@@ -173,64 +246,94 @@ def load_batch(
                 entry.moved_from if entry else None,
             )
         refresh_reference(conn, ref)
-        conn.execute(
-            f"""CREATE OR REPLACE TEMP TABLE _staged AS
-            SELECT {written_columns}, ?::VARCHAR AS batch_id, ?::TIMESTAMPTZ AS loaded_at,
-                   {_hash_sql(content_columns(kind))} AS row_hash
-            FROM _facts_in {none_if_failed}""",
-            [batch.batch_id, now],
-        )
-        conn.execute(
-            f"""CREATE OR REPLACE TEMP TABLE _status AS
-            SELECT s.{ident} AS id,
-                   CASE WHEN t.{ident} IS NULL THEN 'new'
-                        WHEN t.row_hash = s.row_hash THEN 'same' ELSE 'changed' END AS status
-            FROM _staged AS s LEFT JOIN {table} AS t ON t.{ident} = s.{ident}"""
-        )
-        years = _years(
+        _check_unique_ids(conn, batch, ident)
+        # a batch's ids begin with its source's name (split.identifier_sql) and a name holds no
+        # ':', so only the source's own rows can share an id with the batch
+        fresh = not _count(
             conn,
-            f"SELECT DISTINCT {year_sql(kind)} FROM _staged UNION SELECT DISTINCT "
-            f"{year_sql(kind, 't')} "
-            f"FROM {table} t JOIN _status s ON s.id = t.{ident} AND s.status = 'changed'",
-            [],
+            f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE source = ? LIMIT 1)",
+            [batch.source],
         )
-        conn.execute(
-            f"DELETE FROM {table} WHERE {ident} IN "
-            "(SELECT id FROM _status WHERE status = 'changed')"
+        staged_columns = (
+            f"{written_columns}, ?::VARCHAR AS batch_id, ?::TIMESTAMPTZ AS loaded_at, "
+            f"{_hash_sql(content_columns(kind))} AS row_hash"
         )
-        conn.execute(
-            f"INSERT INTO {table} BY NAME SELECT * FROM _staged WHERE {ident} IN "
-            "(SELECT id FROM _status WHERE status <> 'same')"
-        )
-        # a raw row is loaded when one of its facts was written, deduplicated when none was
-        conn.execute(
-            f"""CREATE OR REPLACE TEMP TABLE _loaded_keys AS
-            SELECT k.{RAW_KEYS}, bool_or(s.status <> 'same') AS written
-            FROM (SELECT {ident} AS id, unnest({RAW_KEYS}) AS {RAW_KEYS}
-                  FROM _facts_in {none_if_failed}) AS k
-            LEFT JOIN _status AS s USING (id) GROUP BY k.{RAW_KEYS}"""
-        )
-        rows_loaded = _count(conn, "SELECT count(*) FROM _loaded_keys WHERE written")
-        raw_rows = _count(conn, "SELECT count(*) FROM _loaded_keys")
+        if fresh:  # every fact is new: inserted as it is read, nothing materialized
+            with _unordered(conn):
+                (facts_written,) = conn.execute(
+                    f"INSERT INTO {table} BY NAME SELECT {staged_columns} "
+                    f"FROM _facts_in {none_if_failed}",
+                    [batch.batch_id, now],
+                ).fetchall()[0]
+            years = _years(
+                conn, f"SELECT DISTINCT {year_sql(kind)} FROM _facts_in {none_if_failed}", []
+            )
+            conn.execute(
+                f"""CREATE OR REPLACE TEMP VIEW _loaded_keys AS
+                SELECT DISTINCT unnest({RAW_KEYS}) AS {RAW_KEYS}, true AS written
+                FROM _facts_in {none_if_failed}"""
+            )
+        else:
+            facts_written = _load_changes(
+                conn,
+                table,
+                ident,
+                kind,
+                batch.source,
+                staged_columns,
+                none_if_failed,
+                [batch.batch_id, now],
+            )
+            years = _years(
+                conn,
+                f"SELECT DISTINCT {year_sql(kind)} FROM _staged SEMI JOIN _status AS s "
+                f"ON s.id = _staged.{ident} AND s.status <> 'same' UNION "
+                "SELECT year FROM _changed_years",
+                [],
+            )
+            # a raw row is loaded when one of its facts was written, deduplicated when none was
+            conn.execute(
+                f"""CREATE OR REPLACE TEMP TABLE _loaded_keys AS
+                SELECT k.{RAW_KEYS}, bool_or(s.status <> 'same') AS written
+                FROM (SELECT {ident} AS id, unnest({RAW_KEYS}) AS {RAW_KEYS}
+                      FROM _facts_in {none_if_failed}) AS k
+                LEFT JOIN _status AS s USING (id) GROUP BY k.{RAW_KEYS}"""
+            )
+        ((rows_loaded, raw_rows),) = conn.execute(
+            "SELECT count(*) FILTER (WHERE written), count(*) FROM _loaded_keys"
+        ).fetchall()
         rows_deduplicated = raw_rows - rows_loaded + repeated
-        facts_written = _count(conn, "SELECT count(*) FROM _status WHERE status <> 'same'")
         conn.register(
             "_replayed_keys",
             pl.DataFrame({RAW_KEYS: replayed or []}, schema={RAW_KEYS: pl.String}).to_arrow(),
         )
         open_rows = "resolved_batch_id IS NULL AND source = ? AND source_file || '#' || source_row"
-        rejected_years = _years(
+        # the quarantine entries this batch closes: none to look for (across every raw key of
+        # the batch) when the source has no open entry, as on its first load
+        any_open = _count(
             conn,
-            f"SELECT DISTINCT year(rejected_at) FROM rejected_rows WHERE {open_rows} IN "
-            f"(SELECT {RAW_KEYS} FROM _loaded_keys UNION SELECT {RAW_KEYS} FROM _replayed_keys)",
+            "SELECT count(*) FROM (SELECT 1 FROM rejected_rows "
+            "WHERE resolved_batch_id IS NULL AND source = ? LIMIT 1)",
             [batch.source],
         )
-        for keys_table, resolution in (("_loaded_keys", "loaded"), ("_replayed_keys", "replayed")):
-            conn.execute(
-                f"""UPDATE rejected_rows SET resolved_batch_id = ?, resolution = ?
-                WHERE {open_rows} IN (SELECT {RAW_KEYS} FROM {keys_table})""",
-                [batch.batch_id, resolution, batch.source],
+        rejected_years = set()
+        if any_open:
+            rejected_years = _years(
+                conn,
+                f"SELECT DISTINCT year(rejected_at) FROM rejected_rows WHERE {open_rows} IN "
+                f"(SELECT {RAW_KEYS} FROM _loaded_keys "
+                f"UNION SELECT {RAW_KEYS} FROM _replayed_keys)",
+                [batch.source],
             )
+            for keys_table, resolution in (
+                ("_loaded_keys", "loaded"),
+                ("_replayed_keys", "replayed"),
+            ):
+                conn.execute(
+                    f"""UPDATE rejected_rows SET resolved_batch_id = ?, resolution = ?
+                    WHERE {open_rows} IN (SELECT {RAW_KEYS} FROM {keys_table})""",
+                    [batch.batch_id, resolution, batch.source],
+                )
         conn.execute(
             """CREATE OR REPLACE TEMP TABLE _rejected AS
             SELECT *, ?::VARCHAR AS batch_id, ?::VARCHAR AS source, ?::VARCHAR AS kind,
@@ -271,7 +374,8 @@ def load_batch(
             {table: years, "rejected_rows": rejected_years},
             rows_dropped=rows_dropped,
         )
-        if failure is None and replayed is None:  # a snapshot list retires the facts it dropped
+        # a snapshot list retires the facts it dropped (none when the source had none before)
+        if failure is None and replayed is None and not fresh:
             result.rows_retired = retire(conn, batch, entry, result.years, rows_read)
         # a failed batch loads none of its rows: those that passed are neither loaded nor
         # rejected, and stay in the list for the run that loads it
@@ -287,9 +391,13 @@ def load_batch(
             )
         # the outbox of publish: committed with the data, emptied only once the Parquet is written,
         # so a crash between this commit and the publish is repaired by the next run
-        queued = [[t, y, batch.batch_id] for t, ys in result.years.items() for y in sorted(ys)]
-        if queued:
-            conn.executemany("INSERT OR IGNORE INTO publish_queue VALUES (?, ?, ?)", queued)
+        queued = [(t, y) for t, ys in result.years.items() for y in sorted(ys)]
+        if queued:  # one statement: executemany costs a statement per year
+            conn.execute(
+                "INSERT OR IGNORE INTO publish_queue "
+                "SELECT unnest(?::VARCHAR[]), unnest(?::INTEGER[]), ?",
+                [[t for t, _ in queued], [y for _, y in queued], batch.batch_id],
+            )
         if dropped:
             conn.executemany(
                 "INSERT OR REPLACE INTO dropped_rows VALUES (?, ?, ?, ?)",

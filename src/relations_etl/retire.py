@@ -46,14 +46,19 @@ def retire(
     # a period collapsed from yearly rows ("first..last") is rebuilt from the rows that pass:
     # kept beside the new periods because one of its years failed, it would count the others
     # twice, so only a fact of one record is kept for its rejected row
+    # the ids first, whole rows only for those: carrying every column of every row of the source
+    # through the anti joins took 31 s of a 10M-row reload that retired nothing
     conn.execute(
         f"""CREATE OR REPLACE TEMP TABLE _retiring AS
-        SELECT t.* FROM {table} AS t
-        WHERE t.source = ?
-          AND NOT EXISTS (SELECT 1 FROM {staged} AS s WHERE s.{ident} = t.{ident})
-          AND NOT EXISTS (
-              SELECT 1 FROM {rejected} AS r WHERE r.source_record = t.source_record)""",
-        [batch.source],
+        WITH gone AS (
+            SELECT t.{ident} FROM {table} AS t
+            WHERE t.source = ?
+              AND NOT EXISTS (SELECT 1 FROM {staged} AS s WHERE s.{ident} = t.{ident})
+              AND NOT EXISTS (
+                  SELECT 1 FROM {rejected} AS r WHERE r.source_record = t.source_record)
+        )
+        SELECT t.* FROM {table} AS t SEMI JOIN gone USING ({ident}) WHERE t.source = ?""",
+        [batch.source, batch.source],
     )
     row = conn.execute("SELECT count(*) FROM _retiring").fetchone()
     retired = int(row[0]) if row else 0

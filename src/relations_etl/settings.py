@@ -168,10 +168,10 @@ class Settings(BaseSettings):
         "together (repeats, duplicate records, periods); past it DuckDB spills to disk.",
     )
     load_memory: str | None = Field(
-        default=None,
+        default="512MB",
         description="DuckDB memory_limit of the warehouse connections that write (load, "
-        "publish); unset: DuckDB's default (80% of RAM). The fact table's primary-key index "
-        "must fit: 10M new rows need several GB, and a lower limit fails the load.",
+        "publish); past it DuckDB spills to disk (the fact tables have no primary-key index, "
+        "which could not spill). Empty: DuckDB's default (80% of RAM).",
     )
 
     # Object storage (README "Scaling out"): the DuckDB file stays on local disk; lists and

@@ -19,8 +19,12 @@ CREATE TABLE IF NOT EXISTS organizations (
 ALTER TABLE organizations ADD COLUMN IF NOT EXISTS founded INTEGER;
 ALTER TABLE organizations ADD COLUMN IF NOT EXISTS dissolved INTEGER;
 
+-- The fact tables have no PRIMARY KEY: its index (an ART held whole in memory) took about 5 GB
+-- to load 10M visits. Each id is still unique: ids are unique within a batch (split keeps one
+-- row per id) and the load deletes an id's old row before it inserts the new one (load.py);
+-- db.apply_sql rebuilds the tables of a warehouse made with the key.
 CREATE TABLE IF NOT EXISTS visits (
-    visit_id              VARCHAR PRIMARY KEY,   -- <source>:<source_record>[#<person>]
+    visit_id              VARCHAR NOT NULL,   -- <source>:<source_record>[#<person>]
     host_country          VARCHAR NOT NULL,
     visitor_country       VARCHAR,
     visitor_organization  VARCHAR,
@@ -43,7 +47,7 @@ CREATE TABLE IF NOT EXISTS visits (
 );
 
 CREATE TABLE IF NOT EXISTS memberships (
-    membership_id    VARCHAR PRIMARY KEY,
+    membership_id    VARCHAR NOT NULL,
     country          VARCHAR NOT NULL,
     organization     VARCHAR NOT NULL,
     body             VARCHAR,
@@ -61,7 +65,7 @@ CREATE TABLE IF NOT EXISTS memberships (
 );
 
 CREATE TABLE IF NOT EXISTS relations (
-    relation_id      VARCHAR PRIMARY KEY,
+    relation_id      VARCHAR NOT NULL,
     country          VARCHAR NOT NULL,
     counterpart      VARCHAR NOT NULL,
     event            VARCHAR NOT NULL,
@@ -78,7 +82,7 @@ CREATE TABLE IF NOT EXISTS relations (
 -- Totals an authority published (a ministry's "relations with 186 countries"), set beside the
 -- counts of the detail rows by the reconciliation view.
 CREATE TABLE IF NOT EXISTS reported_totals (
-    reported_id          VARCHAR PRIMARY KEY,
+    reported_id          VARCHAR NOT NULL,
     country              VARCHAR NOT NULL,
     year                 INTEGER NOT NULL,   -- the calendar year the total counts
     metric               VARCHAR NOT NULL,   -- an annual_summary column: relations_count, head_visits, ...
