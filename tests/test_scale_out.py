@@ -123,7 +123,11 @@ def single(
     folder = tmp_path_factory.mktemp("single")
     config = _with_s3_sources(_with_synthetic_sources(sample_lists(folder / "lists")), s3_endpoint)
     settings = Settings(home=folder / "warehouse")
-    return config, settings, nightly(config=str(config), home=str(settings.home))
+    with pytest.MonkeyPatch.context() as patch:
+        # the reference: every source read as one table (one process too stages a prefix file
+        # by file, as workers do, unless told not to)
+        patch.setattr(pipeline, "source_parts", lambda fetched: None)
+        return config, settings, nightly(config=str(config), home=str(settings.home))
 
 
 @pytest.fixture
@@ -140,9 +144,11 @@ def test_two_dask_workers_give_the_tables_and_parquet_of_one_process(
     monkeypatch.setenv("RELATIONS_ETL_STAGING_DIR", str(staging))
     spread = Settings(home=tmp_path / "spread")
     whole: list[str] = []  # sources prepared in one piece in this process (not on a worker)
-    prepare = pipeline.prepare
+    prepare = pipeline._prepare_whole
     monkeypatch.setattr(
-        pipeline, "prepare", lambda f, s, *a, **k: whole.append(s.name) or prepare(f, s, *a, **k)
+        pipeline,
+        "_prepare_whole",
+        lambda f, s, *a, **k: whole.append(s.name) or prepare(f, s, *a, **k),
     )
 
     two = nightly(config=str(config), home=str(spread.home), task_runner="dask")

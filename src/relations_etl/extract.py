@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -231,18 +232,18 @@ def fetch(source: Source, settings: Settings | None = None) -> Fetched:
 
 
 def refetch(fetched: Fetched, settings: Settings) -> Fetched:
-    """A Fetched whose remote copies were made elsewhere (another worker) or removed, with its
-    remote files fetched again here, each required to have the bytes hashed the first time
-    (else the transient error of a file changed after it was hashed); local files are read in
-    place as before. Close it when done."""
+    """A Fetched whose remote copies were made elsewhere (another worker) or removed, with
+    those copies fetched again here (a copy still in place is read as it is), each required to
+    have the bytes hashed the first time (else the transient error of a file changed after it
+    was hashed); local files are read in place as before. Close it when done."""
     source = fetched.source
     fmt = source.resolved_format
     spool = Spool()
     files = []
     try:
         for file in fetched.files:
-            if file.stamp is not None:
-                files.append(file)
+            if file.stamp is not None or os.path.exists(file.path):
+                files.append(file)  # read in place, still verified against the hash
                 continue
             again = fetch_file(
                 file.uri,

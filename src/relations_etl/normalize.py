@@ -133,9 +133,7 @@ def plain_dates(text: pl.Expr, end: bool) -> tuple[pl.Expr, pl.Expr]:
     `parse_date` to take (it gives these forms the same answer: years 1000-2999, Jan 1 or
     Dec 31 of a year by `end`)."""
     text = text.cast(pl.String)
-    day = pl.when(text.str.contains(_PLAIN_DAY)).then(
-        text.str.to_date("%Y-%m-%d", strict=False)
-    )
+    day = pl.when(text.str.contains(_PLAIN_DAY)).then(text.str.to_date("%Y-%m-%d", strict=False))
     year = text.cast(pl.Int32, strict=False)
     year_date = pl.when(text.str.contains(_PLAIN_YEAR)).then(
         pl.date(year, 12, 31) if end else pl.date(year, 1, 1)

@@ -189,7 +189,28 @@ def prepare(
     duplicate records, yearly periods) and the split then run in DuckDB over every staged file,
     and the facts and rejected rows are written as two Parquet files for the load. `timings`,
     when given, receives the seconds of each step.
+
+    A source of several files that may be read file by file (`source_parts`) is staged one
+    file at a time, as Dask workers would stage it (`stage_part`, `finish_parts`), so that no
+    file of it is read whole when it can be read in pieces.
     """
+    if isinstance(inputs, Fetched) and (parts := source_parts(inputs)) is not None:
+        folder = staging_folder(settings)
+        with _timed(timings, "stage_parts"):
+            staged = [stage_part(part, i, folder, settings) for i, part in enumerate(parts)]
+        with _timed(timings, "split"):
+            return finish_parts(inputs, staged, folder, settings)
+    return _prepare_whole(inputs, source, ref, settings, timings)
+
+
+def _prepare_whole(
+    inputs: Fetched | Iterable[RawTable],
+    source: Source,
+    ref: Reference,
+    settings: Settings,
+    timings: Timings | None = None,
+) -> Prepared:
+    """`prepare` of the source as one table, chunk by chunk."""
     folder = staging_folder(settings)
     dropped: dict[str, int] = {}
     try:
@@ -689,7 +710,7 @@ def finish_parts(
         if not alike:
             shutil.rmtree(folder, ignore_errors=True)
             with refetch(fetched, settings) as whole:
-                return prepare(whole, source, ref, settings)
+                return _prepare_whole(whole, source, ref, settings)
         dropped: dict[str, int] = {}
         for part in ordered:  # in the order one process meets them
             for reason, count in part.dropped.items():
