@@ -197,9 +197,9 @@ def prepare(
     if isinstance(inputs, Fetched) and (parts := source_parts(inputs)) is not None:
         folder = staging_folder(settings)
         with _timed(timings, "stage_parts"):
-            staged = [stage_part(part, i, folder, settings) for i, part in enumerate(parts)]
+            staged = [stage_part(p, i, folder, settings, ref) for i, p in enumerate(parts)]
         with _timed(timings, "split"):
-            return finish_parts(inputs, staged, folder, settings)
+            return finish_parts(inputs, staged, folder, settings, ref)
     return _prepare_whole(inputs, source, ref, settings, timings)
 
 
@@ -630,12 +630,15 @@ def source_parts(fetched: Fetched) -> list[Fetched] | None:
     return [replace(fetched, files=(entry,)) for entry in fetched.files]
 
 
-def stage_part(part: Fetched, index: int, folder: Path, settings: Settings) -> StagedPart:
+def stage_part(
+    part: Fetched, index: int, folder: Path, settings: Settings, ref: Reference | None = None
+) -> StagedPart:
     """Transform file `index` of a source (a Fetched of `source_parts`) and stage its chunks in
     the source's staging `folder`, numbered and ordered as `prepare` numbers the file's rows in
-    the source's combined table, so that `finish_parts` gives the result of one process."""
+    the source's combined table, so that `finish_parts` gives the result of one process. The
+    reference data is loaded here unless given (a worker has none loaded)."""
     source = part.source
-    ref = Reference.load(settings)
+    ref = ref or Reference.load(settings)
     prefix = f"people-{index:06d}-"
     dropped: dict[str, int] = {}
     columns: list[tuple[str, ...]] = []
@@ -691,7 +694,11 @@ def stage_part(part: Fetched, index: int, folder: Path, settings: Settings) -> S
 
 
 def finish_parts(
-    fetched: Fetched, parts: Sequence[StagedPart], folder: Path, settings: Settings
+    fetched: Fetched,
+    parts: Sequence[StagedPart],
+    folder: Path,
+    settings: Settings,
+    ref: Reference | None = None,
 ) -> Prepared:
     """The checks across rows and the split over every staged file of a source split by file
     (`stage_part`), as `prepare` makes them in one process. Files that one process would not
@@ -699,7 +706,7 @@ def finish_parts(
     are prepared again here in one piece."""
     source = fetched.source
     try:
-        ref = Reference.load(settings)
+        ref = ref or Reference.load(settings)
         ordered = sorted(parts, key=lambda p: p.index)
         alike = (
             [p.index for p in ordered] == list(range(len(fetched.files)))
