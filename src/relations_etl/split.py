@@ -79,24 +79,24 @@ def split_sql(
     duplicate = error_sql(
         "'source_record'", f"'{Reason.DUPLICATE_RECORD}'", f"p.{RECORD}", "c._clash"
     )
-    conn.execute(
-        f"""CREATE OR REPLACE TEMP VIEW _people AS
-        SELECT p.* EXCLUDE ({ERRORS_COLUMN}, {LATER_ERRORS}),
-            list_concat(p.{ERRORS_COLUMN},
-                CASE WHEN c._clash IS NULL THEN [] ELSE [{duplicate}] END,
-                p.{LATER_ERRORS}) AS {ERRORS_COLUMN}
-        FROM {people} AS p LEFT JOIN {CLASHES} AS c ON c._file = p.{FILE} AND c._row = p.{ROW}"""
-    )
-    # a raw row is bad when any of its people has an error: only those rows are grouped
+    # a raw row is bad when any of its people has an error or its record clashes: only those
+    # rows are grouped, and only they need their errors put together (not every row's)
     conn.execute(
         f"""CREATE OR REPLACE TEMP TABLE _bad AS
-        SELECT DISTINCT {FILE}, {ROW} FROM _people WHERE len({ERRORS_COLUMN}) > 0"""
+        SELECT {FILE}, {ROW} FROM {people}
+        WHERE len({ERRORS_COLUMN}) > 0 OR len({LATER_ERRORS}) > 0
+        UNION SELECT _file, _row FROM {CLASHES}"""
     )
     # a raw row's reasons: those of each of its people in order, each reason once
     conn.execute(
         f"""CREATE OR REPLACE TEMP TABLE _rejected_bad AS
         WITH rows AS (
-            SELECT p.* FROM _people AS p SEMI JOIN _bad USING ({FILE}, {ROW})
+            SELECT p.* EXCLUDE ({ERRORS_COLUMN}, {LATER_ERRORS}),
+                list_concat(p.{ERRORS_COLUMN},
+                    CASE WHEN c._clash IS NULL THEN [] ELSE [{duplicate}] END,
+                    p.{LATER_ERRORS}) AS {ERRORS_COLUMN}
+            FROM (SELECT * FROM {people} SEMI JOIN _bad USING ({FILE}, {ROW})) AS p
+            LEFT JOIN {CLASHES} AS c ON c._file = p.{FILE} AND c._row = p.{ROW}
         ),
         flat AS (
             SELECT {FILE}, {ROW}, {SEQ}, unnest({ERRORS_COLUMN}) AS e,
@@ -118,14 +118,14 @@ def split_sql(
                coalesce(r.errors, []) AS errors, f.s AS {SEQ}
         FROM firsts AS f LEFT JOIN reasons AS r USING ({FILE}, {ROW})"""
     )
-    # the rows that passed, not materialized: most ids occur once, and only the rows of ids
-    # that occur more than once are compared with the first row of their id
+    # the rows that passed, not materialized
     conn.execute(
         f"""CREATE OR REPLACE TEMP VIEW _good AS
         SELECT {identifier_sql(source)} AS {ident}, {columns}, {RECORD}, {FILE}, {ROW}, {SEQ},
                {key} AS _key
-        FROM _people AS p ANTI JOIN _bad USING ({FILE}, {ROW})"""
+        FROM {people} AS p ANTI JOIN _bad USING ({FILE}, {ROW})"""
     )
+    # only the rows of ids that occur more than once are compared with the first row of their id
     conn.execute(
         f"""CREATE OR REPLACE TEMP TABLE _marked AS
         WITH repeated AS (SELECT {ident} FROM _good GROUP BY {ident} HAVING count(*) > 1),
@@ -154,7 +154,7 @@ def split_sql(
                arg_min(m.{RECORD}, m.{SEQ}) AS source_record, any_value(p.{RAW}) AS raw,
                arg_min([{conflict}], m.{SEQ}) AS errors, min(m.{SEQ}) AS {SEQ},
                any_value(m._key) AS _key
-        FROM _marked AS m JOIN _people AS p ON p.{SEQ} = m.{SEQ}
+        FROM _marked AS m JOIN {people} AS p ON p.{SEQ} = m.{SEQ}
         WHERE m._repeat AND m._differs GROUP BY m.{FILE}, m.{ROW}"""
     )
     # a raw row is a repeat only if all of it repeats; one conflicting person rejects the row

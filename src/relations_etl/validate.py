@@ -171,9 +171,12 @@ def duplicate_records_sql(conn: duckdb.DuckDBPyConnection, people: str, kind: Ki
     # a raw row's signature covers all of its people, so "A and B" vs "A and C" differ
     conn.execute(
         f"""CREATE OR REPLACE TEMP TABLE {CLASHES} AS
-        WITH shared AS (
-            SELECT {RECORD} FROM {people} GROUP BY {RECORD}
-            HAVING count(DISTINCT ({FILE}, {ROW})) > 1
+        WITH several_rows AS (  -- a count first: most records have one person, one row
+            SELECT {RECORD} FROM {people} GROUP BY {RECORD} HAVING count(*) > 1
+        ),
+        shared AS (
+            SELECT {RECORD} FROM {people} SEMI JOIN several_rows USING ({RECORD})
+            GROUP BY {RECORD} HAVING count(DISTINCT ({FILE}, {ROW})) > 1
         ),
         raw_rows AS (
             SELECT {RECORD}, {FILE}, {ROW}, hash(list({people_hash} ORDER BY {people_hash})) AS sig
