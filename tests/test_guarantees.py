@@ -22,6 +22,7 @@ from relations_etl.pipeline import run_source
 from relations_etl.publish import publish_pending
 from relations_etl.quarantine import open_rejections
 from relations_etl.query import run_query
+from relations_etl.reference import Reference
 from relations_etl.settings import Settings
 from tests.conftest import DEMO, REPO, NightlyRun, copy_warehouse
 from tests.runs import artifact, run_flow
@@ -109,10 +110,18 @@ def test_nightly_twice_leaves_every_table_and_parquet_file_the_same(
     assert parquet_digests(settings) == files
 
 
-def test_an_unchanged_source_does_no_data_work(demo_warehouse: Settings) -> None:
+def test_an_unchanged_source_does_no_data_work(
+    demo_warehouse: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = demo_warehouse  # the demo lists loaded once
     tables = table_digests(settings)
     written = {p: p.stat().st_mtime_ns for p in settings.parquet_dir.rglob("*.parquet")}
+
+    def unread(cls: type[Reference], settings: Settings) -> Reference:
+        raise AssertionError("an unchanged source read its reference data")
+
+    # its files' digest decides: the reference tables are not parsed
+    monkeypatch.setattr(Reference, "load", classmethod(unread))
     run_all(DEMO, settings)
     assert table_digests(settings) == tables
     assert {p: p.stat().st_mtime_ns for p in settings.parquet_dir.rglob("*.parquet")} == written

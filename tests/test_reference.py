@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from relations_etl.config import Mapping
 from relations_etl.errors import ReferenceDataError
-from relations_etl.reference import ROLES, Reference
+from relations_etl.reference import ROLES, Reference, reference_digest
 from relations_etl.settings import Settings
 
 D = dt.date
@@ -161,6 +161,17 @@ def test_user_alias_makes_a_label_resolve(tmp_path: Path) -> None:
     assert user.resolve_country("Atlantis", D(2000, 1, 1)).code == "GRC"
     # the shipped aliases are still there
     assert user.resolve_country("U.S.S.R.", D(1988, 12, 7)).code == "SUN"
+
+
+def test_the_reference_is_read_again_only_when_its_files_change(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    first = Reference.load(settings)
+    assert Reference.load(settings) is first  # a run of several sources reads it once
+    _user_file(tmp_path, "country_aliases.csv", "alias,code,valid_from,valid_to\nAtlantis,GRC,,\n")
+    changed = Reference.load(settings)
+    assert changed is not first and changed.digest != first.digest
+    assert changed.resolve_country("Atlantis", D(2000, 1, 1)).code == "GRC"
+    assert changed.digest == reference_digest(settings)
 
 
 def test_user_alias_replaces_the_shipped_group(tmp_path: Path) -> None:

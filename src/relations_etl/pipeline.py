@@ -49,7 +49,7 @@ from relations_etl.periods import collapse_years_sql
 from relations_etl.publish import publish_or_defer
 from relations_etl.quarantine import prepare_replay, sources_with_open_rows
 from relations_etl.rawtable import RawTable
-from relations_etl.reference import Reference
+from relations_etl.reference import Reference, reference_digest
 from relations_etl.report import check_report_settings, write_configured_report
 from relations_etl.settings import Settings
 from relations_etl.split import Split, split, split_sql
@@ -250,7 +250,7 @@ def _prepare_whole(
         rows_read,
         repeated,
         content_hash,
-        fingerprint(file, content_hash, source, ref),
+        fingerprint(file, content_hash, source, ref.digest),
         rows_rejected,
         dropped,
     )
@@ -336,13 +336,13 @@ def _split_staged(folder: Path, source: Source, settings: Settings) -> tuple[Pat
     return facts_path, rejected_path, repeated, int(rows_rejected)
 
 
-def fingerprint(file: str, content_hash: str, source: Source, ref: Reference) -> str:
+def fingerprint(file: str, content_hash: str, source: Source, ref_digest: str) -> str:
     """Everything a batch's result depends on: files, source entry, reference data, code."""
     digest = hashlib.sha256()
     for part in (
         relations_etl.__version__,
         source.model_dump_json(by_alias=True),
-        ref.digest,
+        ref_digest,
         f"{file}={content_hash}",
     ):
         digest.update(part.encode())
@@ -358,14 +358,14 @@ def start_batch(settings: Settings, source: Source, flow_run_id: str | None = No
 
 
 def skip_if_unchanged(
-    settings: Settings, batch: Batch, fetched: Fetched, source: Source, ref: Reference
+    settings: Settings, batch: Batch, fetched: Fetched, source: Source, ref_digest: str
 ) -> LoadResult | None:
     """Audit and return a skipped batch when the inputs equal the last successful batch's.
 
-    Decided on the files' bytes (their hashes), the source entry, the reference data and the
-    code version: nothing is parsed.
+    Decided on the files' bytes (their hashes), the source entry, the reference files' digest
+    and the code version: nothing is parsed, neither the lists nor the reference data.
     """
-    inputs = fingerprint(fetched.file, fetched.content_hash, source, ref)
+    inputs = fingerprint(fetched.file, fetched.content_hash, source, ref_digest)
     last = last_fingerprint(settings, source.name)
     if last is None or last[1] != inputs:
         return None
@@ -449,13 +449,13 @@ def run_source(
                 batch = start_batch(settings, source, flow_run_id)
             fetched: Fetched | None = None
             try:
-                reference = ref or Reference.load(settings)
                 steps.stage(source.name, "extract")
                 fetched = steps.extract(source, settings)
                 result = None
                 if not force:
+                    digest = ref.digest if ref is not None else reference_digest(settings)
                     with held(settings):
-                        result = skip_if_unchanged(settings, batch, fetched, source, reference)
+                        result = skip_if_unchanged(settings, batch, fetched, source, digest)
                         if result is not None:  # nothing to load: repair what earlier runs left
                             steps.stage(source.name, "publish")
                             result.publish_pending = steps.publish(settings)
@@ -466,6 +466,7 @@ def run_source(
                 raise
         try:
             if result is None:
+                reference = ref or Reference.load(settings)
                 steps.stage(source.name, "transform")
                 prepared = steps.transform(fetched, source, reference, settings)
                 steps.stage(source.name, "load")
@@ -569,16 +570,16 @@ def prepare_ahead(
     files made here (valid on this machine only) are removed before it goes back, and whoever
     parses them later fetches them again (`extract.refetch`); local files are named by their
     path, which another process can read only on the same machine or a shared disk."""
-    ref = Reference.load(settings)
     with read_source(source, settings) as fetched:
+        digest = reference_digest(settings)
         if (
             last is not None
-            and fingerprint(fetched.file, fetched.content_hash, source, ref) == last
+            and fingerprint(fetched.file, fetched.content_hash, source, digest) == last
         ):
             return fetched, None, False
         if source_parts(fetched) is not None:
             return fetched, None, True
-        return fetched, prepare(fetched, source, ref, settings), False
+        return fetched, prepare(fetched, source, Reference.load(settings), settings), False
 
 
 def staging_folder(settings: Settings) -> Path:
@@ -732,7 +733,7 @@ def finish_parts(
         sum(p.rows_read for p in ordered),
         repeated,
         fetched.content_hash,
-        fingerprint(fetched.file, fetched.content_hash, source, ref),
+        fingerprint(fetched.file, fetched.content_hash, source, ref.digest),
         rows_rejected,
         dropped,
     )

@@ -156,7 +156,9 @@ def _layered(
     return [r for r in shipped if tuple(key(r[c]) for c in by) not in user_keys] + user
 
 
-def _digest(settings: Settings) -> str:
+def reference_digest(settings: Settings) -> str:
+    """The hash of the reference files in use and pycountry's version, read without parsing:
+    what a batch's inputs record of its reference data (`Reference.digest`)."""
     digest = hashlib.sha256(importlib.metadata.version("pycountry").encode())
     for folder in (settings.reference_dir, settings.user_reference_dir):
         for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
@@ -214,6 +216,11 @@ def _codes(settings: Settings, countries: dict[str, Country]) -> dict[str, dict[
     return {system: dict(values) for system, values in codes.items()}
 
 
+_LAST_READ: dict[tuple[str, Path, Path], Reference] = {}
+"""The reference last read, by its files' digest and folders: a Reference is never changed
+once read (`for_source` makes a new one)."""
+
+
 @dataclass
 class Reference:
     """All reference data, loaded once per run; lookups are pure functions of it."""
@@ -243,7 +250,20 @@ class Reference:
 
     @classmethod
     def load(cls, settings: Settings) -> Reference:
-        """Read pycountry and the reference CSVs (shipped, then the user's in <home>/reference)."""
+        """Read pycountry and the reference CSVs (shipped, then the user's in <home>/reference);
+        the last reference read in this process is given again while its files hash the same
+        (a run of several sources, or a Dask worker's tasks, parse them once)."""
+        digest = reference_digest(settings)
+        where = (digest, settings.reference_dir, settings.user_reference_dir)
+        last = _LAST_READ.get(where)
+        if last is None:
+            last = cls._read(settings, digest)
+            _LAST_READ.clear()
+            _LAST_READ[where] = last
+        return last
+
+    @classmethod
+    def _read(cls, settings: Settings, digest: str) -> Reference:
         countries: dict[str, Country] = {}
         names: dict[str, set[str]] = defaultdict(set)
         for c in pycountry.countries:
@@ -382,7 +402,7 @@ class Reference:
             dict(titles),
             organizations,
             organization_names,
-            _digest(settings),
+            digest,
             _codes(settings, countries),
             years,
         )
