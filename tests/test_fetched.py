@@ -16,12 +16,14 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from relations_etl.config import Source
 from relations_etl.errors import LimitError, SourceReadError, TransientSourceError
 from relations_etl.extract import Fetched, fetch, parse, parse_pieces, refetch
 from relations_etl.pipeline import DIRECT, Steps, prepare_ahead, read_source, run_source
-from relations_etl.readers.delimited import iter_delimited, read_delimited
+from relations_etl.readers.delimited import _regular, iter_delimited, read_delimited
 from relations_etl.settings import Settings
 from tests.conftest import QuietHandler, Serve, trips_source
 
@@ -297,3 +299,26 @@ def test_ndjson_pieces_have_the_whole_files_columns_rows_and_errors(tmp_path: Pa
     assert len(tables) >= 5
     assert all(t.columns == ("record", "host", "visitor") for t in tables)
     assert pl.concat([t.frame for t in tables]).equals(parse(fetched).frame)
+
+
+_CELL = st.text(alphabet=st.sampled_from(list('ab ,"\t\u00e9\u00a0;')), max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lines=st.lists(
+        st.one_of(
+            st.lists(_CELL, min_size=1, max_size=4).map(",".join),
+            st.sampled_from(["", " ", '"a\nb",c', '"x""y",z,w', '"open,a,b']),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    width=st.integers(min_value=1, max_value=4),
+)
+def test_the_ragged_line_check_reads_lines_alike_in_polars_and_python(
+    lines: list[str], width: int
+) -> None:
+    # the fast path reads the lines with polars' CSV reader; its answer must be the Python one
+    body = "\n".join(lines)
+    assert _regular(body, ",", width, body.encode()) == _regular(body, ",", width)

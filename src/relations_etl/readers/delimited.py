@@ -311,9 +311,32 @@ def _header(fields: list[str], uri: str, source: str, line: int, max_columns: in
     return names
 
 
-def _regular(body: str, separator: str, width: int) -> bool:
-    """True when every line has exactly the header's field count and no field spans lines."""
-    lines = pl.Series(body.split("\n"), dtype=pl.String)
+def _lines(data: bytes) -> pl.Series | None:
+    """The lines of UTF-8 `data`, `\n`-separated, read by polars' CSV reader (on every core,
+    without making a Python string of each line) as one column: no quoting and NUL as the
+    separator. None when a line holds a NUL or polars reads no line; blank lines may be left
+    out."""
+    if b"\x00" in data:
+        return None
+    try:
+        return pl.read_csv(
+            io.BytesIO(data),
+            separator="\x00",
+            quote_char=None,
+            has_header=False,
+            infer_schema=False,
+            new_columns=["line"],
+        ).to_series()
+    except pl.exceptions.NoDataError:  # nothing but line ends
+        return None
+
+
+def _regular(body: str, separator: str, width: int, data: bytes | None = None) -> bool:
+    """True when every line has exactly the header's field count and no field spans lines.
+    `data`, when given, is `body` as UTF-8 bytes: its lines are then read without Python."""
+    lines = _lines(data) if data is not None and separator != "\x00" else None
+    if lines is None:
+        lines = pl.Series(body.split("\n"), dtype=pl.String)
     quotes = lines.str.count_matches('"', literal=True)
     if (quotes % 2 == 1).any():
         return False
@@ -454,7 +477,7 @@ def iter_delimited(
             raise Irregular("not UTF-8") from exc
         if b"\r" in block:
             text, block = text.replace("\r\n", "\n"), block.replace(b"\r\n", b"\n")
-        if not _regular(text.rstrip("\n"), separator, len(header)):
+        if not _regular(text.rstrip("\n"), separator, len(header), block):
             raise Irregular("ragged lines")
         del text
         try:
