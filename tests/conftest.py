@@ -73,6 +73,7 @@ FIRST = ("test_scale_out", "test_package", "test_deploy", "test_orchestration", 
 NIGHTLY_READERS = (
     "tests/test_flows.py::test_nightly_loads_every_sample_source_and_reports_it",
     "tests/test_guarantees.py::test_nightly_twice_leaves_every_table_and_parquet_file_the_same",
+    "tests/test_orchestration.py::test_ingest_of_every_demo_source_equals_the_nightly_run",
 )
 
 
