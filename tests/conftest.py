@@ -68,6 +68,13 @@ def trips_source(path: Path, *, name: str = "trips", date: str = "date", **entry
 ONE_WORKER = ("test_scale_out", "test_readme", "test_public_lists", "test_deploy")
 # ... and the slowest tests are handed out first, so no worker is left with one at the end
 FIRST = ("test_scale_out", "test_package", "test_deploy", "test_orchestration", "test_cli")
+# The tests that read the session's nightly flow run (`demo_nightly`, 13-18 s) share a worker too,
+# or each worker runs it once; a test that uses the fixture must be named here (checked).
+NIGHTLY_READERS = (
+    "tests/test_flows.py::test_nightly_loads_every_sample_source_and_reports_it",
+    "tests/test_guarantees.py::test_nightly_twice_leaves_every_table_and_parquet_file_the_same",
+    "tests/test_orchestration.py::test_ingest_of_every_demo_source_equals_the_nightly_run",
+)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -82,6 +89,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
     class ModuleGroups(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
+            if nodeid in NIGHTLY_READERS:
+                return "demo_nightly"
             module = nodeid.split("::", 1)[0]
             return module if Path(module).stem in ONE_WORKER else nodeid
 
@@ -91,7 +100,17 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On a pytest-xdist worker, the modules of FIRST first; a run without workers is left as is."""
+    """On a pytest-xdist worker, the modules of FIRST first; a run without workers is left as is.
+
+    Either way a reader of `demo_nightly` missing from NIGHTLY_READERS is a usage error."""
+    unnamed = [
+        item.nodeid
+        for item in items
+        if "demo_nightly" in getattr(item, "fixturenames", ())
+        and item.nodeid not in NIGHTLY_READERS
+    ]
+    if unnamed:
+        raise pytest.UsageError(f"add to NIGHTLY_READERS in tests/conftest.py: {unnamed}")
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
     rank = {module: n for n, module in enumerate(FIRST)}

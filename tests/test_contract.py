@@ -8,8 +8,6 @@ import importlib
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +42,7 @@ from relations_etl.facts import fact_columns
 from relations_etl.pipeline import run_source
 from relations_etl.query import run_query
 from relations_etl.settings import Settings
-from tests.conftest import REPO
-
-SCRIPT = Path(sys.executable).parent / "relations-etl"
+from tests.conftest import REPO, Cli, Done
 
 
 def test_schemas_folder_is_in_sync_with_the_code() -> None:
@@ -56,33 +52,28 @@ def test_schemas_folder_is_in_sync_with_the_code() -> None:
     )
 
 
-def test_contracts_command_regenerates_and_checks(tmp_path: Path) -> None:
+def test_contracts_command_regenerates_and_checks(cli: Cli, tmp_path: Path) -> None:
+    # in this process: exit 1 as the installed script is test_hostile's nightly with a failure
     folder = tmp_path / "schemas"
     shutil.copytree(REPO / "schemas", folder)
 
-    def contracts(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(SCRIPT), "contracts", "--out", str(folder), *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=300,
-        )
+    def contracts(*args: str) -> Done:
+        return cli("contracts", "--out", str(folder), *args)
 
-    assert contracts("--check").returncode == 0
+    assert contracts("--check").code == 0
     (folder / "visits.schema.json").write_text("{}\n", encoding="utf-8")
     (folder / "relations.arrow.json").unlink()
     (folder / "gone.arrow.json").write_text("{}\n", encoding="utf-8")
     checked = contracts("--check")
-    assert checked.returncode == 1
-    assert f"{folder / 'visits.schema.json'}: differs from the code" in checked.stderr
-    assert f"{folder / 'relations.arrow.json'}: missing" in checked.stderr
-    assert f"{folder / 'gone.arrow.json'}: no longer generated" in checked.stderr
+    assert checked.code == 1
+    assert f"{folder / 'visits.schema.json'}: differs from the code" in checked.err
+    assert f"{folder / 'relations.arrow.json'}: missing" in checked.err
+    assert f"{folder / 'gone.arrow.json'}: no longer generated" in checked.err
     regenerated = contracts()
-    assert regenerated.returncode == 0, regenerated.stderr
-    assert str(folder / "relations.arrow.json") in regenerated.stdout.splitlines()
+    assert regenerated.code == 0, regenerated.err
+    assert str(folder / "relations.arrow.json") in regenerated.out.splitlines()
     assert not (folder / "gone.arrow.json").exists()
-    assert contracts("--check").returncode == 0
+    assert contracts("--check").code == 0
     for name in ("visits.schema.json", "relations.arrow.json"):
         assert (folder / name).read_text(encoding="utf-8") == (REPO / "schemas" / name).read_text(
             encoding="utf-8"

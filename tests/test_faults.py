@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from relations_etl.errors import WarehouseLockedError
 from relations_etl.pipeline import run_source
 from relations_etl.query import run_query
 from relations_etl.settings import Settings
-from tests.conftest import REPO
+from tests.conftest import REPO, copy_warehouse
 from tests.state import edit_relations, parquet_digests, run_all, sample_lists, table_digests
 
 pytestmark = pytest.mark.faults
@@ -49,22 +50,46 @@ def _wait_for(path: Path, process: subprocess.Popen[str]) -> None:
         time.sleep(0.05)
 
 
+@dataclass(frozen=True)
+class TwoVersions:
+    """The sample lists after edit_relations, a warehouse holding their first version, and the
+    digests of a warehouse that loaded the first version, then the second."""
+
+    config: Path
+    old: Settings
+    old_tables: dict[str, str]
+    new_tables: dict[str, str]
+    new_parquet: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def two_versions(tmp_path_factory: pytest.TempPathFactory) -> TwoVersions:
+    """Built once for the killed runs: each kills a run on its own copy of `old`."""
+    folder = tmp_path_factory.mktemp("two-versions")
+    config = sample_lists(folder / "lists")
+    old = Settings(home=folder / "old")
+    run_all(config, old)
+    clean = copy_warehouse(old, folder / "clean")
+    old_tables = table_digests(old, across_runs=True)
+    edit_relations(config)
+    run_all(config, clean)
+    new_tables = table_digests(clean, across_runs=True)
+    assert old_tables["relations"] != new_tables["relations"]
+    return TwoVersions(
+        config, old, old_tables, new_tables, parquet_digests(clean, across_runs=True)
+    )
+
+
 @pytest.mark.parametrize(
     ("point", "committed"),
     [("extract", False), ("load", False), ("publish", True), ("rename", True)],
 )
 def test_a_run_killed_at_any_stage_loses_nothing(
-    tmp_path: Path, point: str, committed: bool
+    two_versions: TwoVersions, tmp_path: Path, point: str, committed: bool
 ) -> None:
-    config = sample_lists(tmp_path / "lists")
-    crashed, clean = Settings(home=tmp_path / "crashed"), Settings(home=tmp_path / "clean")
-    run_all(config, crashed)
-    run_all(config, clean)
-    old = table_digests(crashed, across_runs=True)
-    edit_relations(config)
-    run_all(config, clean)
-    new = table_digests(clean, across_runs=True)
-    assert old["relations"] != new["relations"]
+    config, old, new = two_versions.config, two_versions.old_tables, two_versions.new_tables
+    crashed = copy_warehouse(two_versions.old, tmp_path / "crashed")
+    assert table_digests(crashed, across_runs=True) == old
 
     killed = _driver(point, "kill", config, crashed.home)
     killed.communicate(timeout=300)
@@ -78,7 +103,7 @@ def test_a_run_killed_at_any_stage_loses_nothing(
 
     run_all(config, crashed)
     assert table_digests(crashed, across_runs=True) == new
-    assert parquet_digests(crashed, across_runs=True) == parquet_digests(clean, across_runs=True)
+    assert parquet_digests(crashed, across_runs=True) == two_versions.new_parquet
     assert not list(crashed.parquet_dir.rglob("*.tmp")), "leftovers of the killed publish"
     statuses = run_query(crashed, "SELECT status FROM load_batches").to_series().to_list()
     assert "running" not in statuses

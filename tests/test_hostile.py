@@ -968,21 +968,16 @@ def test_cli_unexpected_error_exits_70_with_where_to_look(
 
 
 def test_cli_home_that_is_a_file_is_a_warehouse_error(
-    cli_env: dict[str, str], tmp_path: Path
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # in this process: test_cli runs a 74 as the installed script
     home = tmp_path / "not-a-folder"
     home.write_text("a file where the warehouse folder should be\n", encoding="utf-8")
-    env = {**cli_env, "RELATIONS_ETL_HOME": str(home)}
-    done = _cli(
-        env,
-        "ingest",
-        "visits",
-        str(CASES_DIR / "good.csv"),
-        "--mapping",
-        str(_mapping_file(tmp_path)),
+    done = Cli(home, monkeypatch, capsys)(
+        "ingest", "visits", str(CASES_DIR / "good.csv"), "--mapping", str(_mapping_file(tmp_path))
     )
-    assert done.returncode == 74, done.stderr
-    assert f"cannot take the run lock {home}/.run.lock" in _one_paragraph(done.stderr)
+    assert done.code == 74, done.err
+    assert f"cannot take the run lock {home}/.run.lock" in _one_paragraph(done.err)
 
 
 def _mapping_file(folder: Path) -> Path:
