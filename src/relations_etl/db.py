@@ -20,7 +20,7 @@ from relations_etl.errors import (
     WarehouseError,
     WarehouseLockedError,
 )
-from relations_etl.facts import TABLE
+from relations_etl.facts import ROW_HASH_PROBE, TABLE, row_hash_sql
 from relations_etl.lock import holder
 from relations_etl.settings import Settings
 
@@ -247,28 +247,71 @@ def apply_sql(conn: duckdb.DuckDBPyConnection, sql_dir: Path) -> None:
     `schema_applied`) is left alone: every writer connects, and re-running all of the DDL on
     each connection cost more than the statements the connection was opened for. The scripts
     run in one transaction, which also rebuilds without their PRIMARY KEY the fact tables of a
-    warehouse made before the key was dropped (see `_set_aside_keyed_facts`): all or nothing.
+    warehouse made before the key was dropped (see `_set_aside_keyed_facts`), and computes
+    again the row hashes of a warehouse whose facts were hashed otherwise (see `_rehash_facts`):
+    all or nothing.
     """
     scripts = [p.read_text(encoding="utf-8") for p in sorted(sql_dir.glob("*.sql"))]
     digest = hashlib.sha256("\0".join(scripts).encode()).hexdigest()
     try:
-        if conn.execute("SELECT digest FROM schema_applied").fetchall() == [(digest,)]:
+        applied = conn.execute(
+            f"SELECT digest, row_hash_probe = {ROW_HASH_PROBE} FROM schema_applied"
+        ).fetchall()
+        if applied == [(digest, True)]:
             return
-    except duckdb.CatalogException:
-        pass  # a new warehouse, or one made before the digest was recorded
+        probe_matches = applied != [] and all(same for _, same in applied)
+    except (duckdb.CatalogException, duckdb.BinderException):
+        probe_matches = False  # new, or made before the digest or the probe was recorded
     conn.begin()
     try:
         keyed = _set_aside_keyed_facts(conn)
+        if not probe_matches:  # before the views are made again, so they see the new type
+            _rehash_facts(conn)
         for script in scripts:
             conn.execute(script)
         for table, old in keyed.items():
-            conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {old}")
+            conn.execute(
+                f"INSERT INTO {table} BY NAME SELECT * REPLACE "
+                f"({row_hash_sql(_KIND_OF[table])} AS row_hash) FROM {old}"
+            )
             conn.execute(f"DROP TABLE {old}")
-        conn.execute("CREATE OR REPLACE TABLE schema_applied AS SELECT ? AS digest", [digest])
+        conn.execute(
+            "CREATE OR REPLACE TABLE schema_applied AS "
+            f"SELECT ? AS digest, {ROW_HASH_PROBE} AS row_hash_probe",
+            [digest],
+        )
         conn.commit()
     except BaseException:
         conn.rollback()
         raise
+
+
+_KIND_OF = {table: kind for kind, table in TABLE.items()}
+
+
+def _rehash_facts(conn: duckdb.DuckDBPyConnection) -> None:
+    """Compute again the row hash of every fact, for a warehouse whose facts were hashed
+    otherwise: the md5 text of earlier versions (the column becomes UBIGINT), or the hash of
+    another DuckDB version (ROW_HASH_PROBE differs). Without it every fact would look changed
+    at its list's next load and be written again, with that batch's lineage, though nothing
+    in it changed. (A new warehouse has no table yet: nothing to hash.)"""
+    types = dict(
+        conn.execute(
+            "SELECT table_name, data_type FROM duckdb_columns() "
+            "WHERE database_name = current_database() AND schema_name = current_schema() "
+            "AND column_name = 'row_hash' AND list_contains(?, table_name) "
+            "AND table_oid IN (SELECT table_oid FROM duckdb_tables())",
+            [sorted(TABLE.values())],
+        ).fetchall()
+    )
+    for table, kind in _KIND_OF.items():
+        hashed = row_hash_sql(kind)
+        if table not in types:
+            continue
+        if types[table] != "UBIGINT":
+            conn.execute(f"ALTER TABLE {table} ALTER row_hash SET DATA TYPE UBIGINT USING {hashed}")
+        else:
+            conn.execute(f"UPDATE {table} SET row_hash = {hashed}")
 
 
 _KEYED_SUFFIX = "_with_primary_key"

@@ -119,3 +119,33 @@ def fact_columns(kind: Kind) -> list[str]:
 def content_columns(kind: Kind) -> list[str]:
     """The columns whose values make a fact what it is (no id, no lineage)."""
     return [c for c in COLUMNS[kind] if c != ID_COLUMN[kind]]
+
+
+# the DuckDB type of each column type of COLUMNS: the row hash casts to it, so a fact hashes the
+# same read from a staged file, a frame in memory or its table (DuckDB's hash depends on type)
+_SQL_TYPES = {pl.String: "VARCHAR", pl.Date: "DATE", pl.Int32: "INTEGER", pl.Int64: "BIGINT"}
+
+
+def row_hash_sql(kind: Kind, alias: str = "") -> str:
+    """The SQL of a `kind` fact's row hash (UBIGINT): DuckDB's `hash` of its content columns.
+
+    It tells a changed fact from an identical one when a list is loaded again. DuckDB's hash of
+    the typed values, not an md5 of their text: building the text (a cast and a coalesce per
+    column, then the concatenation) was most of the cost of the insert. It is deterministic (no
+    seed: the same in every process), tells NULL from '' and depends on the column order; DuckDB
+    does not promise it across versions, so the warehouse records ROW_HASH_PROBE and
+    db.apply_sql hashes every fact again when the probe changes (see there).
+    """
+    prefix = f"{alias}." if alias else ""
+    parts = ", ".join(
+        f"CAST({prefix}{c} AS {_SQL_TYPES[type(COLUMNS[kind][c])]})" for c in content_columns(kind)
+    )
+    return f"hash({parts})"
+
+
+ROW_HASH_PROBE = (
+    "hash('relations_etl', NULL::VARCHAR, ''::VARCHAR, DATE '2023-12-31', 186::INTEGER, "
+    "186::BIGINT)"
+)
+"""The SQL of one hash of every type and of NULL a row hash takes: a DuckDB whose hash differs
+here hashes facts differently, and the stored row hashes must be computed again."""

@@ -19,7 +19,7 @@ from relations_etl.errors import (
     BatchRejectedError,
     WarehouseError,
 )
-from relations_etl.facts import ID_COLUMN, TABLE, content_columns, fact_columns, year_sql
+from relations_etl.facts import ID_COLUMN, TABLE, fact_columns, row_hash_sql, year_sql
 from relations_etl.reference import Reference
 from relations_etl.retire import record_retired, retire
 from relations_etl.settings import Settings
@@ -35,11 +35,6 @@ def refresh_reference(conn: duckdb.DuckDBPyConnection, ref: Reference) -> None:
         conn.execute(f"DELETE FROM {table}")
         conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _reference")
         conn.unregister("_reference")
-
-
-def _hash_sql(columns: list[str]) -> str:
-    parts = ", ".join(f"coalesce(CAST({c} AS VARCHAR), chr(0))" for c in columns)
-    return f"md5(concat_ws(chr(31), {parts}))"
 
 
 def _years(conn: duckdb.DuckDBPyConnection, query: str, params: list[object]) -> set[int]:
@@ -256,7 +251,7 @@ def load_batch(
         )
         staged_columns = (
             f"{written_columns}, ?::VARCHAR AS batch_id, ?::TIMESTAMPTZ AS loaded_at, "
-            f"{_hash_sql(content_columns(kind))} AS row_hash"
+            f"{row_hash_sql(kind)} AS row_hash"
         )
         if fresh:  # every fact is new: inserted as it is read, nothing materialized
             with _unordered(conn):

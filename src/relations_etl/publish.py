@@ -12,8 +12,11 @@ run's cost grow with the whole warehouse.)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import queue
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 import duckdb
@@ -55,16 +58,22 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+_SORTED = "_publishing.sorted"
+"""The rows being published, sorted: a table of an in-memory database attached for the publish,
+which, unlike a TEMP table (one connection's own), every cursor writing a year can read."""
+
+
 def publish(
     conn: duckdb.DuckDBPyConnection, settings: Settings, table: str, years: set[int]
 ) -> list[str]:
     """Rewrite parquet/<table>/year=YYYY/data.parquet per year; an emptied year is removed.
 
     One scan of the table: the rows of every year asked for are copied once, in their stable
-    order, into a temporary table sorted by year; each year's COPY then reads only its own
-    row groups (DuckDB skips the others by their min/max), instead of one full scan and sort of
-    the table per year. (A single `COPY ... PARTITION_BY` is faster still but does not keep the
-    order inside a file when it runs on several threads: a file's bytes would change run to run.)
+    order, into a table sorted by year; each year's COPY then reads only its own row groups
+    (DuckDB skips the others by their min/max), instead of one full scan and sort of the table
+    per year. (A single `COPY ... PARTITION_BY` is faster still but does not keep the order
+    inside a file when it runs on several threads: a file's bytes would change run to run.)
+    The years are written side by side, one COPY per DuckDB thread (see `_write_years`).
     """
     written: list[str] = []
     if not years:
@@ -72,41 +81,104 @@ def publish(
     year_of, order = _PUBLISHED[table]
     columns = ", ".join(f'"{c}"' for c in published_columns(table))
     wanted = sorted(int(y) for y in years)
-    conn.execute(
-        # the year first: ORDER BY ALL then sorts by year and, within a year, as before
-        f"CREATE OR REPLACE TEMP TABLE _publishing AS SELECT {year_of} AS _publish_year, "
-        f"{columns} FROM {table} WHERE {year_of} IN (SELECT unnest(?::INTEGER[])) "
-        f"ORDER BY {'ALL' if order == 'ALL' else '_publish_year, ' + order}",
-        [wanted],
-    )
-    store = storage_for(settings)
+    conn.execute("ATTACH IF NOT EXISTS ':memory:' AS _publishing")
     try:
-        for year in wanted:
-            written.extend(_publish_year(conn, store, table, year, columns))
+        conn.execute(
+            # the year first: ORDER BY ALL then sorts by year and, within a year, as before
+            f"CREATE OR REPLACE TABLE {_SORTED} AS SELECT {year_of} AS _publish_year, "
+            f"{columns} FROM {table} WHERE {year_of} IN (SELECT unnest(?::INTEGER[])) "
+            f"ORDER BY {'ALL' if order == 'ALL' else '_publish_year, ' + order}",
+            [wanted],
+        )
+        written = _write_years(conn, storage_for(settings), table, wanted, columns)
     finally:
-        conn.execute("DROP TABLE IF EXISTS _publishing")
+        conn.execute("DETACH DATABASE IF EXISTS _publishing")
     return written
 
 
-def _publish_year(
-    conn: duckdb.DuckDBPyConnection, store: Storage, table: str, year: int, columns: str
+def _write_years(
+    conn: duckdb.DuckDBPyConnection, store: Storage, table: str, years: list[int], columns: str
 ) -> list[str]:
-    """Write one year of `_publishing` where no reader looks, then make it appear whole (a
-    rename on disk, one PUT in object storage)."""
-    target = _file(table, year)
-    temporary = store.staged(target)
+    """Write each year's file, several at a time, and put them in place in year order.
+
+    A year's COPY is small (one or a few row groups) and runs on one DuckDB thread, so one
+    after the other they left the other cores idle; here as many COPYs as DuckDB has threads
+    run at once, each on its own cursor (DuckDB releases the GIL while it works). Each file is
+    still written by one COPY of rows in a fixed order: its bytes are those of a serial publish.
+    Only the COPY and the digest run in the workers; the puts and the records of
+    `published_files` stay in this thread, on `conn`, in year order.
+    """
+    (threads,) = conn.execute("SELECT current_setting('threads')").fetchall()[0]
+    workers = max(1, min(int(threads), len(years)))
+    staged = {year: store.staged(_file(table, year)) for year in years}
+    cursors = [conn.cursor() for _ in range(workers)]
+    free: queue.SimpleQueue[duckdb.DuckDBPyConnection] = queue.SimpleQueue()
+    for cursor in cursors:
+        free.put(cursor)
+
+    def write(year: int) -> tuple[int, str | None]:
+        cursor = free.get()
+        try:
+            return _write_year(cursor, table, year, columns, staged[year])
+        finally:
+            free.put(cursor)
+
+    written: list[str] = []
     try:
-        copied = conn.execute(
-            f"COPY (SELECT {columns} FROM _publishing WHERE _publish_year = ?) "
+        with ThreadPoolExecutor(workers, thread_name_prefix="publish") as pool:
+            copies = [pool.submit(write, year) for year in years]
+            try:
+                for year, copy in zip(years, copies, strict=True):
+                    rows, digest = copy.result()
+                    written.extend(
+                        _place_year(conn, store, table, year, staged[year], rows, digest)
+                    )
+            except BaseException:
+                for copy in copies:
+                    copy.cancel()
+                wait(copies)
+                for path in staged.values():
+                    # the files written but not put; a failure here must not hide the first
+                    with contextlib.suppress(OSError):
+                        store.discard(path)
+                raise
+    finally:
+        for cursor in cursors:
+            cursor.close()
+    return written
+
+
+def _write_year(
+    cursor: duckdb.DuckDBPyConnection, table: str, year: int, columns: str, temporary: Path
+) -> tuple[int, str | None]:
+    """Write one year of the sorted rows to `temporary`; its rows and, if any, its SHA-256."""
+    try:
+        copied = cursor.execute(
+            f"COPY (SELECT {columns} FROM {_SORTED} WHERE _publish_year = ?) "
             f"TO {sql_literal(str(temporary))} "
             f"(FORMAT parquet, COMPRESSION zstd, {kv_metadata_option(table)})",
             [year],
         ).fetchone()
     except BaseException:
-        store.discard(temporary)  # half a file on a full disk
+        temporary.unlink(missing_ok=True)  # half a file on a full disk
         raise
-    if copied and copied[0]:
-        digest = _sha256(temporary)
+    rows = int(copied[0]) if copied and copied[0] else 0
+    return rows, _sha256(temporary) if rows else None
+
+
+def _place_year(
+    conn: duckdb.DuckDBPyConnection,
+    store: Storage,
+    table: str,
+    year: int,
+    temporary: Path,
+    rows: int,
+    digest: str | None,
+) -> list[str]:
+    """Make a written year appear whole where readers look (a rename on disk, one PUT in
+    object storage) and record it; an emptied year's file and record are removed."""
+    target = _file(table, year)
+    if rows and digest is not None:
         try:
             info = store.put(temporary, target)
         except BaseException:
@@ -114,7 +186,7 @@ def _publish_year(
             raise
         conn.execute(
             "INSERT OR REPLACE INTO published_files VALUES (?, ?, ?, ?, ?, ?, now())",
-            [table, year, int(copied[0]), info.size, digest, info.modified_ns],
+            [table, year, rows, info.size, digest, info.modified_ns],
         )
         return [store.uri(target)]
     store.discard(temporary)

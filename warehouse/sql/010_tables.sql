@@ -23,6 +23,8 @@ ALTER TABLE organizations ADD COLUMN IF NOT EXISTS dissolved INTEGER;
 -- to load 10M visits. Each id is still unique: ids are unique within a batch (split keeps one
 -- row per id) and the load deletes an id's old row before it inserts the new one (load.py);
 -- db.apply_sql rebuilds the tables of a warehouse made with the key.
+-- row_hash: facts.row_hash_sql of the content columns (a changed fact has another); a warehouse
+-- that holds the md5 text of earlier versions is hashed again by db.apply_sql.
 CREATE TABLE IF NOT EXISTS visits (
     visit_id              VARCHAR NOT NULL,   -- <source>:<source_record>[#<person>]
     host_country          VARCHAR NOT NULL,
@@ -43,7 +45,7 @@ CREATE TABLE IF NOT EXISTS visits (
     source_record         VARCHAR NOT NULL,
     batch_id              VARCHAR NOT NULL,
     loaded_at             TIMESTAMPTZ NOT NULL,
-    row_hash              VARCHAR NOT NULL
+    row_hash              UBIGINT NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS memberships (
@@ -61,7 +63,7 @@ CREATE TABLE IF NOT EXISTS memberships (
     source_record    VARCHAR NOT NULL,
     batch_id         VARCHAR NOT NULL,
     loaded_at        TIMESTAMPTZ NOT NULL,
-    row_hash         VARCHAR NOT NULL
+    row_hash         UBIGINT NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS relations (
@@ -76,7 +78,7 @@ CREATE TABLE IF NOT EXISTS relations (
     source_record    VARCHAR NOT NULL,
     batch_id         VARCHAR NOT NULL,
     loaded_at        TIMESTAMPTZ NOT NULL,
-    row_hash         VARCHAR NOT NULL
+    row_hash         UBIGINT NOT NULL
 );
 
 -- Totals an authority published (a ministry's "relations with 186 countries"), set beside the
@@ -95,7 +97,7 @@ CREATE TABLE IF NOT EXISTS reported_totals (
     source_record        VARCHAR NOT NULL,
     batch_id             VARCHAR NOT NULL,
     loaded_at            TIMESTAMPTZ NOT NULL,
-    row_hash             VARCHAR NOT NULL
+    row_hash             UBIGINT NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS rejected_rows (
