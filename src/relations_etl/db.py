@@ -304,11 +304,9 @@ def _rehash_facts(conn: duckdb.DuckDBPyConnection) -> None:
             [sorted(TABLE.values())],
         ).fetchall()
     )
-    for table, kind in _KIND_OF.items():
-        hashed = row_hash_sql(kind)
-        if table not in types:
-            continue
-        if types[table] != "UBIGINT":
+    for table, data_type in types.items():
+        hashed = row_hash_sql(_KIND_OF[table])
+        if data_type != "UBIGINT":
             conn.execute(f"ALTER TABLE {table} ALTER row_hash SET DATA TYPE UBIGINT USING {hashed}")
         else:
             conn.execute(f"UPDATE {table} SET row_hash = {hashed}")

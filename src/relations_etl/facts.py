@@ -126,7 +126,7 @@ def content_columns(kind: Kind) -> list[str]:
 _SQL_TYPES = {pl.String: "VARCHAR", pl.Date: "DATE", pl.Int32: "INTEGER", pl.Int64: "BIGINT"}
 
 
-def row_hash_sql(kind: Kind, alias: str = "") -> str:
+def row_hash_sql(kind: Kind) -> str:
     """The SQL of a `kind` fact's row hash (UBIGINT): DuckDB's `hash` of its content columns.
 
     It tells a changed fact from an identical one when a list is loaded again. DuckDB's hash of
@@ -136,9 +136,8 @@ def row_hash_sql(kind: Kind, alias: str = "") -> str:
     does not promise it across versions, so the warehouse records ROW_HASH_PROBE and
     db.apply_sql hashes every fact again when the probe changes (see there).
     """
-    prefix = f"{alias}." if alias else ""
     parts = ", ".join(
-        f"CAST({prefix}{c} AS {_SQL_TYPES[type(COLUMNS[kind][c])]})" for c in content_columns(kind)
+        f"CAST({c} AS {_SQL_TYPES[type(COLUMNS[kind][c])]})" for c in content_columns(kind)
     )
     return f"hash({parts})"
 

@@ -391,10 +391,11 @@ def read_delimited(
         ) from exc
     header_lines = reader.line_num
     width = len(header)
-    if _regular(body, separator, width):
+    data = body.encode("utf-8")  # the check's lines and the read, from the same bytes
+    if _regular(body, separator, width, data):
         try:
             frame = pl.read_csv(
-                io.BytesIO(body.encode("utf-8")),
+                io.BytesIO(data),
                 separator=separator,
                 infer_schema=False,
                 new_columns=header,
@@ -404,6 +405,7 @@ def read_delimited(
             return frame.filter(~pl.all_horizontal(pl.all().is_null())), None
         except pl.exceptions.PolarsError:
             pass  # the csv module below says which line is wrong
+    del data  # not held while the csv module reads the text row by row
     return _read_slowly(reader, header, header_lines, offset, uri, source, settings)
 
 
