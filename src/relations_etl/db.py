@@ -224,10 +224,12 @@ def held(settings: Settings, *, verify_file: bool = False) -> Iterator[None]:
     trusted = _was_verified(settings.db_path)
     try:
         yield
-    finally:
-        _held.pop(key).close()
-        if trusted:  # what it holds now is what this connection wrote into a verified file
-            _remember_verified(settings.db_path, writer=True)
+    except BaseException:
+        _held.pop(key).close()  # after a failure (a full disk, say) the next open checks again
+        raise
+    _held.pop(key).close()
+    if trusted:  # what it holds now is what this connection wrote into a verified file
+        _remember_verified(settings.db_path, writer=True)
 
 
 def memory_limit(limit: str) -> str:

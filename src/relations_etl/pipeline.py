@@ -464,23 +464,31 @@ def run_source(
                     fetched.close()
                 _failed(settings, batch, exc, steps)
                 raise
+        if result is not None:
+            fetched.close()
+            steps.stage(source.name, "unchanged: skipped")
+            return result
         try:
-            if result is None:
-                reference = ref or Reference.load(settings)
-                steps.stage(source.name, "transform")
+            reference = ref or Reference.load(settings)
+            steps.stage(source.name, "transform")
+            try:
                 prepared = steps.transform(fetched, source, reference, settings)
+            finally:  # the copies of remote files, once prepared (or failed)
+                fetched.close()
+            # the load and the publish after it write one after the other: one connection
+            # serves both (each open, checkpoint and check of the file costs tens of ms);
+            # a failed load is audited on a connection of its own, once that one is closed
+            with held(settings):
                 steps.stage(source.name, "load")
                 result = steps.load(settings, batch, prepared, reference, None)
+                steps.stage(source.name, "publish")
+                # committed is committed: a disk that refuses the Parquet leaves it queued
+                result.publish_pending = steps.publish(settings)
         except Exception as exc:
-            _failed(settings, batch, exc, steps)
+            if result is None:  # not committed: the batch failed
+                _failed(settings, batch, exc, steps)
             raise
-        finally:  # the copies of remote files, once prepared (or skipped, or failed)
-            fetched.close()
-        if not result.unchanged_since:
-            steps.stage(source.name, "publish")
-            # committed is committed: a disk that refuses the Parquet leaves it queued, not failed
-            result.publish_pending = steps.publish(settings)
-    steps.stage(source.name, "unchanged: skipped" if result.unchanged_since else "done")
+    steps.stage(source.name, "done")
     return result
 
 

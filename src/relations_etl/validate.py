@@ -35,6 +35,11 @@ from relations_etl.facts import (
 )
 from relations_etl.reasons import Reason
 
+# pandera registers its polars backends on a schema's first validation, importing them (and,
+# where it is installed, hypothesis) then; done here, that import is paid with the others, not
+# by the first list of a run
+pa.DataFrameSchema.register_default_backends(pl.DataFrame)
+
 _CODE = r"^[A-Z]{3}$"
 _EARLIEST = dt.date(1000, 1, 1)
 _POSITION = "_position"
