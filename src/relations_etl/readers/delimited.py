@@ -337,17 +337,15 @@ def _regular(body: str, separator: str, width: int, data: bytes | None = None) -
     lines = _lines(data) if data is not None and separator != "\x00" else None
     if lines is None:
         lines = pl.Series(body.split("\n"), dtype=pl.String)
-    quotes = lines.str.count_matches('"', literal=True)
-    if (quotes % 2 == 1).any():
+    # quotes are counted, and quoted fields taken out before counting separators, only on the
+    # lines that hold one; only a line of another field count is looked at for being blank
+    has_quote = lines.str.contains('"', literal=True)
+    quoted = lines.filter(has_quote)
+    if (quoted.str.count_matches('"', literal=True) % 2 == 1).any():
         return False
-    # only lines with quotes need their quoted fields taken out before counting separators
-    quoted = quotes > 0
-    plain = lines.filter(~quoted)
-    inner = lines.filter(quoted).str.replace_all(_QUOTED, "")
-    for part in (plain, inner):
-        fields = part.str.count_matches(separator, literal=True) + 1
-        blank = part.str.strip_chars() == ""
-        if not bool(((fields == width) | blank).all()):
+    for part in (lines.filter(~has_quote), quoted.str.replace_all(_QUOTED, "")):
+        off = part.filter(part.str.count_matches(separator, literal=True) + 1 != width)
+        if off.len() and not bool((off.str.strip_chars() == "").all()):
             return False
     return True
 
