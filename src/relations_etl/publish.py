@@ -92,7 +92,10 @@ def publish(
     `year_groups`): the rows of a group are copied once, in their stable order, into a table
     sorted by year; each year's COPY then reads only its own row groups (DuckDB skips the
     others by their min/max), instead of one full scan and sort of the table per year. A
-    year's file holds the same rows in the same order whatever group it is sorted in. (A
+    year's file holds the same rows in the same order whatever group it is sorted in (its
+    bytes too while the year holds fewer rows than a Parquet row group, 122,880: past that the
+    writer's cuts between row groups follow where the year lies in the sorted table, which
+    depends on the years sorted with it, as it did with one sort of every year). (A
     single `COPY ... PARTITION_BY` is faster still but does not keep the order inside a file
     when it runs on several threads: a file's bytes would change run to run.)
     The years of a group are written side by side, one COPY per DuckDB thread (see
@@ -185,31 +188,17 @@ def _write_years(
 def _write_year(
     cursor: duckdb.DuckDBPyConnection, table: str, year: int, columns: str, temporary: Path
 ) -> tuple[int, str | None]:
-    """Write one year of the sorted rows to `temporary`; its rows and, if any, its SHA-256.
-
-    The year's rows are copied first into a table of their own, so that the COPY reads them
-    from its first row: the Parquet writer cuts a row group once it holds 122,880 rows or more,
-    whole chunks at a time, so a year read where it lies in the sorted table (from the middle
-    of a chunk) got row groups, hence bytes, that depended on the years sorted before it.
-    """
-    own = f'_publishing."year_{int(year)}"'
+    """Write one year of the sorted rows to `temporary`; its rows and, if any, its SHA-256."""
     try:
-        cursor.execute(
-            f"CREATE OR REPLACE TABLE {own} AS "
-            f"SELECT {columns} FROM {_SORTED} WHERE _publish_year = ?",
-            [year],
-        )
         copied = cursor.execute(
-            f"COPY {own} TO {sql_literal(str(temporary))} "
-            f"(FORMAT parquet, COMPRESSION zstd, {kv_metadata_option(table)})"
+            f"COPY (SELECT {columns} FROM {_SORTED} WHERE _publish_year = ?) "
+            f"TO {sql_literal(str(temporary))} "
+            f"(FORMAT parquet, COMPRESSION zstd, {kv_metadata_option(table)})",
+            [year],
         ).fetchone()
     except BaseException:
         temporary.unlink(missing_ok=True)  # half a file on a full disk
         raise
-    finally:
-        # DETACH drops it anyway: a failure here must not hide the first
-        with contextlib.suppress(duckdb.Error):
-            cursor.execute(f"DROP TABLE IF EXISTS {own}")
     rows = int(copied[0]) if copied and copied[0] else 0
     return rows, _sha256(temporary) if rows else None
 
