@@ -1,4 +1,5 @@
-"""Publish: the years written side by side give the bytes of one at a time; a failed year."""
+"""Publish: the years written side by side give the bytes of one at a time, and those of one
+year published alone or in any group of years; a failed year."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import hashlib
 from pathlib import Path
 
 import duckdb
+import pytest
 
+from relations_etl import publish as publishing
 from relations_etl.db import connect
 from relations_etl.pipeline import run_source
-from relations_etl.publish import publish, publish_pending
+from relations_etl.publish import publish, publish_pending, year_groups
 from relations_etl.query import run_query
 from relations_etl.settings import Settings
 from tests.conftest import trips_source
@@ -123,3 +126,26 @@ def test_a_year_that_cannot_be_put_in_place_fails_the_publish_and_the_next_one_w
     # the rows of a clean run (its lineage, batch and time, differ)
     assert parquet_digests(settings, across_runs=True) == parquet_digests(clean, across_runs=True)
     assert run_query(settings, "SELECT count(*) FROM publish_queue").item() == 0
+
+
+def test_years_are_grouped_in_order_up_to_the_rows_of_a_group() -> None:
+    counts = {2001: 4, 1999: 3, 2000: 0, 2002: 9, 2003: 2, 2004: 2, 2005: 1}
+    groups = year_groups(counts, limit=5)
+    assert groups == [[1999, 2000], [2001], [2002], [2003, 2004, 2005]]
+    assert year_groups({}, limit=5) == []
+    assert year_groups(counts, limit=100) == [sorted(counts)]
+
+
+def test_years_sorted_in_several_groups_are_the_files_of_one_group(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_source(trips_source(_many_years(tmp_path)), settings)
+    one_group = _republish(settings, 2)
+    monkeypatch.setattr(publishing, "GROUP_ROWS", 20)  # two years a group
+    assert len(year_groups({y: 3 * (1 + y % 4) for y in YEARS}, 20)) == 20
+    several = _republish(settings, 2)
+    assert several == one_group
+    records = run_query(
+        settings, "SELECT year, sha256 FROM published_files WHERE table_name = 'visits'"
+    ).rows()
+    assert {(f"visits/year={y}/data.parquet", sha) for y, sha in records} == set(several.items())

@@ -62,18 +62,44 @@ _SORTED = "_publishing.sorted"
 """The rows being published, sorted: a table of an in-memory database attached for the publish,
 which, unlike a TEMP table (one connection's own), every cursor writing a year can read."""
 
+GROUP_ROWS = 2_000_000
+"""The rows sorted at a time: consecutive years are sorted together up to this many rows (a
+larger year alone). One sort of every row spilled past the writers' memory limit at 10M rows
+and took longer than several sorts that each fit, each reading the table again."""
+
+
+def year_groups(counts: dict[int, int], limit: int) -> list[list[int]]:
+    """Consecutive years, in order, grouped so that each group holds at most `limit` rows
+    (a year of more rows is a group of its own)."""
+    groups: list[list[int]] = []
+    rows = 0
+    for year in sorted(counts):
+        if groups and rows + counts[year] <= limit:
+            groups[-1].append(year)
+            rows += counts[year]
+        else:
+            groups.append([year])
+            rows = counts[year]
+    return groups
+
 
 def publish(
     conn: duckdb.DuckDBPyConnection, settings: Settings, table: str, years: set[int]
 ) -> list[str]:
     """Rewrite parquet/<table>/year=YYYY/data.parquet per year; an emptied year is removed.
 
-    One scan of the table: the rows of every year asked for are copied once, in their stable
-    order, into a table sorted by year; each year's COPY then reads only its own row groups
-    (DuckDB skips the others by their min/max), instead of one full scan and sort of the table
-    per year. (A single `COPY ... PARTITION_BY` is faster still but does not keep the order
-    inside a file when it runs on several threads: a file's bytes would change run to run.)
-    The years are written side by side, one COPY per DuckDB thread (see `_write_years`).
+    The years are published in groups of consecutive years (see `GROUP_ROWS` and
+    `year_groups`): the rows of a group are copied once, in their stable order, into a table
+    sorted by year; each year's COPY then reads only its own row groups (DuckDB skips the
+    others by their min/max), instead of one full scan and sort of the table per year. A
+    year's file holds the same rows in the same order whatever group it is sorted in (its
+    bytes too while the year holds fewer rows than a Parquet row group, 122,880: past that the
+    writer's cuts between row groups follow where the year lies in the sorted table, which
+    depends on the years sorted with it, as it did with one sort of every year). (A
+    single `COPY ... PARTITION_BY` is faster still but does not keep the order inside a file
+    when it runs on several threads: a file's bytes would change run to run.)
+    The years of a group are written side by side, one COPY per DuckDB thread (see
+    `_write_years`), and put in place in year order, group after group.
     """
     written: list[str] = []
     if not years:
@@ -81,16 +107,27 @@ def publish(
     year_of, order = _PUBLISHED[table]
     columns = ", ".join(f'"{c}"' for c in published_columns(table))
     wanted = sorted(int(y) for y in years)
+    # an asked year without rows is written too: its file and record are removed
+    counts = dict.fromkeys(wanted, 0)
+    for year, n in conn.execute(
+        f"SELECT {year_of} AS y, count(*) FROM {table} "
+        "WHERE y IN (SELECT unnest(?::INTEGER[])) GROUP BY y",
+        [wanted],
+    ).fetchall():
+        counts[int(year)] = int(n)
+    store = storage_for(settings)
     conn.execute("ATTACH IF NOT EXISTS ':memory:' AS _publishing")
     try:
-        conn.execute(
-            # the year first: ORDER BY ALL then sorts by year and, within a year, as before
-            f"CREATE OR REPLACE TABLE {_SORTED} AS SELECT {year_of} AS _publish_year, "
-            f"{columns} FROM {table} WHERE {year_of} IN (SELECT unnest(?::INTEGER[])) "
-            f"ORDER BY {'ALL' if order == 'ALL' else '_publish_year, ' + order}",
-            [wanted],
-        )
-        written = _write_years(conn, storage_for(settings), table, wanted, columns)
+        for group in year_groups(counts, GROUP_ROWS):
+            conn.execute(
+                # the year first: ORDER BY ALL then sorts by year and, within a year, as before
+                f"CREATE OR REPLACE TABLE {_SORTED} AS SELECT {year_of} AS _publish_year, "
+                f"{columns} FROM {table} WHERE {year_of} IN (SELECT unnest(?::INTEGER[])) "
+                f"ORDER BY {'ALL' if order == 'ALL' else '_publish_year, ' + order}",
+                [group],
+            )
+            written.extend(_write_years(conn, store, table, group, columns))
+            conn.execute(f"DROP TABLE {_SORTED}")  # its memory, before the next group's sort
     finally:
         conn.execute("DETACH DATABASE IF EXISTS _publishing")
     return written
