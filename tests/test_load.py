@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 from relations_etl_flows.ingest import replay_quarantine
 
+from relations_etl import db
 from relations_etl.config import Kind, load_sources, source_for
 from relations_etl.db import apply_sql
 from relations_etl.errors import BatchRejectedError, WarehouseError
@@ -73,6 +74,22 @@ def test_a_locked_warehouse_is_a_clear_error(settings: Settings) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_warehouse_written_in_a_failed_hold_is_verified_again(settings: Settings) -> None:
+    """A run's held connection marks the file it wrote as verified only when the hold ends
+    well: after a failure (a full disk, say) the next open reads the file whole again."""
+    _, memberships, *_ = load_sources(REPO / "examples" / "sources.yaml")
+    run_source(memberships, settings)
+    with db.held(settings, verify_file=True):  # verified as it is opened, then written
+        db.connect(settings).execute("CREATE TABLE _written AS SELECT 1 AS x")
+    assert db._was_verified(settings.db_path)
+    with pytest.raises(RuntimeError), db.held(settings, verify_file=True):
+        conn = db.connect(settings)
+        conn.execute("CREATE TABLE _written_then_failed AS SELECT 1 AS x")
+        conn.execute("CHECKPOINT")
+        raise RuntimeError("the run failed after writing")
+    assert not db._was_verified(settings.db_path)
 
 
 def test_quarantine_keeps_one_open_entry_per_row(settings: Settings, tmp_path: Path) -> None:
