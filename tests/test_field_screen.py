@@ -136,3 +136,16 @@ def test_an_endless_json_string_costs_the_limit_not_the_string(repeated: bytes) 
     with pytest.raises(LimitError, match="a string at line 1, over the limit of 4 MiB"):
         _feed(string_screen(limit, uri="list.json", source="s"), counted())
     assert sum(taken) <= limit + 2 * CHUNK  # the limit and one chunk, not the string
+
+
+def test_a_header_that_arrives_in_pieces_still_names_the_column() -> None:
+    # a network read can end inside the header line: the names come from every piece of it
+    def pieces() -> Iterator[bytes]:
+        yield b"id,no"
+        yield b"tes\n1,"
+        yield from _endless(b"", b"x")
+
+    with pytest.raises(LimitError) as refused:
+        _feed(_csv_screen(2 * CHUNK), pieces())
+    assert (refused.value.row, refused.value.column) == (1, "notes")
+    assert "a field at line 2 ('notes')" in str(refused.value)

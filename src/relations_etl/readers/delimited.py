@@ -111,11 +111,13 @@ def field_screen(
     if len(sep) != 1:
         return None
     state = _Open()
-    heads: list[bytes] = []  # the first chunk, for the header's names
+    # the file's first bytes, up to the header's line end, for its names: a network read can
+    # end inside the header line, so one chunk may not hold all of it
+    head = bytearray()
 
     def breach(line: int, column: int) -> SourceReadError:
-        known = heads and column >= 0
-        name = _header_name(heads[0], separator, skip_lines, column) if known else None
+        known = head and column >= 0
+        name = _header_name(bytes(head), separator, skip_lines, column) if known else None
         row = line - 1 - skip_lines
         return too_large(
             f"a field at line {line}" + (f" ({shown(name)})" if name else ""),
@@ -130,8 +132,8 @@ def field_screen(
     endings = (sep, b"\n", b"\r")
 
     def screen(chunk: bytes, offset: int) -> None:
-        if not heads:
-            heads.append(chunk)
+        if len(head) < limit and head.count(b"\n") <= skip_lines:
+            head.extend(chunk[: limit - len(head)])
         if len(chunk) > limit:  # a field inside this chunk may be longer (a low limit)
             _scan(chunk, state, limit, breach, sep[0])
             return
@@ -269,7 +271,7 @@ def _column(newline: pl.Series, j: int, column: int) -> int:
 
 
 def _header_name(head: bytes, separator: str, skip_lines: int, column: int) -> str | None:
-    """The name of column `column` in the header line, if the first chunk holds all of it."""
+    """The name of column `column` in the header line, if `head` holds all of it."""
     lines = head.split(b"\n", skip_lines + 1)
     if len(lines) <= skip_lines + 1:
         return None
