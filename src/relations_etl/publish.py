@@ -33,7 +33,7 @@ from relations_etl.db import connect, disk_errors
 from relations_etl.errors import WarehouseError
 from relations_etl.facts import TABLE, year_sql
 from relations_etl.settings import Settings
-from relations_etl.storage import Storage, storage_for
+from relations_etl.storage import Storage, Stored, storage_for
 
 # what each published table holds, the year it partitions on (SQL), and its stable order
 _PUBLISHED = {
@@ -142,8 +142,8 @@ def _write_years(
     after the other they left the other cores idle; here as many COPYs as DuckDB has threads
     run at once, each on its own cursor (DuckDB releases the GIL while it works). Each file is
     still written by one COPY of rows in a fixed order: its bytes are those of a serial publish.
-    Only the COPY and the digest run in the workers; the puts and the records of
-    `published_files` stay in this thread, on `conn`, in year order.
+    Only the COPY and the digest run in the workers; the puts stay in this thread, in year
+    order, and the records of `published_files` are written on `conn` once every year is put.
     """
     (threads,) = conn.execute("SELECT current_setting('threads')").fetchall()[0]
     workers = max(1, min(int(threads), len(years)))
@@ -161,15 +161,20 @@ def _write_years(
             free.put(cursor)
 
     written: list[str] = []
+    placed: list[tuple[int, int, Stored, str]] = []
+    emptied: list[int] = []
     try:
         with ThreadPoolExecutor(workers, thread_name_prefix="publish") as pool:
             copies = [pool.submit(write, year) for year in years]
             try:
                 for year, copy in zip(years, copies, strict=True):
                     rows, digest = copy.result()
-                    written.extend(
-                        _place_year(conn, store, table, year, staged[year], rows, digest)
-                    )
+                    info = _place_year(store, table, year, staged[year], rows, digest)
+                    if info is None or digest is None:
+                        emptied.append(year)
+                    else:
+                        placed.append((year, rows, info, digest))
+                        written.append(store.uri(_file(table, year)))
             except BaseException:
                 for copy in copies:
                     copy.cancel()
@@ -182,6 +187,8 @@ def _write_years(
     finally:
         for cursor in cursors:
             cursor.close()
+    # (a failure above records nothing: the years stay queued and the next run writes them)
+    _record_placed(conn, table, placed, emptied)
     return written
 
 
@@ -204,32 +211,56 @@ def _write_year(
 
 
 def _place_year(
-    conn: duckdb.DuckDBPyConnection,
     store: Storage,
     table: str,
     year: int,
     temporary: Path,
     rows: int,
     digest: str | None,
-) -> list[str]:
+) -> Stored | None:
     """Make a written year appear whole where readers look (a rename on disk, one PUT in
-    object storage) and record it; an emptied year's file and record are removed."""
+    object storage); an emptied year's file is removed (None)."""
     target = _file(table, year)
     if rows and digest is not None:
         try:
-            info = store.put(temporary, target)
+            return store.put(temporary, target)
         except BaseException:
             store.discard(temporary)
             raise
-        conn.execute(
-            "INSERT OR REPLACE INTO published_files VALUES (?, ?, ?, ?, ?, ?, now())",
-            [table, year, rows, info.size, digest, info.modified_ns],
-        )
-        return [store.uri(target)]
     store.discard(temporary)
     store.remove(target)
-    conn.execute("DELETE FROM published_files WHERE table_name = ? AND year = ?", [table, year])
-    return []
+    return None
+
+
+def _record_placed(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    placed: list[tuple[int, int, Stored, str]],
+    emptied: list[int],
+) -> None:
+    """Record the years put in place (year, rows, file, SHA-256) in `published_files` and
+    remove the records of the `emptied` years, in two statements (one per year cost a commit
+    each: 0.6 s for 76 years)."""
+    if placed:
+        conn.execute(
+            "INSERT OR REPLACE INTO published_files SELECT ?, unnest(?::INTEGER[]), "
+            "unnest(?::BIGINT[]), unnest(?::BIGINT[]), unnest(?::VARCHAR[]), "
+            "unnest(?::BIGINT[]), now()",
+            [
+                table,
+                [year for year, _, _, _ in placed],
+                [rows for _, rows, _, _ in placed],
+                [info.size for _, _, info, _ in placed],
+                [digest for _, _, _, digest in placed],
+                [info.modified_ns for _, _, info, _ in placed],
+            ],
+        )
+    if emptied:
+        conn.execute(
+            "DELETE FROM published_files WHERE table_name = ? "
+            "AND year IN (SELECT unnest(?::INTEGER[]))",
+            [table, emptied],
+        )
 
 
 def _matches(
