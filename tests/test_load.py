@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import polars as pl
 import pytest
 from relations_etl_flows.ingest import replay_quarantine
 
-from relations_etl import db
+from relations_etl import db, pipeline
 from relations_etl.config import Kind, load_sources, source_for
 from relations_etl.db import apply_sql
 from relations_etl.errors import BatchRejectedError, WarehouseError
@@ -74,6 +75,46 @@ def test_a_locked_warehouse_is_a_clear_error(settings: Settings) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+_READER = (
+    "import duckdb, sys\n"
+    "try:\n"
+    "    duckdb.connect(sys.argv[1], read_only=True).execute('SELECT 1')\n"
+    "except duckdb.IOException:\n"
+    "    sys.exit(1)\n"
+)
+
+
+def test_a_small_list_runs_on_one_open_and_a_large_one_lets_readers_in(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small local list is started, read, transformed, loaded and published on one open of
+    the warehouse (each open costs tens of ms); past HELD_LIST_BYTES the warehouse is let go
+    while the list is transformed, so that another process can read it meanwhile."""
+    _, memberships, relations, *_ = load_sources(REPO / "examples" / "sources.yaml")
+    opens: list[bool] = []  # the writer opens (a file not yet verified is checked read-only)
+    real_open = db._open
+    monkeypatch.setattr(
+        db,
+        "_open",
+        lambda path, read_only, *a: opens.append(not read_only) or real_open(path, read_only, *a),
+    )
+    readers: list[int] = []  # whether another process could open the file, while transforming
+
+    def transform(*args: Any) -> Any:
+        reader = [sys.executable, "-c", _READER, str(settings.db_path)]
+        readers.append(subprocess.run(reader, timeout=120).returncode)
+        return prepare(*args)
+
+    steps = dataclasses.replace(pipeline.DIRECT, transform=transform)
+    run_source(memberships, settings, steps=steps)
+    assert (sum(opens), readers) == (1, [1])  # held throughout: the reader was refused
+    opens.clear()
+    monkeypatch.setattr(pipeline, "HELD_LIST_BYTES", 0)
+    result = run_source(relations, settings, steps=steps)
+    assert (sum(opens), readers) == (2, [1, 0])  # let go while transforming, then again
+    assert result.rows_loaded > 0
 
 
 def test_a_warehouse_written_in_a_failed_hold_is_verified_again(settings: Settings) -> None:

@@ -423,6 +423,12 @@ class Steps:
 DIRECT = Steps()
 
 
+HELD_LIST_BYTES = 1 << 20
+"""A local list of at most this many bytes is transformed with the warehouse held (it takes
+tens of milliseconds; an open of the file costs about as much); a larger one, or a remote
+one, lets other processes open the warehouse while it is transformed."""
+
+
 def run_source(
     source: Source,
     settings: Settings,
@@ -439,14 +445,17 @@ def run_source(
     """
     with run_lock(settings, f"source {source.name} (flow run {flow_run_id})"):
         # a local list is read in milliseconds: one connection serves the start, the read and
-        # the skip; a list fetched over the network is read without holding the warehouse
+        # the skip, and, for a small list, everything after; a list fetched over the network
+        # is read without holding the warehouse
         local = uri_scheme(source.uri) == "file"
-        with held(settings, verify_file=True) if local else contextlib.nullcontext():
-            if not local:
+        hold = contextlib.ExitStack()
+        with hold:
+            if local:
+                hold.enter_context(held(settings, verify_file=True))
+                batch = start_batch(settings, source, flow_run_id)
+            else:
                 with held(settings, verify_file=True):
                     batch = start_batch(settings, source, flow_run_id)
-            else:
-                batch = start_batch(settings, source, flow_run_id)
             fetched: Fetched | None = None
             try:
                 steps.stage(source.name, "extract")
@@ -464,30 +473,34 @@ def run_source(
                     fetched.close()
                 _failed(settings, batch, exc, steps)
                 raise
-        if result is not None:
-            fetched.close()
-            steps.stage(source.name, "unchanged: skipped")
-            return result
-        try:
-            reference = ref or Reference.load(settings)
-            steps.stage(source.name, "transform")
-            try:
-                prepared = steps.transform(fetched, source, reference, settings)
-            finally:  # the copies of remote files, once prepared (or failed)
+            if result is not None:
                 fetched.close()
-            # the load and the publish after it write one after the other: one connection
-            # serves both (each open, checkpoint and check of the file costs tens of ms);
-            # a failed load is audited on a connection of its own, once that one is closed
-            with held(settings):
-                steps.stage(source.name, "load")
-                result = steps.load(settings, batch, prepared, reference, None)
-                steps.stage(source.name, "publish")
-                # committed is committed: a disk that refuses the Parquet leaves it queued
-                result.publish_pending = steps.publish(settings)
-        except Exception as exc:
-            if result is None:  # not committed: the batch failed
-                _failed(settings, batch, exc, steps)
-            raise
+                steps.stage(source.name, "unchanged: skipped")
+                return result
+            if sum(f.size for f in fetched.files) > HELD_LIST_BYTES:
+                hold.close()  # other processes may open the warehouse while it is transformed
+            try:
+                reference = ref or Reference.load(settings)
+                steps.stage(source.name, "transform")
+                try:
+                    prepared = steps.transform(fetched, source, reference, settings)
+                finally:  # the copies of remote files, once prepared (or failed)
+                    fetched.close()
+                # the load and the publish after it write one after the other: one connection
+                # serves both (each open, checkpoint and check of the file costs tens of ms)
+                with held(settings):
+                    steps.stage(source.name, "load")
+                    result = steps.load(settings, batch, prepared, reference, None)
+                    steps.stage(source.name, "publish")
+                    # committed is committed: a disk that refuses the Parquet leaves it queued
+                    result.publish_pending = steps.publish(settings)
+            except Exception as exc:
+                # a failed load is audited on a connection of its own, once the one that
+                # failed is closed (as after a failure: the next open checks the file again)
+                hold.__exit__(type(exc), exc, exc.__traceback__)
+                if result is None:  # not committed: the batch failed
+                    _failed(settings, batch, exc, steps)
+                raise
     steps.stage(source.name, "done")
     return result
 
