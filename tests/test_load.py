@@ -26,6 +26,7 @@ from relations_etl.query import run_query
 from relations_etl.reference import Reference
 from relations_etl.settings import Settings
 from tests.conftest import REPO, Cli, trips_source
+from tests.state import table_digests
 
 
 def test_a_batch_that_fails_to_load_leaves_no_trace(settings: Settings) -> None:
@@ -115,6 +116,30 @@ def test_a_small_list_runs_on_one_open_and_a_large_one_lets_readers_in(
     result = run_source(relations, settings, steps=steps)
     assert (sum(opens), readers) == (2, [1, 0])  # let go while transforming, then again
     assert result.rows_loaded > 0
+
+
+def test_small_lists_share_one_staging_duckdb_and_a_large_one_has_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sources up to SHARED_STAGING_ROWS rows are split on cursors of one staging DuckDB kept
+    by the process, a larger one on an instance of its own: the warehouses they leave are the
+    same."""
+    sources = load_sources(REPO / "examples" / "sources.yaml")
+    made: list[Path] = []
+    real = pipeline.staging_connection
+    monkeypatch.setattr(
+        pipeline, "staging_connection", lambda s, folder: made.append(folder) or real(s, folder)
+    )
+    shared, own = Settings(home=tmp_path / "shared"), Settings(home=tmp_path / "own")
+    for source in sources:
+        run_source(source, shared)
+    assert len(made) <= 1  # none when an earlier test of this process made it
+    made.clear()
+    monkeypatch.setattr(pipeline, "SHARED_STAGING_ROWS", 0)
+    for source in sources:
+        run_source(source, own)
+    assert len(made) == len(sources)
+    assert table_digests(own, across_runs=True) == table_digests(shared, across_runs=True)
 
 
 def test_a_warehouse_written_in_a_failed_hold_is_verified_again(settings: Settings) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -175,6 +177,29 @@ def staging_connection(settings: Settings, folder: Path) -> duckdb.DuckDBPyConne
     )
 
 
+SHARED_STAGING_ROWS = 100_000
+"""A source of at most this many rows read is split on a cursor of one staging DuckDB kept by
+the process (a new instance costs about 18 ms, a cursor under 1 ms: a fifth of the split of a
+small list); a larger one gets an instance of its own, whose memory goes when it is closed."""
+_shared_staging: dict[tuple[str, Path | None], duckdb.DuckDBPyConnection] = {}
+_shared_staging_lock = threading.Lock()
+
+
+def _staging_for(settings: Settings, folder: Path, rows: int) -> duckdb.DuckDBPyConnection:
+    """A connection to split `rows` staged rows on (close it after): see SHARED_STAGING_ROWS.
+    A cursor's temporary tables and views are its own, and go when it is closed."""
+    if rows > SHARED_STAGING_ROWS:
+        return staging_connection(settings, folder)
+    key = (settings.staging_memory, settings.staging_dir)
+    with _shared_staging_lock:
+        if key not in _shared_staging:
+            spill = Path(settings.staging_dir or tempfile.gettempdir())
+            _shared_staging[key] = staging_connection(
+                settings, spill / f"relations-etl-shared-{os.getpid()}"
+            )
+        return _shared_staging[key].cursor()
+
+
 def prepare(
     inputs: Fetched | Iterable[RawTable],
     source: Source,
@@ -240,7 +265,9 @@ def _prepare_whole(
             assert isinstance(inputs, Fetched)
             file, content_hash = inputs.file, inputs.content_hash
         with _timed(timings, "split"):
-            facts, rejected, repeated, rows_rejected = _split_staged(folder, source, settings)
+            facts, rejected, repeated, rows_rejected = _split_staged(
+                folder, source, settings, rows_read
+            )
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -307,10 +334,13 @@ def _cells_bounded(chunk: RawTable, source: Source, rows: int) -> Iterator[RawTa
         yield replace(chunk, frame=chunk.frame.slice(start, step))
 
 
-def _split_staged(folder: Path, source: Source, settings: Settings) -> tuple[Path, Path, int, int]:
-    """The split of every staged chunk of a source, as facts.parquet and rejected.parquet."""
+def _split_staged(
+    folder: Path, source: Source, settings: Settings, rows: int
+) -> tuple[Path, Path, int, int]:
+    """The split of every staged chunk of a source (`rows` rows read), as facts.parquet and
+    rejected.parquet."""
     kind = source.kind
-    conn = staging_connection(settings, folder)
+    conn = _staging_for(settings, folder, rows)
     try:
         pattern = str(folder / "people-*.parquet").replace("'", "''")
         conn.execute(f"CREATE TEMP VIEW _staged_people AS SELECT * FROM read_parquet('{pattern}')")
@@ -744,14 +774,17 @@ def finish_parts(
         for part in ordered:  # in the order one process meets them
             for reason, count in part.dropped.items():
                 dropped[reason] = dropped.get(reason, 0) + count
-        facts, rejected, repeated, rows_rejected = _split_staged(folder, source, settings)
+        rows_read = sum(p.rows_read for p in ordered)
+        facts, rejected, repeated, rows_rejected = _split_staged(
+            folder, source, settings, rows_read
+        )
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return Prepared(
         facts,
         rejected,
-        sum(p.rows_read for p in ordered),
+        rows_read,
         repeated,
         fetched.content_hash,
         fingerprint(fetched.file, fetched.content_hash, source, ref.digest),
