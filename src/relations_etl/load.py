@@ -249,6 +249,14 @@ def load_batch(
             f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE source = ? LIMIT 1)",
             [batch.source],
         )
+        # the quarantine entries this batch closes: none to look for (across every raw key of
+        # the batch) when the source has no open entry, as on its first load
+        any_open = _count(
+            conn,
+            "SELECT count(*) FROM (SELECT 1 FROM rejected_rows "
+            "WHERE resolved_batch_id IS NULL AND source = ? LIMIT 1)",
+            [batch.source],
+        )
         staged_columns = (
             f"{written_columns}, ?::VARCHAR AS batch_id, ?::TIMESTAMPTZ AS loaded_at, "
             f"{row_hash_sql(kind)} AS row_hash"
@@ -263,8 +271,9 @@ def load_batch(
             years = _years(
                 conn, f"SELECT DISTINCT {year_sql(kind)} FROM _facts_in {none_if_failed}", []
             )
+            # read once, for the counts, unless open quarantine entries are looked up in it too
             conn.execute(
-                f"""CREATE OR REPLACE TEMP VIEW _loaded_keys AS
+                f"""CREATE OR REPLACE TEMP {"TABLE" if any_open else "VIEW"} _loaded_keys AS
                 SELECT DISTINCT unnest({RAW_KEYS}) AS {RAW_KEYS}, true AS written
                 FROM _facts_in {none_if_failed}"""
             )
@@ -303,14 +312,6 @@ def load_batch(
             pl.DataFrame({RAW_KEYS: replayed or []}, schema={RAW_KEYS: pl.String}).to_arrow(),
         )
         open_rows = "resolved_batch_id IS NULL AND source = ? AND source_file || '#' || source_row"
-        # the quarantine entries this batch closes: none to look for (across every raw key of
-        # the batch) when the source has no open entry, as on its first load
-        any_open = _count(
-            conn,
-            "SELECT count(*) FROM (SELECT 1 FROM rejected_rows "
-            "WHERE resolved_batch_id IS NULL AND source = ? LIMIT 1)",
-            [batch.source],
-        )
         rejected_years = set()
         if any_open:
             rejected_years = _years(
