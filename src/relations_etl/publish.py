@@ -17,6 +17,7 @@ import hashlib
 import logging
 import queue
 from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -83,10 +84,60 @@ def year_groups(counts: dict[int, int], limit: int) -> list[list[int]]:
     return groups
 
 
+@dataclass
+class Placed:
+    """The years a publish put in place, to record in `published_files` (see `record`)."""
+
+    files: list[tuple[str, int, int, Stored, str]] = field(default_factory=list)
+    """(table, year, rows, the file as stored, its SHA-256) of each year written."""
+    emptied: list[tuple[str, int]] = field(default_factory=list)
+    """(table, year) of each year whose file was removed."""
+
+    def record(self, conn: duckdb.DuckDBPyConnection) -> None:
+        """Write the records in two statements (one per year cost a commit each: 0.6 s for 76
+        years); a failure before leaves the years queued, and the next run writes them again."""
+        if self.files:
+            conn.execute(
+                "INSERT OR REPLACE INTO published_files SELECT unnest(?::VARCHAR[]), "
+                "unnest(?::INTEGER[]), unnest(?::BIGINT[]), unnest(?::BIGINT[]), "
+                "unnest(?::VARCHAR[]), unnest(?::BIGINT[]), now()",
+                [
+                    [table for table, _, _, _, _ in self.files],
+                    [year for _, year, _, _, _ in self.files],
+                    [rows for _, _, rows, _, _ in self.files],
+                    [info.size for _, _, _, info, _ in self.files],
+                    [digest for _, _, _, _, digest in self.files],
+                    [info.modified_ns for _, _, _, info, _ in self.files],
+                ],
+            )
+        if self.emptied:
+            conn.execute(
+                "DELETE FROM published_files WHERE (table_name, year) IN "
+                "(SELECT (unnest(?::VARCHAR[]), unnest(?::INTEGER[])))",
+                [[t for t, _ in self.emptied], [y for _, y in self.emptied]],
+            )
+
+
 def publish(
     conn: duckdb.DuckDBPyConnection, settings: Settings, table: str, years: set[int]
 ) -> list[str]:
-    """Rewrite parquet/<table>/year=YYYY/data.parquet per year; an emptied year is removed.
+    """Rewrite parquet/<table>/year=YYYY/data.parquet per year and record each file; an
+    emptied year is removed (see `publish_years`)."""
+    placed = Placed()
+    written = publish_years(conn, settings, table, years, placed)
+    placed.record(conn)
+    return written
+
+
+def publish_years(
+    conn: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    table: str,
+    years: set[int],
+    placed: Placed,
+) -> list[str]:
+    """Rewrite parquet/<table>/year=YYYY/data.parquet per year; an emptied year is removed;
+    what was put in place is added to `placed`, for the caller to record.
 
     The years are published in groups of consecutive years (see `GROUP_ROWS` and
     `year_groups`): the rows of a group are copied once, in their stable order, into a table
@@ -126,7 +177,7 @@ def publish(
                 f"ORDER BY {'ALL' if order == 'ALL' else '_publish_year, ' + order}",
                 [group],
             )
-            written.extend(_write_years(conn, store, table, group, columns))
+            written.extend(_write_years(conn, store, table, group, columns, placed))
             conn.execute(f"DROP TABLE {_SORTED}")  # its memory, before the next group's sort
     finally:
         conn.execute("DETACH DATABASE IF EXISTS _publishing")
@@ -134,7 +185,12 @@ def publish(
 
 
 def _write_years(
-    conn: duckdb.DuckDBPyConnection, store: Storage, table: str, years: list[int], columns: str
+    conn: duckdb.DuckDBPyConnection,
+    store: Storage,
+    table: str,
+    years: list[int],
+    columns: str,
+    placed: Placed,
 ) -> list[str]:
     """Write each year's file, several at a time, and put them in place in year order.
 
@@ -143,7 +199,7 @@ def _write_years(
     run at once, each on its own cursor (DuckDB releases the GIL while it works). Each file is
     still written by one COPY of rows in a fixed order: its bytes are those of a serial publish.
     Only the COPY and the digest run in the workers; the puts stay in this thread, in year
-    order, and the records of `published_files` are written on `conn` once every year is put.
+    order, and are added to `placed`.
     """
     (threads,) = conn.execute("SELECT current_setting('threads')").fetchall()[0]
     workers = max(1, min(int(threads), len(years)))
@@ -161,8 +217,6 @@ def _write_years(
             free.put(cursor)
 
     written: list[str] = []
-    placed: list[tuple[int, int, Stored, str]] = []
-    emptied: list[int] = []
     try:
         with ThreadPoolExecutor(workers, thread_name_prefix="publish") as pool:
             copies = [pool.submit(write, year) for year in years]
@@ -171,9 +225,9 @@ def _write_years(
                     rows, digest = copy.result()
                     info = _place_year(store, table, year, staged[year], rows, digest)
                     if info is None or digest is None:
-                        emptied.append(year)
+                        placed.emptied.append((table, year))
                     else:
-                        placed.append((year, rows, info, digest))
+                        placed.files.append((table, year, rows, info, digest))
                         written.append(store.uri(_file(table, year)))
             except BaseException:
                 for copy in copies:
@@ -187,8 +241,6 @@ def _write_years(
     finally:
         for cursor in cursors:
             cursor.close()
-    # (a failure above records nothing: the years stay queued and the next run writes them)
-    _record_placed(conn, table, placed, emptied)
     return written
 
 
@@ -230,37 +282,6 @@ def _place_year(
     store.discard(temporary)
     store.remove(target)
     return None
-
-
-def _record_placed(
-    conn: duckdb.DuckDBPyConnection,
-    table: str,
-    placed: list[tuple[int, int, Stored, str]],
-    emptied: list[int],
-) -> None:
-    """Record the years put in place (year, rows, file, SHA-256) in `published_files` and
-    remove the records of the `emptied` years, in two statements (one per year cost a commit
-    each: 0.6 s for 76 years)."""
-    if placed:
-        conn.execute(
-            "INSERT OR REPLACE INTO published_files SELECT ?, unnest(?::INTEGER[]), "
-            "unnest(?::BIGINT[]), unnest(?::BIGINT[]), unnest(?::VARCHAR[]), "
-            "unnest(?::BIGINT[]), now()",
-            [
-                table,
-                [year for year, _, _, _ in placed],
-                [rows for _, rows, _, _ in placed],
-                [info.size for _, _, info, _ in placed],
-                [digest for _, _, _, digest in placed],
-                [info.modified_ns for _, _, info, _ in placed],
-            ],
-        )
-    if emptied:
-        conn.execute(
-            "DELETE FROM published_files WHERE table_name = ? "
-            "AND year IN (SELECT unnest(?::INTEGER[]))",
-            [table, emptied],
-        )
 
 
 def _matches(
@@ -356,11 +377,25 @@ def publish_pending(settings: Settings) -> list[str]:
         for table, year in pending:
             if table in _PUBLISHED:
                 by_table.setdefault(table, set()).add(int(year))
-        written = [p for table, ys in by_table.items() for p in publish(conn, settings, table, ys)]
-        conn.executemany(
-            "DELETE FROM publish_queue WHERE table_name = ? AND year = ?",
-            [list(r) for r in pending],
-        )
+        placed = Placed()
+        written = [
+            path
+            for table, ys in by_table.items()
+            for path in publish_years(conn, settings, table, ys, placed)
+        ]
+        # the records and the queue emptied in one commit (a commit costs milliseconds)
+        conn.begin()
+        try:
+            placed.record(conn)
+            conn.execute(
+                "DELETE FROM publish_queue WHERE (table_name, year) IN "
+                "(SELECT (unnest(?::VARCHAR[]), unnest(?::INTEGER[])))",
+                [[t for t, _ in pending], [int(y) for _, y in pending]],
+            )
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
         return written
     finally:
         conn.close()

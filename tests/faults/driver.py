@@ -57,7 +57,7 @@ def main() -> None:
         at(relations_etl.load, "audit_batch", lambda *a: a[3] == "succeeded")
     elif point == "publish":
         # a load is committed and its years are queued; no Parquet is written yet
-        at(relations_etl.publish, "publish")
+        at(relations_etl.publish, "publish_years")
     elif point == "rename":
         # the first year file is put in place (renamed on disk, one PUT in object storage),
         # the kill comes before the second
