@@ -133,10 +133,19 @@ def closed_port() -> str:
 
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
-    """One temporary Prefect API for the whole session (real flow runs, no mocks)."""
+    """One temporary Prefect API for the whole session (real flow runs, no mocks).
+
+    The flow runs of this process send no heartbeats: Prefect's heartbeat thread sleeps in
+    whole seconds and the end of every flow run waits for it, 0-1 s idle per flow run (a nightly
+    of the demo lists is five), and no test is about the heartbeats a server reads to find
+    crashed runs (the tests of crashes kill the processes themselves)."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    with (
+        prefect_test_harness(server_startup_timeout=120),
+        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+    ):
         yield
 
 

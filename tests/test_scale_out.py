@@ -15,7 +15,7 @@ import yaml
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
 from prefect.concurrency.sync import concurrency
-from relations_etl_flows import cli
+from relations_etl_flows import cli, scale
 from relations_etl_flows.ingest import nightly
 
 from relations_etl import pipeline
@@ -90,6 +90,14 @@ def _with_synthetic_sources(config: Path, files: int = 4) -> Path:
         name = f"part-{n}.csv"
         (data / name).write_text(header + "".join(body[n::files]), encoding="utf-8")
         spec["sources"].append({**demo, "name": f"visits-part-{n}", "uri": f"data/{name}"})
+    config.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    return config
+
+
+def _only(config: Path, name: str) -> Path:
+    """The sources file with its one source `name` (a run about the slot, not the lists)."""
+    spec = yaml.safe_load(config.read_text(encoding="utf-8"))
+    spec["sources"] = [s for s in spec["sources"] if s["name"] == name]
     config.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     return config
 
@@ -208,7 +216,7 @@ def test_a_failing_source_on_a_worker_fails_alone_and_is_audited(
 def test_a_run_waits_for_the_global_concurrency_slot_then_gives_up(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = sample_lists(tmp_path / "lists")
+    config = _only(sample_lists(tmp_path / "lists"), "kz-reported-totals")
     home = tmp_path / "w"
     nightly(config=str(config), home=str(home))  # creates the limit, with one slot
     with get_client(sync_client=True) as client:
@@ -224,12 +232,15 @@ def test_a_run_waits_for_the_global_concurrency_slot_then_gives_up(
 
 
 def test_run_task_runner_dask_on_the_command_line(
-    single: Single,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    config, alone, _ = single
+    # the demo lists: the sources of several files, by file on the workers, are the first
+    # test's; this one is about the command line and its temporary cluster
+    config = sample_lists(tmp_path / "lists")
+    alone = Settings(home=tmp_path / "alone")
+    nightly(config=str(config), home=str(alone.home))
     monkeypatch.setenv("RELATIONS_ETL_HOME", str(tmp_path / "w"))
     monkeypatch.setenv("RELATIONS_ETL_DASK_WORKERS", "2")  # a temporary local cluster
     assert cli.main(["run", "--config", str(config), "--task-runner", "dask"]) == 0
@@ -238,6 +249,9 @@ def test_run_task_runner_dask_on_the_command_line(
     # a scheduler that does not answer: the run fails as temporary before reading anything
     shutil.rmtree(tmp_path / "w")
     monkeypatch.setenv("RELATIONS_ETL_DASK_ADDRESS", "tcp://127.0.0.1:9")
+    # nothing listens there: every try is refused at once, and the client gives up when its
+    # timeout is over (10 s of retries, an idle wait, where 1 s makes the same failure)
+    monkeypatch.setattr(scale, "CONNECT_TIMEOUT", 1)
     code = cli.main(["run", "--config", str(config), "--task-runner", "dask"])
     assert code == EX_TEMPFAIL
     assert "RELATIONS_ETL_DASK_ADDRESS" in capsys.readouterr().err
