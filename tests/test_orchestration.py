@@ -181,3 +181,23 @@ def test_help_imports_no_prefect() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_flow_runs_on_the_embedded_api_send_no_heartbeats(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The embedded API stops with the command, so nobody is left to read heartbeats; and the
+    end of each flow run waited up to 1 s for Prefect's heartbeat thread (a configured API,
+    a deployment's server, is left to Prefect's settings)."""
+    import httpx
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+    from relations_etl_flows.server import prefect_api
+
+    default = PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value()
+    assert default is not None
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    with temporary_settings(updates={PREFECT_API_URL: None}):
+        with prefect_api(Settings(home=tmp_path / "warehouse")) as url:
+            assert PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() is None
+            assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+        assert PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() == default

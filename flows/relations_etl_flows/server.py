@@ -20,7 +20,12 @@ from pathlib import Path
 
 import httpx
 import prefect
-from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+from prefect.settings import (
+    PREFECT_API_URL,
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+    get_current_settings,
+    temporary_settings,
+)
 
 from relations_etl.errors import PrefectUnavailableError
 from relations_etl.settings import Settings
@@ -141,7 +146,12 @@ def prefect_api(settings: Settings) -> Iterator[str]:
                         f"RELATIONS_ETL_PREFECT_STARTUP_TIMEOUT={limit:g} s"
                     )
                 time.sleep(0.2)
-        with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        # no heartbeats to a server that stops with the command: nobody is left to notice a
+        # run that stops sending them, and the end of each flow run waited for the heartbeat
+        # thread, which sleeps in whole seconds (0-1 s a flow run; a nightly makes five)
+        with temporary_settings(
+            updates={PREFECT_API_URL: api_url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+        ):
             yield api_url
     finally:
         _stop(process)
