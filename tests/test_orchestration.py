@@ -193,11 +193,11 @@ def test_flow_runs_on_the_embedded_api_send_no_heartbeats(
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
     from relations_etl_flows.server import prefect_api
 
-    default = PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value()
-    assert default is not None
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
-    with temporary_settings(updates={PREFECT_API_URL: None}):
+    # Prefect's default, whatever this session set (its flow runs send none either)
+    every = {PREFECT_API_URL: None, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 180}
+    with temporary_settings(updates=every):
         with prefect_api(Settings(home=tmp_path / "warehouse")) as url:
             assert PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() is None
             assert httpx.get(f"{url}/health", timeout=10).status_code == 200
-        assert PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() == default
+        assert PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() == 180
