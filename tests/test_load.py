@@ -20,13 +20,13 @@ from relations_etl.db import apply_sql
 from relations_etl.errors import BatchRejectedError, WarehouseError
 from relations_etl.extract import extract
 from relations_etl.load import load_batch
-from relations_etl.pipeline import new_batch, prepare, replay, run_source
+from relations_etl.pipeline import new_batch, prepare, replay, run_source, run_sources
 from relations_etl.publish import publish_pending
 from relations_etl.query import run_query
 from relations_etl.reference import Reference
 from relations_etl.settings import Settings
 from tests.conftest import REPO, Cli, trips_source
-from tests.state import table_digests
+from tests.state import sample_lists, table_digests
 
 
 def test_a_batch_that_fails_to_load_leaves_no_trace(settings: Settings) -> None:
@@ -116,6 +116,55 @@ def test_a_small_list_runs_on_one_open_and_a_large_one_lets_readers_in(
     result = run_source(relations, settings, steps=steps)
     assert (sum(opens), readers) == (2, [1, 0])  # let go while transforming, then again
     assert result.rows_loaded > 0
+
+
+def test_a_run_of_small_lists_opens_the_warehouse_once_and_a_failed_load_lets_it_go(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run_sources` of small local lists holds the warehouse for the whole run: one writer
+    open. A load that fails lets the connection go: its failure is audited on a fresh one, and
+    the lists after it load on their own."""
+    config = sample_lists(tmp_path / "lists")
+    sources = load_sources(config)
+    opens: list[bool] = []
+    real_open = db._open
+    monkeypatch.setattr(
+        db,
+        "_open",
+        lambda path, read_only, *a: opens.append(not read_only) or real_open(path, read_only, *a),
+    )
+    summary = run_sources(settings, sources, lambda s: run_source(s, settings))
+    assert (sum(opens), summary.failures) == (1, [])
+    # every row of the relations list (the third of four) rejected: its batch fails in the load
+    relations = config.parent / "data" / "kz_relations.csv"
+    relations.write_text(
+        "country,counterpart,event,date,notes\nKazakhstan,China,established,1992-13-45,\n",
+        encoding="utf-8",
+    )
+    summary = run_sources(settings, load_sources(config), lambda s: run_source(s, settings))
+    assert [f.split(":")[0] for f in summary.failures] == ["kz-relations"]
+    assert [r.source for r in summary.results] == [
+        "kz-visits-2023",
+        "kz-memberships",
+        "kz-reported-totals",
+    ]
+    audited = run_query(
+        settings,
+        "SELECT source, status FROM load_batches WHERE batch_id NOT IN "
+        "(SELECT min(batch_id) FROM load_batches GROUP BY source) ORDER BY source",
+    ).rows()
+    assert [tuple(r) for r in audited] == [
+        ("kz-memberships", "skipped"),
+        ("kz-relations", "failed"),
+        ("kz-reported-totals", "skipped"),
+        ("kz-visits-2023", "skipped"),
+    ]
+    quarantined = run_query(
+        settings,
+        "SELECT count(*) FROM rejected_rows WHERE source = 'kz-relations' "
+        "AND resolved_batch_id IS NULL AND raw LIKE '%1992-13-45%'",
+    ).item()
+    assert quarantined == 1  # the failed batch's rejected row is committed
 
 
 def test_small_lists_share_one_staging_duckdb_and_a_large_one_has_its_own(

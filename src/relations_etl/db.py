@@ -215,20 +215,43 @@ def held(settings: Settings, *, verify_file: bool = False) -> Iterator[None]:
     """Keep one writer connection open for a run's short audit steps: every writer `connect`
     inside hands out a cursor of it instead of opening the file again (an open and the
     checkpoint at its close cost tens of milliseconds each, which made an unchanged source cost
-    five of them). Hold it only around short steps: other processes wait while it is open."""
+    five of them). Hold it only around short steps: other processes wait while it is open, and
+    `release` lets it go before the block ends."""
     key = settings.db_path.resolve()
     if key in _held:
         yield
         return
     _held[key] = connect(settings, verify_file=verify_file)
-    trusted = _was_verified(settings.db_path)
+    _trusted[key] = _was_verified(settings.db_path)
     try:
         yield
     except BaseException:
-        _held.pop(key).close()  # after a failure (a full disk, say) the next open checks again
+        _let_go(settings, failed=True)
         raise
-    _held.pop(key).close()
-    if trusted:  # what it holds now is what this connection wrote into a verified file
+    _let_go(settings, failed=False)
+
+
+_trusted: dict[Path, bool] = {}
+"""Whether the file was verified when its held connection was opened."""
+
+
+def release(settings: Settings, *, failed: bool = False) -> None:
+    """Close the held connection before its holder's block ends: while a large list is
+    transformed or a list is fetched over the network (other processes may open the file
+    meanwhile), or after a failure (audited on a connection of its own, and the file checked
+    again at the next open when `failed`). Writers after it open the file again, or hold it
+    anew. Nothing to do when nothing is held."""
+    _let_go(settings, failed=failed)
+
+
+def _let_go(settings: Settings, *, failed: bool) -> None:
+    key = settings.db_path.resolve()
+    conn = _held.pop(key, None)
+    trusted = _trusted.pop(key, False)
+    if conn is None:
+        return
+    conn.close()
+    if trusted and not failed:  # what it holds is what this connection wrote into a verified file
         _remember_verified(settings.db_path, writer=True)
 
 

@@ -28,8 +28,8 @@ from relations_etl.audit import (
     record_skip,
     unconfigured_sources,
 )
-from relations_etl.config import Kind, Source, uri_scheme
-from relations_etl.db import held, memory_limit
+from relations_etl.config import Kind, Source, resolve_local, uri_scheme
+from relations_etl.db import held, memory_limit, release
 from relations_etl.envelope import FILE, RAW_KEYS, RECORD, staged_frame
 from relations_etl.errors import BatchRejectedError, RelationsEtlError
 from relations_etl.extract import (
@@ -478,14 +478,14 @@ def run_source(
         # the skip, and, for a small list, everything after; a list fetched over the network
         # is read without holding the warehouse
         local = uri_scheme(source.uri) == "file"
-        hold = contextlib.ExitStack()
-        with hold:
-            if local:
-                hold.enter_context(held(settings, verify_file=True))
-                batch = start_batch(settings, source, flow_run_id)
-            else:
+        if not local:
+            release(settings)  # held by a run of several lists: not while one is fetched
+        with held(settings, verify_file=True) if local else contextlib.nullcontext():
+            if not local:
                 with held(settings, verify_file=True):
                     batch = start_batch(settings, source, flow_run_id)
+            else:
+                batch = start_batch(settings, source, flow_run_id)
             fetched: Fetched | None = None
             try:
                 steps.stage(source.name, "extract")
@@ -508,7 +508,7 @@ def run_source(
                 steps.stage(source.name, "unchanged: skipped")
                 return result
             if sum(f.size for f in fetched.files) > HELD_LIST_BYTES:
-                hold.close()  # other processes may open the warehouse while it is transformed
+                release(settings)  # other processes may open the warehouse while it is transformed
             try:
                 reference = ref or Reference.load(settings)
                 steps.stage(source.name, "transform")
@@ -527,7 +527,7 @@ def run_source(
             except Exception as exc:
                 # a failed load is audited on a connection of its own, once the one that
                 # failed is closed (as after a failure: the next open checks the file again)
-                hold.__exit__(type(exc), exc, exc.__traceback__)
+                release(settings, failed=True)
                 if result is None:  # not committed: the batch failed
                     _failed(settings, batch, exc, steps)
                 raise
@@ -581,6 +581,18 @@ class RunSummary:
     report: Path | None
 
 
+def _small_local(source: Source) -> bool:
+    """Whether a source is one local file of at most HELD_LIST_BYTES (as far as a stat tells
+    before it is fetched; a folder, a pattern or a remote URI is not)."""
+    if uri_scheme(source.uri) != "file":
+        return False
+    try:
+        path = resolve_local(source.name, source.uri, source.landing)
+        return path is not None and path.is_file() and path.stat().st_size <= HELD_LIST_BYTES
+    except (RelationsEtlError, OSError):
+        return False  # the run reports it, source by source
+
+
 def run_sources(
     settings: Settings,
     sources: Sequence[Source],
@@ -597,13 +609,17 @@ def run_sources(
     results: list[LoadResult] = []
     failures: list[str] = []
     with run_lock(settings, what):
-        for source in sources:
-            try:
-                results.append(run_one(source))
-            except Exception as exc:
-                failures.append(f"{source.name}: {exc}")
-        gone = unconfigured_sources(settings, [s.name for s in sources])
-        report = write_configured_report(settings)
+        # small local lists take a second or so in all: one connection serves them all (a
+        # source that fails, or grew, lets it go: see `run_source`)
+        small = all(_small_local(source) for source in sources)
+        with held(settings, verify_file=True) if small else contextlib.nullcontext():
+            for source in sources:
+                try:
+                    results.append(run_one(source))
+                except Exception as exc:
+                    failures.append(f"{source.name}: {exc}")
+            gone = unconfigured_sources(settings, [s.name for s in sources])
+        report = write_configured_report(settings)  # read-only: once the writer is closed
     return RunSummary(results, failures, gone, report)
 
 
