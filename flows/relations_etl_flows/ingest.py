@@ -96,32 +96,19 @@ def _unwalked(ref: Reference) -> Reference:
     return cast(Reference, opaque(ref))
 
 
-def _transform(
-    tables: Fetched | list[RawTable], source: Source, ref: Reference, settings: Settings
-) -> Prepared:
-    """The transform task, given the reference data unwalked."""
-    return transform_source(tables, source, _unwalked(ref), settings)
-
-
-def _load(
-    settings: Settings,
-    batch: Batch,
-    prepared: Prepared,
-    ref: Reference,
-    replayed: list[str] | None = None,
-) -> LoadResult:
-    """The load task, given the reference data unwalked."""
-    return load_prepared(settings, batch, prepared, _unwalked(ref), replayed)
-
-
 def _steps(settings: Settings) -> Steps:
     """The pipeline's steps as this flow's tasks, with the retry delays of the settings."""
     return Steps(
         extract=extract_source.with_options(
             retries=len(settings.retry_delays), retry_delay_seconds=settings.retry_delays
         ),
-        transform=_transform,
-        load=_load,
+        # the reference data unwalked; the other arguments are Prefect's to follow
+        transform=lambda tables, source, ref, settings: transform_source(
+            tables, source, _unwalked(ref), settings
+        ),
+        load=lambda settings, batch, prepared, ref, replayed: load_prepared(
+            settings, batch, prepared, _unwalked(ref), replayed
+        ),
         publish=publish,
         stage=progress.stage,
     )

@@ -208,6 +208,8 @@ def connect(
 
 
 _held: dict[Path, duckdb.DuckDBPyConnection] = {}
+_trusted: dict[Path, bool] = {}
+"""Whether the file was verified when its held connection was opened."""
 
 
 @contextlib.contextmanager
@@ -226,13 +228,9 @@ def held(settings: Settings, *, verify_file: bool = False) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        _let_go(settings, failed=True)
+        release(settings, failed=True)
         raise
-    _let_go(settings, failed=False)
-
-
-_trusted: dict[Path, bool] = {}
-"""Whether the file was verified when its held connection was opened."""
+    release(settings)
 
 
 def release(settings: Settings, *, failed: bool = False) -> None:
@@ -241,10 +239,6 @@ def release(settings: Settings, *, failed: bool = False) -> None:
     meanwhile), or after a failure (audited on a connection of its own, and the file checked
     again at the next open when `failed`). Writers after it open the file again, or hold it
     anew. Nothing to do when nothing is held."""
-    _let_go(settings, failed=failed)
-
-
-def _let_go(settings: Settings, *, failed: bool) -> None:
     key = settings.db_path.resolve()
     conn = _held.pop(key, None)
     trusted = _trusted.pop(key, False)
