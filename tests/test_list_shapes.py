@@ -188,7 +188,7 @@ def test_a_wide_panel_is_transformed_in_chunks_of_bounded_cells(
             (result.rows_read, result.rows_loaded, result.rows_dropped),
             sorted(run_query(settings, query).rows()),
         )
-    assert seen == [2, 2, 2, 2, 1]  # raw rows per chunk at batch_rows 16
+    assert sorted(seen) == [1, 2, 2, 2, 2]  # raw rows per chunk at batch_rows 16 (side by side)
     assert results[16] == results[250_000]
     assert results[16][0] == (36, 31, 5)
 

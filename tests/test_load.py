@@ -25,7 +25,7 @@ from relations_etl.publish import publish_pending
 from relations_etl.query import run_query
 from relations_etl.reference import Reference
 from relations_etl.settings import Settings
-from tests.conftest import REPO, Cli, trips_source
+from tests.conftest import REPO, Cli, shared, trips_source
 from tests.state import sample_lists, table_digests
 
 
@@ -190,6 +190,41 @@ def test_small_lists_share_one_staging_duckdb_and_a_large_one_has_its_own(
         run_source(source, own)
     assert len(made) == len(sources)
     assert table_digests(own, across_runs=True) == table_digests(shared, across_runs=True)
+
+
+@pytest.mark.shared_data
+def test_chunks_staged_side_by_side_load_what_one_at_a_time_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks transformed on STAGING_WORKERS threads leave the warehouse one thread leaves:
+    rows in the order read, the first of repeated records kept, every rejected row with its
+    reasons (the sample lists and the HSG list, in chunks of 40 raw rows; some HSG rows name
+    two people, so a chunk stages more rows than it read)."""
+    hsg = source_for(Kind.VISITS, str(shared("hsg-visits")), "hsg-visits-xml", None)
+    sources = [*load_sources(REPO / "examples" / "sources.yaml"), hsg]
+    digests: dict[int, dict[str, str]] = {}
+    seen: list[int] = []  # the workers setting at each chunk
+    real = pipeline._stage_chunk
+    monkeypatch.setattr(
+        pipeline,
+        "_stage_chunk",
+        lambda *a, **k: seen.append(pipeline.STAGING_WORKERS) or real(*a, **k),
+    )
+    for workers in (1, 2):
+        monkeypatch.setattr(pipeline, "STAGING_WORKERS", workers)
+        settings = Settings(home=tmp_path / str(workers), batch_rows=40)
+        for source in sources:
+            run_source(source, settings)
+        digests[workers] = table_digests(settings, across_runs=True)
+    chunks = {workers: seen.count(workers) for workers in (1, 2)}
+    assert chunks[2] == chunks[1] >= 3264 // 40 + len(sources)
+    assert digests[2] == digests[1]
+    assert (
+        run_query(
+            Settings(home=tmp_path / "2"), "SELECT count(*) FROM visits WHERE source = 'hsg-visits'"
+        ).item()
+        == 3271
+    )
 
 
 def test_a_warehouse_written_in_a_failed_hold_is_verified_again(settings: Settings) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import hashlib
@@ -12,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -31,7 +33,7 @@ from relations_etl.audit import (
 from relations_etl.config import Kind, Source, resolve_local, uri_scheme
 from relations_etl.db import held, memory_limit, release
 from relations_etl.envelope import FILE, RAW_KEYS, RECORD, staged_frame
-from relations_etl.errors import BatchRejectedError, RelationsEtlError
+from relations_etl.errors import BatchRejectedError, ConfigError, RelationsEtlError
 from relations_etl.extract import (
     Fetched,
     ReadWhole,
@@ -137,6 +139,9 @@ Timings = dict[str, float]
 """Seconds per step of `prepare`, summed over chunks (filled when a caller passes one)."""
 
 
+_timings_lock = threading.Lock()
+
+
 @contextlib.contextmanager
 def _timed(timings: Timings | None, name: str) -> Iterator[None]:
     started = time.perf_counter()
@@ -144,7 +149,8 @@ def _timed(timings: Timings | None, name: str) -> Iterator[None]:
         yield
     finally:
         if timings is not None:
-            timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
+            with _timings_lock:  # steps of several chunks run side by side
+                timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
 
 
 def _stage_chunk(
@@ -283,6 +289,20 @@ def _prepare_whole(
     )
 
 
+STAGING_WORKERS = 2
+"""Chunks transformed and staged at once, each on a thread of its own, while the calling thread
+parses the next one. Polars releases the GIL, but most steps of a chunk run on one core: one
+chunk at a time left the second core idle for most of `prepare` (1M rows: 4.0 s -> 2.6 s on 2
+cores). Each chunk in flight holds its rows in memory, so this also bounds memory."""
+
+CHUNK_SEQ = 1 << 32
+"""Chunk n of a source is staged with `_seq` from n * CHUNK_SEQ on, so that chunks staged side
+by side need not wait for the sizes of those before (the split uses only the order of `_seq`
+and its being distinct). A chunk holds at most `batch_rows` raw rows, and one row a few
+people: far fewer rows than this; the parts of a source split by file (PART_SEQ) hold 65,536
+chunks each."""
+
+
 def _stage_all(
     chunks: Iterator[RawTable] | None,
     folder: Path,
@@ -295,32 +315,59 @@ def _stage_all(
     prefix: str = "people-",
     offset: int = 0,
 ) -> int:
-    """Transform and stage each chunk as folder/<prefix>NNNNNN.parquet, its rows' `_seq` from
-    `offset` on; returns the rows read (cells, once unpivoted) and adds the rows the mapping's
-    drop rules removed to `dropped`."""
+    """Transform and stage each chunk n as folder/<prefix>NNNNNN.parquet, its rows' `_seq` from
+    `offset` + n * CHUNK_SEQ on, STAGING_WORKERS chunks at a time; returns the rows read
+    (cells, once unpivoted) and adds the rows the mapping's drop rules removed to `dropped`."""
     if chunks is None:
         return 0
-    rows = 0
-    number = 0
-    pending: list[RawTable] = []
-    while True:
-        if not pending:
-            with _timed(timings, "parse"):
-                chunk = next(chunks, None)
-            if chunk is None:
-                return rows
-            pending = list(_cells_bounded(chunk, source, settings.batch_rows))
-        chunk = pending.pop(0)
+
+    def stage(chunk: RawTable, number: int) -> tuple[int, dict[str, int]]:
         with _timed(timings, "mapping"):
             shaped = reshape(chunk, source)  # unpivot and drop: rows are cells from here on
-        for reason, count in shaped.dropped.items():
-            dropped[reason] = dropped.get(reason, 0) + count
-        staged = _stage_chunk(shaped.table, source, ref, settings, offset, timings)
-        rows += shaped.read
-        offset += staged.height
+        first = offset + number * CHUNK_SEQ
+        staged = _stage_chunk(shaped.table, source, ref, settings, first, timings)
+        if staged.height >= CHUNK_SEQ:
+            raise ConfigError(
+                f"{len(chunk.frame):,} raw rows made {staged.height:,} rows",
+                source=source.name,
+                hint="Lower RELATIONS_ETL_BATCH_ROWS.",
+            )
         with _timed(timings, "stage"):
             staged.write_parquet(folder / f"{prefix}{number:06d}.parquet", compression="lz4")
-        number += 1
+        return shaped.read, shaped.dropped  # its counts, not its rows
+
+    rows = 0
+    in_flight: collections.deque[Future[tuple[int, dict[str, int]]]] = collections.deque()
+
+    def count_first() -> None:
+        nonlocal rows
+        read, removed = in_flight.popleft().result()
+        for reason, count in removed.items():
+            dropped[reason] = dropped.get(reason, 0) + count
+        rows += read
+
+    number = 0
+    with ThreadPoolExecutor(STAGING_WORKERS, thread_name_prefix="stage") as pool:
+        try:
+            while True:
+                while len(in_flight) >= STAGING_WORKERS:  # before parsing: bounded memory
+                    count_first()
+                with _timed(timings, "parse"):
+                    chunk = next(chunks, None)
+                if chunk is None:
+                    break
+                for piece in _cells_bounded(chunk, source, settings.batch_rows):
+                    while len(in_flight) >= STAGING_WORKERS:
+                        count_first()
+                    in_flight.append(pool.submit(stage, piece, number))
+                    number += 1
+            while in_flight:
+                count_first()
+        except BaseException:
+            for pending in in_flight:
+                pending.cancel()
+            raise  # (leaving the pool waits for the chunks already running)
+    return rows
 
 
 def _cells_bounded(chunk: RawTable, source: Source, rows: int) -> Iterator[RawTable]:
@@ -658,7 +705,7 @@ def staging_folder(settings: Settings) -> Path:
     return Path(tempfile.mkdtemp(prefix="relations-etl-staging-", dir=root))
 
 
-PART_SEQ = 1 << 40
+PART_SEQ = 1 << 48
 """The staged rows of file k of a source split by file have `_seq` from k * PART_SEQ on: in the
 order one process numbers them whatever the other files hold (the split uses only their order
 and their being distinct)."""

@@ -333,12 +333,15 @@ def _lines(data: bytes) -> pl.Series | None:
         return None
 
 
-def _regular(body: str, separator: str, width: int, data: bytes | None = None) -> bool:
-    """True when every line has exactly the header's field count and no field spans lines.
-    `data`, when given, is `body` as UTF-8 bytes: its lines are then read without Python."""
-    lines = _lines(data) if data is not None and separator != "\x00" else None
+def _regular(data: bytes, separator: str, width: int, body: str | None = None) -> bool:
+    """True when every line of UTF-8 `data` has exactly the header's field count and no field
+    spans lines. `body`, when given, is `data` as text (else decoded only if polars cannot read
+    the lines: a NUL in them, or a NUL separator). Raises UnicodeDecodeError or polars'
+    ComputeError for bytes that are not UTF-8."""
+    lines = _lines(data) if separator != "\x00" else None
     if lines is None:
-        lines = pl.Series(body.split("\n"), dtype=pl.String)
+        text = data.decode("utf-8") if body is None else body
+        lines = pl.Series(text.split("\n"), dtype=pl.String)
     # quotes are counted, and quoted fields taken out before counting separators, only on the
     # lines that hold one; only a line of another field count is looked at for being blank
     has_quote = lines.str.contains('"', literal=True)
@@ -392,7 +395,7 @@ def read_delimited(
     header_lines = reader.line_num
     width = len(header)
     data = body.encode("utf-8")  # the check's lines and the read, from the same bytes
-    if _regular(body, separator, width, data):
+    if _regular(data, separator, width, body):
         try:
             frame = pl.read_csv(
                 io.BytesIO(data),
@@ -473,15 +476,14 @@ def iter_delimited(
     block = sample + read_up_to(handle, piece - len(sample)) + handle.readline()
     while block:
         _no_lone_return(block)
-        try:
-            text = block.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise Irregular("not UTF-8") from exc
         if b"\r" in block:
-            text, block = text.replace("\r\n", "\n"), block.replace(b"\r\n", b"\n")
-        if not _regular(text.rstrip("\n"), separator, len(header), block):
+            block = block.replace(b"\r\n", b"\n")
+        try:  # polars reads the lines strictly as UTF-8: no text of the block is made
+            regular = _regular(block, separator, len(header))
+        except (UnicodeDecodeError, pl.exceptions.ComputeError) as exc:
+            raise Irregular("not UTF-8") from exc
+        if not regular:
             raise Irregular("ragged lines")
-        del text
         try:
             frame = pl.read_csv(
                 io.BytesIO(block),  # strict UTF-8, so the same bytes as the text checked
@@ -511,7 +513,7 @@ def read_up_to(handle: BinaryIO, size: int) -> bytes:
 def _no_lone_return(data: bytes) -> None:
     """A carriage return only before a line feed (read_delimited takes a lone one as a line
     end, as old Mac exports have it)."""
-    if data.count(b"\r") != data.count(b"\r\n"):
+    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
         raise Irregular("a lone carriage return")
 
 
