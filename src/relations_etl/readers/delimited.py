@@ -131,9 +131,13 @@ def field_screen(
 
     endings = (sep, b"\n", b"\r")
 
+    head_read = False  # once it holds the header line (or the limit): counted once a chunk
+
     def screen(chunk: bytes, offset: int) -> None:
-        if len(head) < limit and head.count(b"\n") <= skip_lines:
+        nonlocal head_read
+        if not head_read:
             head.extend(chunk[: limit - len(head)])
+            head_read = len(head) >= limit or head.count(b"\n") > skip_lines
         if len(chunk) > limit:  # a field inside this chunk may be longer (a low limit)
             _scan(chunk, state, limit, breach, sep[0])
             return
@@ -141,14 +145,15 @@ def field_screen(
         # where the open field ends matters, and where the one left open starts (found with
         # C-speed searches, walking from quote to quote near the ends of the chunk)
         first = _first_end(chunk, state.quoted, endings)
-        quoted = (state.quoted + chunk.count(b'"')) % 2
+        quotes = chunk.count(b'"')  # each count is a pass over the chunk: once each
+        quoted = (state.quoted + quotes) % 2
         last = _last_end(chunk, quoted, endings)
         line_end = _last_end(chunk, quoted, endings[1:])
         if first is None or last is None or line_end is None:
             _scan(chunk, state, limit, breach, sep[0])
             return
         if first < 0:
-            _carry(state, chunk, 0, limit, breach)
+            _carry(state, chunk, 0, limit, breach, quotes)
             return
         if state.size + first - (state.quotes + chunk.count(b'"', 0, first)) // 2 > limit:
             raise breach(state.line, state.column)
@@ -156,8 +161,8 @@ def field_screen(
             column = state.column + chunk.count(sep) if b'"' not in chunk else -1
         else:
             column = _fields_ended(chunk[line_end + 1 : last + 1], separator)
-        _close(state, chunk, last, column)
-        _carry(state, chunk, last + 1, limit, breach)
+        lines = _close(state, chunk, last, column)
+        _carry(state, chunk, last + 1, limit, breach, quotes, lines)
 
     return screen
 
@@ -211,23 +216,33 @@ def _fields_ended(text: bytes, separator: str) -> int:
         return -1
 
 
-def _close(state: _Open, chunk: bytes, last: int, column: int) -> None:
-    """The field open before this chunk has ended; the one open now starts after `last`."""
-    state.line = state.lines + chunk.count(b"\n", 0, last + 1) + 1
+def _close(state: _Open, chunk: bytes, last: int, column: int) -> int:
+    """The field open before this chunk has ended; the one open now starts after `last`.
+    Returns the line ends in chunk[: last + 1]."""
+    lines = chunk.count(b"\n", 0, last + 1)
+    state.line = state.lines + lines + 1
     state.column = column
     state.size = state.quotes = 0
+    return lines
 
 
 def _carry(
-    state: _Open, chunk: bytes, start: int, limit: int, breach: Callable[[int, int], Exception]
+    state: _Open,
+    chunk: bytes,
+    start: int,
+    limit: int,
+    breach: Callable[[int, int], Exception],
+    quotes: int | None = None,
+    lines_before: int = 0,
 ) -> None:
-    """chunk[start:] is the open field's; refuse once the field is over the limit."""
+    """chunk[start:] is the open field's; refuse once the field is over the limit. `quotes`,
+    when known, counts the chunk's quotes, and `lines_before` its line ends before `start`."""
     state.size += len(chunk) - start
     state.quotes += chunk.count(b'"', start)
     if state.size - state.quotes // 2 > limit:
         raise breach(state.line, state.column)
-    state.quoted = (state.quoted + chunk.count(b'"')) % 2
-    state.lines += chunk.count(b"\n")
+    state.quoted = (state.quoted + (chunk.count(b'"') if quotes is None else quotes)) % 2
+    state.lines += lines_before + chunk.count(b"\n", start)
 
 
 def _scan(
@@ -258,8 +273,8 @@ def _scan(
             line = state.lines + chunk.count(b"\n", 0, int(ends[j - 1]) + 1) + 1
             raise breach(line, _column(newline, j, state.column))
     last = int(ends[-1])
-    _close(state, chunk, last, _column(newline, ends.len(), state.column))
-    _carry(state, chunk, last + 1, limit, breach)
+    lines = _close(state, chunk, last, _column(newline, ends.len(), state.column))
+    _carry(state, chunk, last + 1, limit, breach, lines_before=lines)
 
 
 def _column(newline: pl.Series, j: int, column: int) -> int:
