@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from relations_etl.mapping import clean_columns
 from relations_etl.text import clean, clean_expr, key
 
 NBSP = "\u00a0"
@@ -120,3 +121,16 @@ def test_clean_is_idempotent(value: str) -> None:
 def test_clean_expr_matches_clean_on_separator_controls() -> None:
     values = ["a\x1cb", "\x1fx\x1f"]
     assert _polars_clean(values) == [clean(v) for v in values]
+
+
+@given(st.lists(st.one_of(st.none(), _TEXT), min_size=1, max_size=20), st.integers(1, 8))
+def test_the_mapping_cleans_columns_as_clean_does(values: list[str | None], repeat: int) -> None:
+    # repeated values take the once-per-distinct-value path, a few the per-row one
+    column = values * repeat
+    frame = pl.DataFrame(
+        {"c": column, "d": list(reversed(column))},
+        schema_overrides={"c": pl.String, "d": pl.String},
+    )
+    cleaned = clean_columns(frame, ["c", "d"])
+    assert cleaned.get_column("c").to_list() == [clean(v) for v in column]
+    assert cleaned.get_column("d").to_list() == [clean(v) for v in reversed(column)]
