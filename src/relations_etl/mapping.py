@@ -374,10 +374,10 @@ def clean_columns(frame: pl.DataFrame, columns: Sequence[str]) -> pl.DataFrame:
             unclean = column.gather(changed)
             distinct = unclean.unique()
             if distinct.len() * 4 > unclean.len():
-                fixed = pl.DataFrame({name: unclean}).select(clean_expr(name)).to_series()
+                fixed = unclean.to_frame().select(clean_expr(name)).to_series()
             else:
-                values = pl.DataFrame({name: distinct}).select(clean_expr(name)).to_series()
-                fixed = unclean.replace_strict(distinct, values, return_dtype=pl.String)
+                values = distinct.to_frame().select(clean_expr(name)).to_series()
+                fixed = unclean.replace_strict(distinct, values)
             column = column.scatter(changed, fixed)
         cleaned.append(column)
     return frame.with_columns(cleaned)
