@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from relations_etl.config import Source
@@ -317,6 +317,7 @@ _CELL = st.text(alphabet=st.sampled_from(list('ab ,"\t\u00e9\u00a0;\x00')), max_
     ),
     width=st.integers(min_value=1, max_value=4),
 )
+@example(lines=['","'], width=2)  # a line of one quoted field is short, not blank
 def test_the_ragged_line_check_reads_lines_alike_in_polars_and_python(
     lines: list[str], width: int
 ) -> None:
@@ -332,3 +333,18 @@ def test_the_ragged_line_check_reads_lines_alike_in_polars_and_python(
         return unquoted.count(",") + 1 == width or not line.strip()
 
     assert _regular(body.encode(), ",", width) == all(regular(line) for line in body.split("\n"))
+
+
+def test_a_short_line_of_quoted_fields_only_is_a_row_error_not_a_row_of_nulls() -> None:
+    frame, errors = read_delimited(
+        b'host,visitor\n","\nFRA,KAZ\n',
+        separator=",",
+        encoding=None,
+        skip_rows=0,
+        uri="visits.csv",
+        source="visits",
+    )
+    assert frame["host"].to_list() == [",", "FRA"]
+    assert errors is not None
+    assert [[e["check"] for e in row] for row in errors] == [["field_count"], []]
+    assert errors[0][0]["message"] == "row 1 (line 2) has 1 field(s), the header has 2"

@@ -363,11 +363,13 @@ def _regular(data: bytes, separator: str, width: int, body: str | None = None) -
     quoted = lines.filter(has_quote)
     if (quoted.str.count_matches('"', literal=True) % 2 == 1).any():
         return False
-    for part in (lines.filter(~has_quote), quoted.str.replace_all(_QUOTED, "")):
-        off = part.filter(part.str.count_matches(separator, literal=True) + 1 != width)
-        if off.len() and not bool((off.str.strip_chars() == "").all()):
-            return False
-    return True
+    unquoted = lines.filter(~has_quote)
+    off = unquoted.filter(unquoted.str.count_matches(separator, literal=True) + 1 != width)
+    if off.len() and not bool((off.str.strip_chars() == "").all()):
+        return False
+    # a line with a quote is never blank, even when its quoted fields were all it held
+    fields = quoted.str.replace_all(_QUOTED, "").str.count_matches(separator, literal=True) + 1
+    return not bool((fields != width).any())
 
 
 def read_delimited(
