@@ -201,3 +201,42 @@ def test_flow_runs_on_the_embedded_api_send_no_heartbeats(
             assert PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() is None
             assert httpx.get(f"{url}/health", timeout=10).status_code == 200
         assert PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() == 180
+
+
+def test_a_new_prefect_database_is_a_copy_of_the_first_one_migrated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first start on a machine keeps its migrated database (read while in use, its WAL
+    included) as the template; a new database is a copy of it, never one over another's."""
+    import sqlite3
+
+    from relations_etl_flows.server import _template, keep_template, seed_database
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first = tmp_path / "first" / "prefect.db"
+    assert not seed_database(first) and not first.exists()  # no template yet: migrate
+
+    first.parent.mkdir()
+    server = sqlite3.connect(first)
+    server.execute("PRAGMA journal_mode=WAL")
+    server.execute("CREATE TABLE block_type (name TEXT)")
+    server.execute("INSERT INTO block_type VALUES ('s3-bucket')")
+    server.commit()  # in the WAL, not yet in the file: the server still has it open
+    keep_template(first)
+    server.execute("INSERT INTO block_type VALUES ('a run after the template was kept')")
+    server.commit()
+    keep_template(first)  # a template is kept once
+    server.close()
+    assert _template().is_file()
+
+    new = tmp_path / "new" / "prefect.db"
+    assert seed_database(new)
+    with sqlite3.connect(new) as copy:
+        assert copy.execute("SELECT name FROM block_type").fetchall() == [("s3-bucket",)]
+
+    other = tmp_path / "other" / "prefect.db"
+    other.parent.mkdir()
+    other.write_bytes(b"another process's database")
+    assert seed_database(other)
+    assert other.read_bytes() == b"another process's database"
+    assert sorted(p.name for p in other.parent.iterdir()) == ["prefect.db"]  # no leftovers

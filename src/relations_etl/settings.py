@@ -96,7 +96,7 @@ class Settings(BaseSettings):
         default=240.0,
         gt=0,
         description="Seconds `relations-etl run` waits for its embedded Prefect API to start "
-        "(the first start on a new PREFECT_HOME also creates Prefect's database). Not used "
+        "(the first start on a machine also migrates Prefect's database). Not used "
         "when PREFECT_API_URL names a running server.",
     )
     repo: Path | None = Field(
