@@ -952,10 +952,10 @@ def test_cli_unexpected_error_exits_70_with_where_to_look(
     # a bug, injected from outside as the faults driver does: a home that is a file is the
     # disk's business now (74), so the 70 path needs code that really breaks
     script = (
-        "import sys, relations_etl_flows.cli as cli\n"
+        "import sys, relations_etl.quarantine as quarantine, relations_etl_flows.cli as cli\n"
         "def broken(*args, **kwargs):\n"
         "    raise ZeroDivisionError('division by zero')\n"
-        "cli.open_rejections = broken\n"
+        "quarantine.open_rejections = broken\n"
         "sys.exit(cli.main(['quarantine']))\n"
     )
     done = subprocess.run(

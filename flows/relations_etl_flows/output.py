@@ -6,7 +6,7 @@ import json
 import shutil
 import sys
 import textwrap
-from typing import Literal, TextIO
+from typing import TextIO
 
 import polars as pl
 from rich import box
@@ -17,9 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from relations_etl.audit import LoadResult
-
-Format = Literal["table", "csv", "json"]
-FORMATS: tuple[Format, ...] = ("table", "csv", "json")
+from relations_etl_flows.formats import Format
 
 # a table is for reading: past this many rows it shows the first ones and says how to get all
 TABLE_ROWS = 500

@@ -8,7 +8,6 @@ import re
 import unicodedata
 from collections.abc import Mapping as AbcMapping
 from collections.abc import Sequence
-from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -26,18 +25,9 @@ from pydantic import (
 )
 
 from relations_etl.errors import ConfigError
+from relations_etl.kinds import Kind as Kind  # where most modules import it from
 from relations_etl.limits import config_too_large
 from relations_etl.settings import Settings
-
-
-class Kind(StrEnum):
-    """The kinds of facts: three kinds of events and the totals an authority published."""
-
-    VISITS = "visits"
-    MEMBERSHIPS = "memberships"
-    RELATIONS = "relations"
-    REPORTED_TOTALS = "reported_totals"
-
 
 FIELDS: dict[Kind, tuple[str, ...]] = {
     Kind.VISITS: (
