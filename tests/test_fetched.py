@@ -24,6 +24,7 @@ from relations_etl.config import Source
 from relations_etl.errors import LimitError, SourceReadError, TransientSourceError
 from relations_etl.extract import Fetched, fetch, parse, parse_pieces, refetch
 from relations_etl.pipeline import DIRECT, Steps, prepare_ahead, read_source, run_source
+from relations_etl.readers import delimited
 from relations_etl.readers.delimited import _regular, iter_delimited, read_delimited
 from relations_etl.settings import Settings
 from tests.conftest import QuietHandler, Serve, trips_source
@@ -318,21 +319,71 @@ _CELL = st.text(alphabet=st.sampled_from(list('ab ,"\t\u00e9\u00a0;\x00')), max_
     width=st.integers(min_value=1, max_value=4),
 )
 @example(lines=['","'], width=2)  # a line of one quoted field is short, not blank
+@example(lines=[" "], width=2)  # so is a line of a space
+@example(lines=['"a"b,c'], width=2)  # text after a closing quote: not CSV
 def test_the_ragged_line_check_reads_lines_alike_in_polars_and_python(
     lines: list[str], width: int
 ) -> None:
     # the check reads the lines with polars' CSV reader (Python's where a NUL is); its answer
-    # must be a plain reading of each line: even quotes, and the header's field count once
-    # quoted fields are taken out
+    # must be a plain reading of each line: every quoted field whole, and the header's field
+    # count once quoted fields are taken out (or nothing at all on the line)
     body = "\n".join(lines)
+    field = r'(?:"(?:[^"]|"")*"|[^",]*)'
 
     def regular(line: str) -> bool:
-        if line.count('"') % 2:
+        if not re.fullmatch(f"{field}(?:,{field})*", line):
             return False
         unquoted = re.sub(r'"(?:[^"]|"")*"', "", line)
-        return unquoted.count(",") + 1 == width or not line.strip()
+        return unquoted.count(",") + 1 == width or not line
 
     assert _regular(body.encode(), ",", width) == all(regular(line) for line in body.split("\n"))
+
+
+def _read_both(text: str, separator: str) -> list[object]:
+    """What read_delimited makes of `text` by its polars path and by the csv module's."""
+    answers: list[object] = []
+    for fast in (True, False):
+        with pytest.MonkeyPatch.context() as patch:
+            if not fast:
+                patch.setattr(delimited, "_regular", lambda *args, **kwargs: False)
+            try:
+                frame, errors = read_delimited(
+                    text.encode(), separator=separator, encoding=None, skip_rows=0,
+                    uri="list.csv", source="list",
+                )  # fmt: skip
+            except SourceReadError as exc:
+                answers.append(("refused", str(exc)))
+                continue
+        none = [[] for _ in range(frame.height)]  # no errors at all, said either way
+        answers.append((frame.to_dicts(), none if errors is None else errors))
+    return answers
+
+
+_ANY_CELL = st.text(alphabet=st.sampled_from(list('ab ,;|"\t\r\n\x00\u00e9')), max_size=5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    width=st.integers(min_value=1, max_value=4),
+    separator=st.sampled_from([",", ";", "\t", "|"]),
+    data=st.data(),
+)
+@example(width=4, separator=",", data=None)
+def test_the_polars_path_reads_what_the_csv_module_reads(
+    width: int, separator: str, data: st.DataObject | None
+) -> None:
+    # the quick path (polars) is taken only where it reads each line as the csv module would:
+    # the same rows, values and row errors, or the same refusal (the csv module decides)
+    rows = (
+        [',,,""']  # a quoted empty field is empty: the line is blank
+        if data is None
+        else data.draw(
+            st.lists(st.lists(_ANY_CELL, min_size=1, max_size=4).map(separator.join), max_size=6)
+        )
+    )
+    header = separator.join(f"c{n}" for n in range(width))
+    fast, slow = _read_both("\n".join([header, *rows]) + "\n", separator)
+    assert fast == slow
 
 
 def test_a_short_line_of_quoted_fields_only_is_a_row_error_not_a_row_of_nulls() -> None:

@@ -357,15 +357,20 @@ def _regular(data: bytes, separator: str, width: int, body: str | None = None) -
     if lines is None:
         text = data.decode("utf-8") if body is None else body
         lines = pl.Series(text.split("\n"), dtype=pl.String)
-    # quotes are counted, and quoted fields taken out before counting separators, only on the
-    # lines that hold one; only a line of another field count is looked at for being blank
+    # the quoting is checked, and quoted fields taken out before counting separators, only on
+    # the lines that hold a quote; only a line of another field count is looked at for being blank
     has_quote = lines.str.contains('"', literal=True)
     quoted = lines.filter(has_quote)
-    if (quoted.str.count_matches('"', literal=True) % 2 == 1).any():
+    # every field whole: quoted from its start to its end, or holding no quote at all; polars
+    # would read `"a"b` or an unclosed quote leniently, where the csv module refuses them
+    sep = f"\\x{{{ord(separator):x}}}"
+    field = f'(?:{_QUOTED}|[^"{sep}]*)'
+    if not bool(quoted.str.contains(f"^{field}(?:{sep}{field})*$").all()):
         return False
     unquoted = lines.filter(~has_quote)
     off = unquoted.filter(unquoted.str.count_matches(separator, literal=True) + 1 != width)
-    if off.len() and not bool((off.str.strip_chars() == "").all()):
+    # only an empty line is blank: one of spaces is a short row (polars would pad it with nulls)
+    if off.len() and not bool((off == "").all()):
         return False
     # a line with a quote is never blank, even when its quoted fields were all it held
     fields = quoted.str.replace_all(_QUOTED, "").str.count_matches(separator, literal=True) + 1
@@ -421,6 +426,8 @@ def read_delimited(
                 new_columns=header,
                 truncate_ragged_lines=False,
             )
+            if b'""' in data:  # a quoted empty field is empty, as the csv module reads it
+                frame = frame.with_columns(pl.all().replace("", None))
             # a line of nothing (blank, or separators only) is not a record
             return frame.filter(~pl.all_horizontal(pl.all().is_null())), None
         except pl.exceptions.PolarsError:
