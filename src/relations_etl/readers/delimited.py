@@ -377,6 +377,24 @@ def _regular(data: bytes, separator: str, width: int, body: str | None = None) -
     return not bool((fields != width).any())
 
 
+def _read_regular(
+    data: bytes, separator: str, header: list[str], *, has_header: bool
+) -> pl.DataFrame:
+    """Polars' reading of lines `_regular` passed, as the csv module reads them: a quoted empty
+    field is empty, and a line of nothing (blank, or separators only) is not a record."""
+    frame = pl.read_csv(
+        io.BytesIO(data),
+        separator=separator,
+        has_header=has_header,
+        infer_schema=False,
+        new_columns=header,
+        truncate_ragged_lines=False,
+    )
+    if b'""' in data:
+        frame = frame.with_columns(pl.all().replace("", None))
+    return frame.filter(~pl.all_horizontal(pl.all().is_null()))
+
+
 def read_delimited(
     data: bytes,
     *,
@@ -419,17 +437,7 @@ def read_delimited(
     data = body.encode("utf-8")  # the check's lines and the read, from the same bytes
     if _regular(data, separator, width, body):
         try:
-            frame = pl.read_csv(
-                io.BytesIO(data),
-                separator=separator,
-                infer_schema=False,
-                new_columns=header,
-                truncate_ragged_lines=False,
-            )
-            if b'""' in data:  # a quoted empty field is empty, as the csv module reads it
-                frame = frame.with_columns(pl.all().replace("", None))
-            # a line of nothing (blank, or separators only) is not a record
-            return frame.filter(~pl.all_horizontal(pl.all().is_null())), None
+            return _read_regular(data, separator, header, has_header=True), None
         except pl.exceptions.PolarsError:
             pass  # the csv module below says which line is wrong
     del data  # not held while the csv module reads the text row by row
@@ -508,18 +516,11 @@ def iter_delimited(
             raise Irregular("not UTF-8") from exc
         if not regular:
             raise Irregular("ragged lines")
-        try:
-            frame = pl.read_csv(
-                io.BytesIO(block),  # strict UTF-8, so the same bytes as the text checked
-                separator=separator,
-                has_header=False,
-                infer_schema=False,
-                new_columns=header,
-                truncate_ragged_lines=False,
-            )
+        try:  # strict UTF-8, so the same bytes as the text checked
+            frame = _read_regular(block, separator, header, has_header=False)
         except pl.exceptions.PolarsError as exc:
             raise Irregular(str(exc)) from exc
-        yield frame.filter(~pl.all_horizontal(pl.all().is_null()))
+        yield frame
         block = read_up_to(handle, piece) + handle.readline()
 
 
