@@ -491,13 +491,11 @@ def iter_delimited(
         raise Irregular("not UTF-8") from exc
     if not text.strip() or text.count('"') % 2:
         raise Irregular("no header, or one spanning lines")
-    header = _header(
-        next(csv.reader([text], delimiter=separator, strict=True)),
-        uri,
-        source,
-        skip_rows + 1,
-        settings.max_columns,
-    )
+    try:
+        fields = next(csv.reader([text], delimiter=separator, strict=True))
+    except csv.Error as exc:  # read whole, it is refused naming its line
+        raise Irregular(f"the header is not valid CSV: {exc}") from exc
+    header = _header(fields, uri, source, skip_rows + 1, settings.max_columns)
     sample = handle.read(1 << 16)
     if not sample:  # a header and no rows
         yield pl.DataFrame(schema={name: pl.String for name in header})
