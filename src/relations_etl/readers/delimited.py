@@ -435,7 +435,8 @@ def read_delimited(
     header_lines = reader.line_num
     width = len(header)
     data = body.encode("utf-8")  # the check's lines and the read, from the same bytes
-    if _regular(data, separator, width, body):
+    # polars would take a U+FEFF opening the header line (after blank lines) for a BOM
+    if not body.startswith("\ufeff") and _regular(data, separator, width, body):
         try:
             return _read_regular(data, separator, header, has_header=True), None
         except pl.exceptions.PolarsError:
@@ -506,6 +507,8 @@ def iter_delimited(
     block = sample + read_up_to(handle, piece - len(sample)) + handle.readline()
     while block:
         _no_lone_return(block)
+        if block.startswith(codecs.BOM_UTF8):  # polars would take a line's U+FEFF for a BOM
+            raise Irregular("a line starts with U+FEFF")
         if b"\r" in block:
             block = block.replace(b"\r\n", b"\n")
         try:  # polars reads the lines strictly as UTF-8: no text of the block is made
