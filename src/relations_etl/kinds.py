@@ -1,4 +1,4 @@
-"""The kinds of facts a source holds, in a module of no imports: the CLI parser reads it."""
+"""The kinds of facts a source holds, apart from config so that the CLI parser imports no stage."""
 
 from __future__ import annotations
 
