@@ -409,7 +409,7 @@ def test_a_u_feff_that_is_not_the_files_bom_is_text() -> None:
     listed = b"id\n\xef\xbb\xbfh1\nh2\n"
     whole, _ = read_delimited(listed, source="l", **options)
     assert whole["id"].to_list() == ["\ufeffh1", "h2"]
-    with pytest.raises(Irregular, match="U\\+FEFF"):
+    with pytest.raises(Irregular):  # read whole instead
         list(iter_delimited(listed, source="l", settings=Settings(), rows=1, **options))
 
 

@@ -349,10 +349,12 @@ def _lines(data: bytes) -> pl.Series | None:
 
 
 def _regular(data: bytes, separator: str, width: int, body: str | None = None) -> bool:
-    """True when every line of UTF-8 `data` has exactly the header's field count and no field
-    spans lines. `body`, when given, is `data` as text (else decoded only if polars cannot read
-    the lines: a NUL in them, or a NUL separator). Raises UnicodeDecodeError or polars'
-    ComputeError for bytes that are not UTF-8."""
+    """True when every line of UTF-8 `data` has exactly the header's field count, no field
+    spans lines, and polars reads each line as the csv module does. `body`, when given, is
+    `data` as text (else decoded only if polars cannot read the lines: a NUL in them, or a NUL
+    separator). Raises UnicodeDecodeError or polars' ComputeError for bytes that are not UTF-8."""
+    if data.startswith(codecs.BOM_UTF8):  # a line's U+FEFF, which polars would drop as a BOM
+        return False
     lines = _lines(data) if separator != "\x00" else None
     if lines is None:
         text = data.decode("utf-8") if body is None else body
@@ -435,8 +437,7 @@ def read_delimited(
     header_lines = reader.line_num
     width = len(header)
     data = body.encode("utf-8")  # the check's lines and the read, from the same bytes
-    # polars would take a U+FEFF opening the header line (after blank lines) for a BOM
-    if not body.startswith("\ufeff") and _regular(data, separator, width, body):
+    if _regular(data, separator, width, body):
         try:
             return _read_regular(data, separator, header, has_header=True), None
         except pl.exceptions.PolarsError:
@@ -507,8 +508,6 @@ def iter_delimited(
     block = sample + read_up_to(handle, piece - len(sample)) + handle.readline()
     while block:
         _no_lone_return(block)
-        if block.startswith(codecs.BOM_UTF8):  # polars would take a line's U+FEFF for a BOM
-            raise Irregular("a line starts with U+FEFF")
         if b"\r" in block:
             block = block.replace(b"\r\n", b"\n")
         try:  # polars reads the lines strictly as UTF-8: no text of the block is made
