@@ -359,12 +359,11 @@ def _regular(data: bytes, separator: str, width: int, body: str | None = None) -
     if lines is None:
         text = data.decode("utf-8") if body is None else body
         lines = pl.Series(text.split("\n"), dtype=pl.String)
-    # the quoting is checked, and quoted fields taken out before counting separators, only on
-    # the lines that hold a quote; only a line of another field count is looked at for being blank
+    # only the lines that hold a quote pay for the quoting check: every field whole, quoted from
+    # its start to its end or holding no quote (polars reads `"a"b` or an unclosed quote
+    # leniently, where the csv module refuses them), then counted with quoted fields taken out
     has_quote = lines.str.contains('"', literal=True)
     quoted = lines.filter(has_quote)
-    # every field whole: quoted from its start to its end, or holding no quote at all; polars
-    # would read `"a"b` or an unclosed quote leniently, where the csv module refuses them
     sep = f"\\x{{{ord(separator):x}}}"
     field = f'(?:{_QUOTED}|[^"{sep}]*)'
     if not bool(quoted.str.contains(f"^{field}(?:{sep}{field})*$").all()):
