@@ -149,3 +149,34 @@ def test_a_header_that_arrives_in_pieces_still_names_the_column() -> None:
         _feed(_csv_screen(2 * CHUNK), pieces())
     assert (refused.value.row, refused.value.column) == (1, "notes")
     assert "a field at line 2 ('notes')" in str(refused.value)
+
+
+def test_a_refused_csv_field_is_named_alike_whatever_the_chunking() -> None:
+    # the first field over the limit, by line and column, as the whole file names it: a
+    # network read cuts the stream anywhere, inside a quoted field too
+    rng = random.Random(9)
+    for _ in range(1500):
+        rows = [["h1", "h2", "h3"]] + [
+            ["".join(rng.choice('ab,"\n') for _ in range(rng.randint(0, 9))) for _ in "123"]
+            for _ in range(rng.randint(1, 4))
+        ]
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerows(rows)
+        data = text.getvalue().encode("utf-8")
+        limit = rng.randint(1, 8)
+        over = [
+            (n, column)
+            for n, row in enumerate(rows)
+            for column, v in enumerate(row)
+            if len(v) + any(c in v for c in ',"\n') > limit
+        ]
+        if not over:
+            continue
+        named = []
+        for size in (len(data) + 1, *(rng.randint(1, 15) for _ in range(3))):
+            with pytest.raises(LimitError) as refused:
+                _feed(_csv_screen(limit), _cut(data, size))
+            named.append((refused.value.column, str(refused.value), refused.value.row))
+        row, column = over[0]
+        assert named[0][0] == (rows[0][column] if row else None), (data, limit)
+        assert all(n == named[0] for n in named), (data, limit, named)

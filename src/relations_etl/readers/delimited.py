@@ -112,13 +112,16 @@ def field_screen(
         return None
     state = _Open()
     # the file's first bytes, up to the header's line end, for its names: a network read can
-    # end inside the header line, so one chunk may not hold all of it
+    # end inside the header line, so one chunk may not hold all of it. A header of many short
+    # names can be longer than one field may be: kept up to a MiB past the limit
     head = bytearray()
+    keep = limit + (1 << 20)
 
     def breach(line: int, column: int) -> SourceReadError:
-        known = head and column >= 0
-        name = _header_name(bytes(head), separator, skip_lines, column) if known else None
         row = line - 1 - skip_lines
+        # a field of the header (or above it) is itself the name: not repeated
+        known = row > 0 and column >= 0
+        name = _header_name(bytes(head), separator, skip_lines, column) if known else None
         return too_large(
             f"a field at line {line}" + (f" ({shown(name)})" if name else ""),
             limit,
@@ -126,7 +129,7 @@ def field_screen(
             source=source,
             file=uri,
             row=row if row > 0 else None,
-            column=shown(name, quoted=False) if name and row > 0 else None,
+            column=shown(name, quoted=False) if name else None,
         )
 
     endings = (sep, b"\n", b"\r")
@@ -136,8 +139,8 @@ def field_screen(
     def screen(chunk: bytes, offset: int) -> None:
         nonlocal head_read
         if not head_read:
-            head.extend(chunk[: limit - len(head)])
-            head_read = len(head) >= limit or head.count(b"\n") > skip_lines
+            head.extend(chunk[: keep - len(head)])
+            head_read = len(head) >= keep or head.count(b"\n") > skip_lines
         if len(chunk) > limit:  # a field inside this chunk may be longer (a low limit)
             _scan(chunk, state, limit, breach, sep[0])
             return
@@ -157,8 +160,12 @@ def field_screen(
             return
         if state.size + first - (state.quotes + chunk.count(b'"', 0, first)) // 2 > limit:
             raise breach(state.line, state.column)
-        if line_end < 0:
-            column = state.column + chunk.count(sep) if b'"' not in chunk else -1
+        if line_end < 0:  # the line goes on from the last chunk: count on from its column
+            if not quotes:
+                column = state.column + chunk.count(sep)
+            else:
+                ended = _fields_ended(chunk[first + 1 : last + 1], separator)
+                column = state.column + 1 + ended if ended >= 0 and state.column >= 0 else -1
         else:
             column = _fields_ended(chunk[line_end + 1 : last + 1], separator)
         lines = _close(state, chunk, last, column)
