@@ -160,14 +160,16 @@ def field_screen(
             return
         if state.size + first - (state.quotes + chunk.count(b'"', 0, first)) // 2 > limit:
             raise breach(state.line, state.column)
-        if line_end < 0:  # the line goes on from the last chunk: count on from its column
-            if not quotes:
-                column = state.column + chunk.count(sep)
-            else:
-                ended = _fields_ended(chunk[first + 1 : last + 1], separator)
-                column = state.column + 1 + ended if ended >= 0 and state.column >= 0 else -1
-        else:
+        # the open field's column: counted from its line's start, else on from the last chunk's
+        if line_end >= 0:
             column = _fields_ended(chunk[line_end + 1 : last + 1], separator)
+        elif state.column < 0:
+            column = -1
+        elif not quotes:
+            column = state.column + chunk.count(sep)
+        else:
+            ended = _fields_ended(chunk[first + 1 : last + 1], separator)
+            column = state.column + 1 + ended if ended >= 0 else -1
         lines = _close(state, chunk, last, column)
         _carry(state, chunk, last + 1, limit, breach, quotes, lines)
 
