@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -34,13 +35,25 @@ def _free_port() -> int:
         return port
 
 
+# Prefect's server answers these when a request may simply be sent again (a busy SQLite
+# database answers 503), and its own client retries them; so does this one
+RETRYABLE = (429, 502, 503)
+
+
 def _api(url: str, path: str, body: dict[str, Any] | None = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(
         url + path, data=data, headers={"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        return json.load(answer)
+    for attempt in range(8):
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return json.load(answer)
+        except urllib.error.HTTPError as error:
+            if error.code not in RETRYABLE or attempt == 7:
+                raise
+            time.sleep(min(2**attempt, 10) / 2)
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture(scope="module")
