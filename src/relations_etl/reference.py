@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import hashlib
 import importlib.metadata
+import io
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -240,6 +241,9 @@ class Reference:
     _title_keys: list[str] = field(init=False, repr=False)
     _compact: dict[str, set[str]] = field(init=False, repr=False)
     _validity: pl.DataFrame | None = field(default=None, init=False, repr=False)
+    _tables: tuple[dict[str, pl.DataFrame], str] | None = field(
+        default=None, init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         # longest first: "Premier and Prince" must win over "Premier"
@@ -683,3 +687,20 @@ class Reference:
         if self._validity is None:
             self._validity = self.countries_frame().select("code", "name", "valid_from", "valid_to")
         return self._validity
+
+    def warehouse_tables(self) -> tuple[dict[str, pl.DataFrame], str]:
+        """The `countries` and `organizations` tables and a digest of their rows, made once: a
+        load compares the digest with the one the warehouse holds before rewriting them."""
+        if self._tables is None:
+            tables = {
+                "countries": self.countries_frame(),
+                "organizations": self.organizations_frame(),
+            }
+            digest = hashlib.sha256(pl.__version__.encode())
+            for name, frame in tables.items():
+                ipc = io.BytesIO()
+                frame.write_ipc(ipc, compression="uncompressed")
+                digest.update(name.encode())
+                digest.update(ipc.getvalue())
+            self._tables = (tables, digest.hexdigest())
+        return self._tables

@@ -19,6 +19,12 @@ CREATE TABLE IF NOT EXISTS organizations (
 ALTER TABLE organizations ADD COLUMN IF NOT EXISTS founded INTEGER;
 ALTER TABLE organizations ADD COLUMN IF NOT EXISTS dissolved INTEGER;
 
+-- The reference data countries and organizations hold: the digest of its files and of the code
+-- that built the rows (load.refresh_reference rewrites both tables only when it changes).
+CREATE TABLE IF NOT EXISTS reference_applied (
+    digest  VARCHAR NOT NULL
+);
+
 -- The fact tables have no PRIMARY KEY: its index (an ART held whole in memory) took about 5 GB
 -- to load 10M visits. Each id is still unique: ids are unique within a batch (split keeps one
 -- row per id) and the load deletes an id's old row before it inserts the new one (load.py);
