@@ -20,12 +20,18 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
 from relations_etl.config import Source
 from relations_etl.settings import Settings
+
+# no property test fails for being slow: hypothesis's default 200 ms per example is a timing
+# assertion, and this machine (CI's too) is shared; time is for bench/
+hypothesis_settings.register_profile("suite", deadline=None)
+hypothesis_settings.load_profile("suite")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("RELATIONS_ETL_SHARED_DATA", REPO.parent / "shared" / "data"))
