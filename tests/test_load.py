@@ -243,6 +243,23 @@ def test_a_warehouse_written_in_a_failed_hold_is_verified_again(settings: Settin
     assert not db._was_verified(settings.db_path)
 
 
+def test_a_warehouse_a_load_created_is_not_read_whole_again_by_the_next_process(
+    settings: Settings,
+) -> None:
+    """The first load creates the file and is its only writer: it leaves the file's stamp, so
+    the next process (an analyst's query, the next run) trusts it without reading every block,
+    as it would after any later load. A file changed since is verified again."""
+    _, memberships, *_ = load_sources(REPO / "examples" / "sources.yaml")
+    run_source(memberships, settings)
+    sidecar = settings.db_path.with_name(settings.db_path.name + db.VERIFIED_SUFFIX)
+    assert sidecar.is_file()
+    db._verified.clear()  # what another process knows: only the file next to the warehouse
+    assert db._was_verified(settings.db_path)
+    with duckdb.connect(str(settings.db_path)) as outside:  # written by someone else
+        outside.execute("CREATE TABLE _outside AS SELECT 1 AS x")
+    assert not db._was_verified(settings.db_path)
+
+
 def test_quarantine_keeps_one_open_entry_per_row(settings: Settings, tmp_path: Path) -> None:
     listing = tmp_path / "relations.csv"
     config = tmp_path / "sources.yaml"

@@ -223,8 +223,11 @@ def held(settings: Settings, *, verify_file: bool = False) -> Iterator[None]:
     if key in _held:
         yield
         return
+    created = not settings.db_path.exists()
     _held[key] = connect(settings, verify_file=verify_file)
-    _trusted[key] = _was_verified(settings.db_path)
+    # a file this connection created holds only what it wrote: the next process, reader or
+    # writer, need not read every block of it again (64 ms for a warehouse of 1M visits)
+    _trusted[key] = created or _was_verified(settings.db_path)
     try:
         yield
     except BaseException:
