@@ -231,6 +231,47 @@ def shared_string_3gib(folder: Path) -> Path:
     return path
 
 
+def _packed(folder: Path, name: str, pack: Callable[[bytes], bytes]) -> Path:
+    path = folder / name
+    path.write_bytes(pack((CASES_DIR / "good.csv").read_bytes()))
+    return path
+
+
+def gzip_named_csv_gz(folder: Path) -> Path:
+    """good.csv gzip-compressed, named as such (as archives ship it: visits.csv.gz)."""
+    import gzip
+
+    return _packed(folder, "good.csv.gz", gzip.compress)
+
+
+def gzip_named_csv(folder: Path) -> Path:
+    """good.csv gzip-compressed under a .csv name: its first bytes tell."""
+    import gzip
+
+    return _packed(folder, "good.csv", gzip.compress)
+
+
+def zip_named_csv(folder: Path) -> Path:
+    """good.csv in a zip archive under a .csv name."""
+    import io
+    import zipfile
+
+    def pack(data: bytes) -> bytes:
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("good.csv", data)
+        return out.getvalue()
+
+    return _packed(folder, "visits.csv", pack)
+
+
+def xz_named_ndjson(folder: Path) -> Path:
+    """xz-compressed bytes under an .ndjson name."""
+    import lzma
+
+    return _packed(folder, "visits.ndjson", lzma.compress)
+
+
 def nul_gigabyte(folder: Path) -> Path:
     """1 GiB of NUL bytes, as a sparse file (no disk used)."""
     path = folder / "nul_gigabyte.csv"
@@ -390,6 +431,10 @@ GENERATORS: dict[str, Callable[[Path], Path]] = {
         deep_yaml,
         link_out,
         not_a_workbook_zip,
+        gzip_named_csv_gz,
+        gzip_named_csv,
+        zip_named_csv,
+        xz_named_ndjson,
     )
 }
 

@@ -240,10 +240,27 @@ def test_guess_format(uri: str, fmt: str) -> None:
     assert guess_format(uri) == fmt
 
 
-@pytest.mark.parametrize("uri", ["folder/", "noext", "dir.v2/data", "x.docx", "archive.tar.gz"])
+@pytest.mark.parametrize("uri", ["folder/", "noext", "dir.v2/data", "x.docx"])
 def test_guess_format_refuses(uri: str) -> None:
     with pytest.raises(ConfigError, match="format"):
         guess_format(uri)
+
+
+@pytest.mark.parametrize(
+    ("uri", "says", "command"),
+    [
+        ("s3://archive/events.csv.gz", "gzip", "gunzip"),
+        ("archive.tar.gz", "gzip", "tar -xf"),
+        ("lists/igo.CSV.ZIP", "zip", "unzip"),
+        ("visits.tsv.zst", "zstd", "unzstd"),
+    ],
+)
+def test_a_compressed_name_is_refused_with_the_command_that_unpacks_it(
+    uri: str, says: str, command: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"named as a {says}-compressed file") as refused:
+        guess_format(uri)
+    assert f"({command})" in str(refused.value)
 
 
 def test_load_mapping(tmp_path: Path) -> None:

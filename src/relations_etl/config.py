@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from relations_etl.compressed import advice, by_name
 from relations_etl.errors import ConfigError
 from relations_etl.kinds import Kind as Kind  # where most modules import it from
 from relations_etl.limits import config_too_large
@@ -378,6 +379,11 @@ def guess_format(uri: str) -> str:
         "xml": "xml",
     }
     if suffix not in guesses:
+        packed = by_name(uri.rstrip("/").rsplit("/", 1)[-1])
+        if packed is not None:
+            raise ConfigError(
+                f"{uri!r} is named as a {packed[0]}-compressed file", hint=advice(*packed)
+            )
         raise ConfigError(
             f"cannot tell the format of {uri!r} from its name; give --format (one of {FORMATS})"
         )

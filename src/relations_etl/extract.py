@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 
 import polars as pl
 
+from relations_etl.compressed import advice, by_content
 from relations_etl.config import Source, check_uri
 from relations_etl.envelope import RowErrors
 from relations_etl.errors import SourceReadError
@@ -68,6 +69,14 @@ def text_screen(
         fields = string_screen(limit, uri=uri, source=source)
 
     def screen(chunk: bytes, offset: int) -> None:
+        packed = by_content(chunk) if offset == 0 else None
+        if packed is not None:  # its first bytes, not text: the NUL message would mislead
+            raise SourceReadError(
+                f"the file is {packed[0]}-compressed (its first bytes), not {fmt} text",
+                source=source,
+                file=uri,
+                hint=advice(*packed),
+            )
         at = chunk.find(0)
         if at < 0:
             lines[0] += chunk.count(b"\n")
