@@ -378,3 +378,29 @@ def test_moved_from_is_resolved_like_the_uri(tmp_path: Path) -> None:
     assert source.max_rejected_share == 1.0
     moved = source_for(Kind.VISITS, "b/x.csv", None, None, moved_from="a/x.csv")
     assert moved.moved_from == str(Path.cwd() / "a" / "x.csv")
+
+
+def test_compressed_bytes_are_told_from_text_that_begins_alike() -> None:
+    import bz2
+    import gzip
+    import io
+    import lzma
+    import zipfile
+
+    from relations_etl.compressed import by_content
+
+    text = b"code,name\nKAZ,Kazakhstan\n"
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as packed:
+        packed.writestr("list.csv", text)
+    for data, kind in (
+        (gzip.compress(text), "gzip"),
+        (archive.getvalue(), "zip"),
+        (bz2.compress(text), "bzip2"),
+        (bz2.compress(b""), "bzip2"),
+        (lzma.compress(text), "xz"),
+    ):
+        found = by_content(data)
+        assert found is not None and found[0] == kind, kind
+    for list_text in (b"BZh_code,name\n", b"BZh9,x\n", b"PK,name\n", text):
+        assert by_content(list_text) is None

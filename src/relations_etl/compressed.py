@@ -24,10 +24,17 @@ def by_name(name: str) -> tuple[str, str] | None:
     return None
 
 
+# after "BZh" and its block size (1-9): the magic of a first block, or of an empty stream's end
+_BZIP2_NEXT = (b"1AY&SY", b"\x17rE8P\x90")
+
+
 def by_content(first: bytes) -> tuple[str, str] | None:
     """The compression a file's first bytes show, and its command; None if none."""
     for name, _, magic, command in _KINDS:
-        if first.startswith(magic):
+        if not first.startswith(magic):
+            continue
+        # "BZh" alone may begin a text list: a header named BZh_code, say
+        if name != "bzip2" or (first[3:4].isdigit() and first[4:10] in _BZIP2_NEXT):
             return name, command
     return None
 
