@@ -45,15 +45,16 @@ def _api(url: str, path: str, body: dict[str, Any] | None = None) -> Any:
     request = urllib.request.Request(
         url + path, data=data, headers={"Content-Type": "application/json"}
     )
-    for attempt in range(8):
+    attempt = 0
+    while True:
         try:
             with urllib.request.urlopen(request, timeout=30) as answer:
                 return json.load(answer)
         except urllib.error.HTTPError as error:
-            if error.code not in RETRYABLE or attempt == 7:
+            attempt += 1
+            if error.code not in RETRYABLE or attempt == 8:
                 raise
             time.sleep(min(2**attempt, 10) / 2)
-    raise AssertionError("unreachable")
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ CREATE TABLE IF NOT EXISTS organizations (
 ALTER TABLE organizations ADD COLUMN IF NOT EXISTS founded INTEGER;
 ALTER TABLE organizations ADD COLUMN IF NOT EXISTS dissolved INTEGER;
 
--- The reference data countries and organizations hold: the digest of its files and of the code
--- that built the rows (load.refresh_reference rewrites both tables only when it changes).
+-- What countries and organizations hold: a digest of their rows as the reference data in use
+-- makes them (load.refresh_reference rewrites both tables only when it changes).
 CREATE TABLE IF NOT EXISTS reference_applied (
     digest  VARCHAR NOT NULL
 );
